@@ -1,0 +1,5 @@
+import sys
+
+from omniseg.cli import main
+
+sys.exit(main())

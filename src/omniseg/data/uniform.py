@@ -1,0 +1,76 @@
+"""Reader of the uniform dataset layout (DESIGN.md): images/<id>.*, masks/<id>.png, classes.json.
+
+Masks hold class ids with 255 = ignore. Splits are fixed by a seed so every run, and every
+machine, sees the same train/val images.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from omniseg.errors import InputError
+
+IGNORE = 255
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: str
+    image_path: Path
+    mask_path: Path | None
+
+
+class UniformDataset:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        classes_file = self.root / "classes.json"
+        if not classes_file.is_file():
+            raise InputError(f"not a dataset directory (no classes.json): {self.root}")
+        self.classes: list[str] = json.loads(classes_file.read_text())
+        self.name = self.root.name
+        images_dir = self.root / "images"
+        if not images_dir.is_dir():
+            raise InputError(f"dataset has no images/ folder: {self.root}")
+        samples = []
+        for path in sorted(images_dir.iterdir()):
+            if path.suffix.lower() in IMAGE_EXTS:
+                mask = self.root / "masks" / f"{path.stem}.png"
+                samples.append(Sample(path.stem, path, mask if mask.is_file() else None))
+        if not samples:
+            raise InputError(f"dataset has no images: {images_dir}")
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def split(self, part: str, val_fraction: float = 0.2, seed: int = 0) -> list[Sample]:
+        """Fixed-seed split of the labelled samples; part is 'train', 'val' or 'all'."""
+        labelled = [s for s in self.samples if s.mask_path is not None]
+        if part == "all":
+            return labelled
+        order = list(range(len(labelled)))
+        random.Random(f"{seed}:{self.name}").shuffle(order)
+        n_val = max(1, round(len(labelled) * val_fraction))
+        chosen = sorted(order[:n_val]) if part == "val" else sorted(order[n_val:])
+        if part not in ("train", "val"):
+            raise InputError(f"unknown split {part!r}: use train, val or all")
+        return [labelled[i] for i in chosen]
+
+
+def read_mask(path: Path) -> np.ndarray:
+    mask = np.asarray(Image.open(path))
+    if mask.ndim != 2:
+        raise InputError(f"mask must be single-channel class ids: {path}")
+    return mask
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))

@@ -1,0 +1,217 @@
+"""The native model: OpenSeg (seeds/003 sec. 3 and appendix C) on an EfficientNet-Lite0 backbone.
+
+backbone strides 4..32 -> FPN fused to stride 4 (Panoptic-FPN style) -> F_s (mask features) and
+F_z (embedding features) -> T query-to-image cross-attention blocks on N learnable queries with
+learnable position embeddings -> masks s = sigmoid(q . (F_s + PE)) and region embeddings
+z = proj(mask-pooled F_z), L2-normalised in the text space.
+
+The decoder uses depthwise-separable convolutions: a dense 3x3 conv at stride 4 would cost more
+than the whole backbone on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from omniseg.errors import MissingResourceError
+from omniseg.models.backbone import FEATURE_CHANNELS, IMAGE_MEAN, IMAGE_STD, load_pretrained_backbone, EfficientNetLite0
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass
+class OpenSegConfig:
+    fpn_dim: int = 96
+    feature_dim: int = 128  # dimension of F_s, F_z and the queries
+    num_queries: int = 48
+    num_blocks: int = 3  # T in appendix C
+    num_heads: int = 4
+    ffn_dim: int = 256
+    text_dim: int = 384  # all-MiniLM-L6-v2
+    pos_grid: int = 32  # learnable PE is a grid resized to the feature map
+    trainable_backbone_from: int = 11  # blocks >= this index are fine-tuned; 16 freezes all
+    text_encoder: str = "all-MiniLM-L6-v2"
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "OpenSegConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class SeparableConv(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__(
+            nn.Conv2d(c_in, c_in, 3, padding=1, groups=c_in, bias=False),
+            nn.Conv2d(c_in, c_out, 1, bias=False),
+            nn.GroupNorm(8, c_out),
+            nn.ReLU(inplace=True),
+        )
+
+
+class FPN(nn.Module):
+    """Top-down FPN, then every level upsampled to stride 4 and summed (Panoptic FPN fusion)."""
+
+    def __init__(self, in_channels: tuple[int, ...], dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.lateral = nn.ModuleList(nn.Conv2d(c, dim, 1) for c in in_channels)
+        self.fuse = nn.ModuleList(SeparableConv(dim, out_dim) for _ in in_channels)
+
+    def forward(self, feats: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        laterals = [lat(f) for lat, f in zip(self.lateral, feats)]
+        for i in range(len(laterals) - 2, -1, -1):
+            laterals[i] = laterals[i] + F.interpolate(laterals[i + 1], size=laterals[i].shape[-2:], mode="nearest")
+        size = laterals[0].shape[-2:]
+        fused = 0
+        for fuse, lat in zip(self.fuse, laterals):
+            h = fuse(lat)
+            fused = fused + (h if h.shape[-2:] == size else F.interpolate(h, size=size, mode="bilinear", align_corners=False))
+        return fused
+
+
+class CrossAttentionBlock(nn.Module):
+    """Queries attend to position-augmented image features, then an MLP (appendix C, Fig. 6)."""
+
+    def __init__(self, dim: int, heads: int, ffn_dim: int) -> None:
+        super().__init__()
+        self.norm_q = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm_ffn = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(), nn.Linear(ffn_dim, dim))
+
+    def forward(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        q = q + self.attn(self.norm_q(q), keys, values, need_weights=False)[0]
+        return q + self.ffn(self.norm_ffn(q))
+
+
+class OpenSegModel(nn.Module):
+    def __init__(self, config: OpenSegConfig | None = None, backbone: EfficientNetLite0 | None = None) -> None:
+        super().__init__()
+        self.config = config = config or OpenSegConfig()
+        self.backbone = backbone if backbone is not None else load_pretrained_backbone()
+        self.register_buffer("pixel_mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
+        d = config.feature_dim
+        self.fpn = FPN(FEATURE_CHANNELS, config.fpn_dim, d)
+        self.mask_features = nn.Sequential(nn.Conv2d(d, d, 1), nn.ReLU(inplace=True), nn.Conv2d(d, d, 1))  # F_s
+        self.embed_features = nn.Sequential(nn.Conv2d(d, d, 1), nn.ReLU(inplace=True), nn.Conv2d(d, d, 1))  # F_z
+        self.pos_embed = nn.Parameter(torch.randn(1, d, config.pos_grid, config.pos_grid) * 0.02)
+        self.queries = nn.Parameter(torch.randn(config.num_queries, d) * 0.02)
+        self.blocks = nn.ModuleList(CrossAttentionBlock(d, config.num_heads, config.ffn_dim) for _ in range(config.num_blocks))
+        self.query_norm = nn.LayerNorm(d)
+        self.mask_embed = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, d))
+        self.objectness = nn.Linear(d, 1)
+        self.text_proj = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, config.text_dim))
+        # Learnable temperatures (log 1/tau): grounding loss (eq. 2) and the classification terms.
+        self.logit_scale_grounding = nn.Parameter(torch.tensor(2.3))
+        self.logit_scale_class = nn.Parameter(torch.tensor(2.3))
+        self._freeze_backbone()
+
+    # -- parameters -------------------------------------------------------------------------
+    def _frozen_backbone_names(self) -> set[str]:
+        first = self.config.trainable_backbone_from
+        frozen = set()
+        for name, _ in self.backbone.named_parameters():
+            parts = name.split(".")
+            if parts[0] == "_blocks" and int(parts[1]) >= first:
+                continue
+            frozen.add(name)
+        return frozen
+
+    def _freeze_backbone(self) -> None:
+        frozen = self._frozen_backbone_names()
+        for name, p in self.backbone.named_parameters():
+            p.requires_grad_(name not in frozen)
+
+    def train(self, mode: bool = True) -> "OpenSegModel":
+        super().train(mode)
+        # BatchNorm statistics of the pretrained backbone stay fixed: batches here are tiny.
+        self.backbone.eval()
+        return self
+
+    # -- forward ----------------------------------------------------------------------------
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """images: [B,3,H,W] RGB in 0..1 -> fused features F at stride 4."""
+        x = (images - self.pixel_mean) / self.pixel_std
+        first = self.config.trainable_backbone_from
+        bb = self.backbone
+        with torch.set_grad_enabled(torch.is_grad_enabled() and first == 0):
+            h = F.relu6(bb._bn0(bb._conv_stem(x)))
+        feats = []
+        for i, block in enumerate(bb._blocks):
+            with torch.set_grad_enabled(torch.is_grad_enabled() and i >= first):
+                h = block(h)
+            if i in (2, 4, 10, 15):
+                feats.append(h)
+        return self.fpn(tuple(feats))
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Returns mask logits [B,N,H/4,W/4], region embeddings [B,N,text_dim] (unit norm),
+        objectness logits [B,N]."""
+        feats = self.image_features(images)
+        b, d, h, w = feats.shape
+        pe = F.interpolate(self.pos_embed, size=(h, w), mode="bilinear", align_corners=False)
+        f_s = self.mask_features(feats) + pe
+        f_z = self.embed_features(feats)
+        keys = f_s.flatten(2).transpose(1, 2)  # [B, HW, d]
+        values = feats.flatten(2).transpose(1, 2)
+        q = self.queries.unsqueeze(0).expand(b, -1, -1)
+        for block in self.blocks:
+            q = block(q, keys, values)
+        q = self.query_norm(q)
+        mask_logits = torch.einsum("bnd,bdhw->bnhw", self.mask_embed(q), f_s) / d ** 0.5
+        masks = mask_logits.sigmoid()
+        pooled = torch.einsum("bnhw,bdhw->bnd", masks, f_z) / masks.sum((2, 3)).clamp(min=1e-6).unsqueeze(-1)
+        z = F.normalize(self.text_proj(pooled), dim=-1)
+        return {"mask_logits": mask_logits, "embeddings": z, "objectness": self.objectness(q).squeeze(-1)}
+
+    # -- persistence (safetensors + JSON config; never unpickle) -----------------------------
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything except the frozen pretrained backbone, which ships in its own package."""
+        frozen = {f"backbone.{n}" for n in self._frozen_backbone_names()}
+        frozen |= {f"backbone.{n}" for n, _ in self.backbone.named_buffers()
+                   if not _buffer_in_trainable_block(n, self.config.trainable_backbone_from)}
+        return {k: v for k, v in self.state_dict().items() if k not in frozen}
+
+    def save_pretrained(self, directory: str | Path, extra_config: dict | None = None) -> None:
+        from safetensors.torch import save_file
+
+        from omniseg.io import atomic_write_text
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().to(torch.float16 if v.is_floating_point() else v.dtype).contiguous()
+                   for k, v in self.trainable_state_dict().items()}
+        tmp = directory / (WEIGHTS_NAME + ".tmp")
+        save_file(tensors, str(tmp))
+        tmp.replace(directory / WEIGHTS_NAME)
+        atomic_write_text(directory / CONFIG_NAME, json.dumps({**asdict(self.config), **(extra_config or {})}, indent=2))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> "OpenSegModel":
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+        if not cfg_path.is_file() or not w_path.is_file():
+            raise MissingResourceError(f"no model at {directory}: expected {CONFIG_NAME} and {WEIGHTS_NAME}")
+        config = OpenSegConfig.from_dict(json.loads(cfg_path.read_text()))
+        model = cls(config)
+        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(w_path)).items()}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        expected = set(model.trainable_state_dict())
+        if unexpected or expected & set(missing):
+            raise MissingResourceError(f"weights at {w_path} do not match the config (missing "
+                                       f"{sorted(expected & set(missing))[:3]}, unexpected {unexpected[:3]})")
+        return model.eval()
+
+
+def _buffer_in_trainable_block(name: str, first: int) -> bool:
+    parts = name.split(".")
+    return parts[0] == "_blocks" and int(parts[1]) >= first

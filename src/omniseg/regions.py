@@ -1,0 +1,31 @@
+"""Regions: the one representation every task reads (DESIGN.md, seeds/003).
+
+N class-agnostic soft masks s[N,H,W] in 0..1, N L2-normalised embeddings z[N,D] in the text
+space, and N objectness scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Regions:
+    masks: torch.Tensor  # [N, H, W] float in 0..1 (possibly at a stride of the image)
+    embeddings: torch.Tensor  # [N, D], rows L2-normalised
+    scores: torch.Tensor  # [N]
+    image_size: tuple[int, int]  # (H, W) of the image the masks describe
+
+    def __post_init__(self) -> None:
+        n = self.masks.shape[0]
+        if self.embeddings.shape[0] != n or self.scores.shape[0] != n:
+            raise ValueError("masks, embeddings and scores must describe the same N regions")
+
+    def __len__(self) -> int:
+        return int(self.masks.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.embeddings.shape[1])

@@ -1,0 +1,157 @@
+"""The user's door: ``omniseg.load()`` returns a Segmenter; ``segment()`` answers with a result
+that knows how to save itself as a label PNG, an overlay and JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from omniseg.errors import InputError
+from omniseg.io import ImageLike, atomic_save_png, atomic_write_text, load_image
+from omniseg.models.openseg import OpenSegModel
+from omniseg.regions import Regions
+from omniseg.tasks.semantic import semantic_segmentation
+from omniseg.text.encoder import TextEncoder, default_text_encoder
+from omniseg.viz import overlay
+from omniseg.vocab import Vocabulary
+
+DEFAULT_MODEL_DIR = Path(__file__).parent / "weights" / "default"
+UINT8_UNLABELED = 255
+UINT16_UNLABELED = 65535
+
+
+def unlabeled_value(num_classes: int) -> int:
+    """uint8 with 255 = unlabeled up to 255 classes, else uint16 with 65535."""
+    if num_classes <= 255:
+        return UINT8_UNLABELED
+    if num_classes <= 65535:
+        return UINT16_UNLABELED
+    raise InputError(f"{num_classes} classes do not fit a uint16 label map (at most 65,535)")
+
+
+@dataclass
+class SemanticResult:
+    image: np.ndarray = field(repr=False)
+    label_map: np.ndarray = field(repr=False)  # uint8/uint16, index into classes, unlabeled = 255/65535
+    classes: list[str]
+    model_id: str
+    timings: dict[str, float]
+
+    @property
+    def unlabeled(self) -> int:
+        return unlabeled_value(len(self.classes))
+
+    def fractions(self) -> dict[str, float]:
+        ids, counts = np.unique(self.label_map, return_counts=True)
+        total = self.label_map.size
+        return {self.classes[int(i)]: round(float(c) / total, 6) for i, c in zip(ids, counts) if i != self.unlabeled}
+
+    def overlay(self, alpha: float = 0.55, legend: bool = True) -> Image.Image:
+        return overlay(self.image, self.label_map, self.classes, self.unlabeled, alpha=alpha, legend=legend)
+
+    def to_json(self) -> dict:
+        return {
+            "classes": self.classes,
+            "label_map": {"dtype": str(self.label_map.dtype), "unlabeled": self.unlabeled,
+                          "height": int(self.label_map.shape[0]), "width": int(self.label_map.shape[1])},
+            "fractions": self.fractions(),
+            "unlabeled_fraction": round(float((self.label_map == self.unlabeled).mean()), 6),
+            "model": self.model_id,
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+        }
+
+    def save(self, out_dir: str | Path, stem: str) -> dict[str, Path]:
+        out = Path(out_dir)
+        paths = {"label_map": out / f"{stem}.png", "overlay": out / f"{stem}_overlay.png", "json": out / f"{stem}.json"}
+        atomic_save_png(paths["label_map"], self.label_map)
+        atomic_save_png(paths["overlay"], self.overlay())
+        atomic_write_text(paths["json"], json.dumps(self.to_json(), indent=2))
+        return paths
+
+
+class Segmenter:
+    """Native model + text encoder, loaded once; every task reads the Regions it computes."""
+
+    def __init__(self, model: OpenSegModel, text_encoder: TextEncoder, model_id: str = "omniseg-default",
+                 max_size: int = 512) -> None:
+        self.model = model.eval()
+        self.text_encoder = text_encoder
+        self.model_id = model_id
+        self.max_size = max_size
+
+    def _prepare(self, image: np.ndarray) -> torch.Tensor:
+        h, w = image.shape[:2]
+        if h < 8 or w < 8:
+            raise InputError(f"image too small: {w}x{h} (at least 8x8 pixels)")
+        x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float().unsqueeze(0) / 255.0
+        scale = self.max_size / max(h, w)
+        if scale < 1:
+            x = F.interpolate(x, size=(max(8, round(h * scale)), max(8, round(w * scale))), mode="bilinear",
+                              align_corners=False, antialias=True)
+        return x
+
+    @torch.inference_mode()
+    def regions(self, image: ImageLike) -> Regions:
+        """The image as N soft masks (at stride 4 of the processed size) + embeddings + scores."""
+        array = load_image(image)
+        out = self.model(self._prepare(array))
+        return Regions(masks=out["mask_logits"][0].sigmoid(), embeddings=out["embeddings"][0],
+                       scores=out["objectness"][0].sigmoid(), image_size=tuple(array.shape[:2]))
+
+    def vocabulary(self, classes: Sequence[str] | str | Vocabulary) -> Vocabulary:
+        if isinstance(classes, Vocabulary):
+            vocab = classes
+        elif isinstance(classes, str):
+            vocab = Vocabulary.from_string(classes)
+        else:
+            vocab = Vocabulary.from_names(list(classes))
+        if vocab.embeddings is None:
+            vocab.embed(self.text_encoder)
+        return vocab
+
+    @torch.inference_mode()
+    def segment(self, image: ImageLike, classes: Sequence[str] | str | Vocabulary | None = None,
+                vocab: str | Path | Vocabulary | None = None, threshold: float | None = None) -> SemanticResult:
+        """Semantic segmentation of one image with an open vocabulary (seeds/003 eq. 6).
+
+        classes: names (a '|' inside a name separates synonyms) or a 'sky, road' string;
+        vocab: a vocabulary file or Vocabulary. threshold: pixels whose best class scores below it
+        (a weighted cosine in [-1, 1]) are unlabeled.
+        """
+        if (classes is None) == (vocab is None):
+            raise InputError("give exactly one of classes or vocab")
+        t0 = time.perf_counter()
+        vocabulary = self.vocabulary(classes if classes is not None else (
+            vocab if isinstance(vocab, Vocabulary) else Vocabulary.from_file(vocab)))
+        unlabeled = unlabeled_value(len(vocabulary))
+        t1 = time.perf_counter()
+        array = load_image(image)
+        regions = self.regions(array)
+        t2 = time.perf_counter()
+        label, _ = semantic_segmentation(regions, torch.from_numpy(vocabulary.embeddings),
+                                         torch.from_numpy(vocabulary.prompt_to_class), len(vocabulary),
+                                         out_size=array.shape[:2], threshold=threshold)
+        dtype = np.uint8 if unlabeled == UINT8_UNLABELED else np.uint16
+        label_np = label.numpy()
+        label_map = np.where(label_np < 0, unlabeled, label_np).astype(dtype)
+        t3 = time.perf_counter()
+        timings = {"vocabulary_s": t1 - t0, "model_s": t2 - t1, "labels_s": t3 - t2, "total_s": t3 - t0}
+        return SemanticResult(array, label_map, vocabulary.classes, self.model_id, timings)
+
+
+def load(model: str | Path | None = None, text_encoder: TextEncoder | None = None, max_size: int = 512) -> Segmenter:
+    """Load the embedded default model (or a directory written by ``save_pretrained``)."""
+    directory = Path(model) if model else DEFAULT_MODEL_DIR
+    net = OpenSegModel.from_pretrained(directory)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    model_id = "omniseg-default" if model is None else str(directory)
+    return Segmenter(net, text_encoder or default_text_encoder(), model_id=model_id, max_size=max_size)

@@ -1,0 +1,1 @@
+"""Task functions: small, pure functions of (Regions, Vocabulary, prompts)."""

@@ -1,0 +1,57 @@
+"""Semantic and grounding segmentation, seeds/003 eq. 6.
+
+logits[k, p] = max over class k's prompts of sum_i <w, z_i> s_i(p), argmax over k. Grounding is the
+same computation with the vocabulary restricted to the classes the user names for this image.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from omniseg.regions import Regions
+
+
+def class_max_over_prompts(sim: torch.Tensor, prompt_to_class: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """sim [M,...] per prompt -> [K,...] per class, max over each class's prompts (synonym ensembling)."""
+    out = sim.new_full((num_classes, *sim.shape[1:]), float("-inf"))
+    index = prompt_to_class.view(-1, *([1] * (sim.dim() - 1))).expand_as(sim)
+    return out.scatter_reduce(0, index, sim, reduce="amax", include_self=True)
+
+
+def semantic_logits(masks: torch.Tensor, class_sim: torch.Tensor) -> torch.Tensor:
+    """Eq. 6 normalised by mask mass: y[k,p] = sum_i <w_k,z_i> s_i(p) / sum_i s_i(p).
+
+    The normaliser is the same for every class, so argmax_k is exactly eq. 6; dividing makes y a
+    weighted mean cosine in [-1, 1], to which a temperature (training) or an "unlabeled" threshold
+    (inference) can be applied. masks [N,...], class_sim [K,N] -> [K,...].
+    """
+    flat = masks.reshape(masks.shape[0], -1)
+    y = class_sim @ flat / flat.sum(0, keepdim=True).clamp(min=1e-6)
+    return y.reshape(class_sim.shape[0], *masks.shape[1:])
+
+
+def region_class_similarity(regions: Regions, prompt_embeddings: torch.Tensor, prompt_to_class: torch.Tensor,
+                            num_classes: int) -> torch.Tensor:
+    """[K, N]: cosine of each region to each class (max over the class's prompts)."""
+    sim = prompt_embeddings.to(regions.embeddings.dtype) @ regions.embeddings.T  # [M, N]
+    return class_max_over_prompts(sim, prompt_to_class, num_classes)
+
+
+def semantic_segmentation(regions: Regions, prompt_embeddings: torch.Tensor, prompt_to_class: torch.Tensor,
+                          num_classes: int, out_size: tuple[int, int] | None = None,
+                          threshold: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Label map [H,W] (int64, -1 = unlabeled) and per-pixel score [H,W] (weighted mean cosine).
+
+    Logits are computed at the masks' resolution and upsampled bilinearly: cheaper than
+    upsampling N masks, and identical in the limit of smooth masks.
+    """
+    class_sim = region_class_similarity(regions, prompt_embeddings, prompt_to_class, num_classes)
+    logits = semantic_logits(regions.masks, class_sim)  # [K, h, w]
+    size = out_size or regions.image_size
+    if tuple(logits.shape[-2:]) != tuple(size):
+        logits = F.interpolate(logits[None], size=size, mode="bilinear", align_corners=False)[0]
+    score, label = logits.max(dim=0)
+    if threshold is not None:
+        label = torch.where(score < threshold, torch.full_like(label, -1), label)
+    return label, score

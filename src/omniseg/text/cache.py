@@ -1,0 +1,66 @@
+"""On-disk cache of text embeddings keyed by (encoder, text), so a vocabulary is encoded once.
+
+SQLite (stdlib) gives atomic, concurrent-safe writes: a crashed run never leaves a torn cache.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("OMNISEG_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "omniseg")
+    return Path(root)
+
+
+class EmbeddingCache:
+    def __init__(self, directory: str | Path, encoder_id: str) -> None:
+        self.path = Path(directory) / "text_embeddings.sqlite"
+        self.encoder_id = encoder_id
+        self._conn: sqlite3.Connection | None = None
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, timeout=30)
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS emb (encoder TEXT, text TEXT, vec BLOB, PRIMARY KEY (encoder, text))")
+        return self._conn
+
+    def lookup(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        db = self._db()
+        found: dict[str, np.ndarray] = {}
+        unique = list(dict.fromkeys(texts))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = db.execute(f"SELECT text, vec FROM emb WHERE encoder=? AND text IN ({marks})",
+                              [self.encoder_id, *chunk])
+            for text, blob in rows:
+                found[text] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
+    def store(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        db = self._db()
+        with db:
+            db.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?, ?)",
+                           [(self.encoder_id, t, np.ascontiguousarray(v, np.float32).tobytes())
+                            for t, v in zip(texts, vectors)])
+
+    def get_or_compute(self, texts: list[str], compute: Callable[[Sequence[str]], np.ndarray],
+                       dim: int) -> np.ndarray:
+        found = self.lookup(texts)
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        if missing:
+            vectors = compute(missing)
+            self.store(missing, vectors)
+            found.update(zip(missing, vectors))
+        if not texts:
+            return np.zeros((0, dim), np.float32)
+        return np.stack([found[t] for t in texts]).astype(np.float32)

@@ -1,0 +1,68 @@
+"""Training losses of the first recipe (seeds/003 eq. 1-4) plus the supervised terms.
+
+All take per-image tensors; the batch dimension is handled by the caller because images in one
+batch come from datasets with different vocabularies.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from omniseg.tasks.semantic import class_max_over_prompts, semantic_logits
+
+__all__ = ["class_max_over_prompts", "dice_best_match_loss", "grounding_loss", "pixel_class_loss", "region_class_loss"]
+
+
+def dice_matrix(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Dice(s_i, s_j^l) for every prediction i and target j: pred [N,P], target [M,P] -> [N,M]."""
+    if valid is not None:
+        pred = pred * valid
+        target = target * valid
+    inter = pred @ target.T
+    return 2 * inter / (pred.sum(1, keepdim=True) + target.sum(1).unsqueeze(0)).clamp(min=1e-6)
+
+
+def dice_best_match_loss(pred: torch.Tensor, target: torch.Tensor,
+                         valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 1: L_S = 1/M sum_j (1 - max_i Dice(s_i, s_j^l)).
+
+    pred [N,P] soft masks, target [M,P] binary masks, valid [P] (0 = ignore pixel).
+    Returns the loss and, for each target, the index of its best-matching prediction.
+    """
+    dice = dice_matrix(pred, target, valid)
+    best, index = dice.max(dim=0)
+    return (1 - best).mean(), index
+
+
+def grounding_similarity(regions: torch.Tensor, words: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Eq. 3: G(I, C) = 1/K sum_j sum_i softmax_i(<z_i,w_j>/tau) <z_i,w_j>; regions [N,D], words [K,D]."""
+    sim = regions @ words.T  # [N, K]
+    attn = torch.softmax(sim * scale, dim=0)
+    return (attn * sim).sum(0).mean()
+
+
+def grounding_loss(regions: list[torch.Tensor], words: list[torch.Tensor], scale: torch.Tensor) -> torch.Tensor:
+    """Eq. 4: contrastive over the batch in both directions (image->caption, caption->image)."""
+    b = len(regions)
+    g = torch.stack([torch.stack([grounding_similarity(regions[i], words[j], scale) for j in range(b)])
+                     for i in range(b)])  # g[i, j] = G(I_i, C_j)
+    target = torch.arange(b)
+    return F.cross_entropy(g.T * scale, target) + F.cross_entropy(g * scale, target)
+
+
+def region_class_loss(class_sim: torch.Tensor, matched: torch.Tensor, target: torch.Tensor,
+                      scale: torch.Tensor) -> torch.Tensor:
+    """Each ground-truth segment's best-matched region must name its class among the dataset's.
+
+    class_sim [K,N] cosine of every class to every region, matched [M] region index per segment,
+    target [M] class id per segment.
+    """
+    return F.cross_entropy(class_sim[:, matched].T * scale, target)
+
+
+def pixel_class_loss(masks: torch.Tensor, class_sim: torch.Tensor, labels: torch.Tensor,
+                     scale: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
+    """Per-pixel cross-entropy on the eq. 6 logits, so training optimises the inference path."""
+    y = semantic_logits(masks, class_sim)  # [K, P]
+    return F.cross_entropy((y * scale).T, labels.reshape(-1), ignore_index=ignore_index)

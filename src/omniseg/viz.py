@@ -1,0 +1,66 @@
+"""Pictures: a colour overlay of a label map with a legend of the classes present."""
+
+from __future__ import annotations
+
+import colorsys
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+
+def palette(n: int) -> np.ndarray:
+    """n distinct, stable colours (golden-ratio hue steps), uint8 [n, 3]."""
+    colours = []
+    for i in range(n):
+        h = (i * 0.618033988749895) % 1.0
+        s = 0.65 + 0.35 * ((i // 7) % 2)
+        v = 0.95 - 0.25 * ((i // 3) % 2)
+        colours.append([round(c * 255) for c in colorsys.hsv_to_rgb(h, s, v)])
+    return np.asarray(colours, dtype=np.uint8).reshape(n, 3)
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def overlay(image: np.ndarray, label_map: np.ndarray, classes: list[str], unlabeled: int,
+            alpha: float = 0.55, legend: bool = True) -> Image.Image:
+    """Blend class colours over the image; unlabeled pixels stay as they are; legend on the right."""
+    colours = palette(len(classes))
+    out = image.astype(np.float32).copy()
+    valid = label_map != unlabeled
+    ids = label_map[valid].astype(np.int64)
+    out[valid] = (1 - alpha) * out[valid] + alpha * colours[ids]
+    # Darken class boundaries so neighbouring regions of similar colour stay apart.
+    edge = np.zeros(label_map.shape, dtype=bool)
+    edge[:-1] |= label_map[:-1] != label_map[1:]
+    edge[:, :-1] |= label_map[:, :-1] != label_map[:, 1:]
+    out[edge] *= 0.35
+    picture = Image.fromarray(out.clip(0, 255).astype(np.uint8))
+    if not legend:
+        return picture
+    present, counts = np.unique(ids, return_counts=True)
+    order = np.argsort(-counts)
+    total = max(label_map.size, 1)
+    font_size = max(11, min(18, picture.height // 24))
+    font = _font(font_size)
+    row = font_size + 6
+    max_rows = max(1, (picture.height - 8) // row)
+    entries = [(int(present[i]), counts[i] / total) for i in order]
+    shown = entries[:max_rows]
+    width = 12 + font_size + 8 + max((int(font.getlength(f"{classes[k]}  {f:.0%}")) for k, f in shown), default=60)
+    canvas = Image.new("RGB", (picture.width + width, picture.height), (255, 255, 255))
+    canvas.paste(picture, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for r, (k, frac) in enumerate(shown):
+        y = 4 + r * row
+        x = picture.width + 8
+        draw.rectangle([x, y, x + font_size, y + font_size], fill=tuple(int(c) for c in colours[k]), outline=(0, 0, 0))
+        draw.text((x + font_size + 6, y), f"{classes[k]}  {frac:.0%}", fill=(0, 0, 0), font=font)
+    if len(entries) > len(shown):
+        draw.text((picture.width + 8, 4 + len(shown) * row - row // 2), f"+{len(entries) - len(shown)} more",
+                  fill=(90, 90, 90), font=font)
+    return canvas
