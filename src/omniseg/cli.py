@@ -34,6 +34,16 @@ def _quiet_libraries() -> None:
         pass
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value < 32:
+        raise argparse.ArgumentTypeError(f"must be at least 32, got {value}")
+    return value
+
+
 def _cmd_segment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -117,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--out", default="omniseg_out", help="output directory (default: %(default)s)")
     seg.add_argument("--model", help="model directory (default: the embedded default model)")
     seg.add_argument("--threshold", type=float, help="mark pixels whose best score (cosine) is below this unlabeled")
-    seg.add_argument("--max-size", type=int, default=512, help="longest side the model sees (default: %(default)s)")
+    seg.add_argument("--max-size", type=_positive_int, default=512, help="longest side the model sees (default: %(default)s)")
     seg.add_argument("--skip-existing", action="store_true", help="resume: skip images whose outputs exist")
     seg.add_argument("--quiet", action="store_true")
     seg.set_defaults(func=_cmd_segment)
@@ -132,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--val-fraction", type=float, default=0.2)
     ev.add_argument("--split-seed", type=int, default=0)
     ev.add_argument("--model", help="model directory (default: the embedded default model)")
-    ev.add_argument("--max-size", type=int, default=512)
+    ev.add_argument("--max-size", type=_positive_int, default=512)
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=_cmd_eval)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from omniseg.errors import InputError
 
@@ -40,11 +40,10 @@ def load_image(image: ImageLike) -> np.ndarray:
             if im.width * im.height > MAX_IMAGE_PIXELS:
                 raise InputError(f"image too large: {path} is {im.width}x{im.height} (limit {MAX_IMAGE_PIXELS} pixels)")
             im.load()
-            return np.asarray(im.convert("RGB"))
+            # Phone photos store rotation in EXIF; segment what the user sees, not the raw buffer.
+            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise InputError(f"cannot read image {path}: {exc.__class__.__name__}") from exc
-    if any(s == 0 for s in arr.shape):  # pragma: no cover
-        raise InputError(f"image {path} is empty")
 
 
 def _atomic_write(path: Path, write) -> None:

@@ -60,7 +60,7 @@ class Vocabulary:
         if not path.is_file():
             raise InputError(f"vocabulary file not found: {path}")
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: Windows editors add a BOM
         except UnicodeDecodeError as exc:
             raise InputError(f"vocabulary file is not UTF-8 text: {path}") from exc
         rows = [line.split(",") for line in lines if line.strip() and not line.lstrip().startswith("#")]

@@ -37,6 +37,7 @@ def evaluate_semantic(segmenter: Segmenter, dataset_dir: str | Path, grounding: 
     owner = torch.from_numpy(vocab.prompt_to_class)
     conf = ConfusionMatrix(len(dataset.classes), IGNORE)
     start = time.perf_counter()
+    evaluated = 0
     for sample in tqdm(samples, desc=f"eval {dataset.name}", disable=not progress, dynamic_ncols=True):
         image, gt = read_rgb(sample.image_path), read_mask(sample.mask_path)
         if gt.shape != image.shape[:2]:
@@ -55,6 +56,7 @@ def evaluate_semantic(segmenter: Segmenter, dataset_dir: str | Path, grounding: 
             label, _ = semantic_segmentation(regions, prompts, owner, len(dataset.classes), gt.shape)
             pred = label.numpy()
         conf.update(pred, gt)
+        evaluated += 1
     seconds = time.perf_counter() - start
     scores = conf.scores()
     per_class = {name: (None if math.isnan(v) else round(float(v) * 100, 2)) for name, v in zip(dataset.classes, scores["iou"])}
@@ -62,17 +64,22 @@ def evaluate_semantic(segmenter: Segmenter, dataset_dir: str | Path, grounding: 
     return {
         "dataset": dataset.name,
         "metric": "grounding mIoU" if grounding else "mIoU",
-        "mIoU": round(scores["mIoU"], 2),
-        "mAcc": round(scores["mAcc"], 2),
-        "pixel_acc": round(scores["pixel_acc"], 2),
+        "mIoU": _finite(scores["mIoU"]),
+        "mAcc": _finite(scores["mAcc"]),
+        "pixel_acc": _finite(scores["pixel_acc"]),
         "per_class_iou": per_class,
         "per_class_acc": per_class_acc,
         "averaging": "detectron2: mean over classes with ground-truth pixels in the evaluated images",
         "split": split if split == "all" else f"{split} (val_fraction={val_fraction}, seed={split_seed})",
-        "images": len(samples),
+        "images": evaluated,
         "seconds": round(seconds, 2),
         "model": segmenter.model_id,
     }
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no NaN: a metric with nothing to average is null."""
+    return None if math.isnan(value) else round(value, 2)
 
 
 def format_table(report: dict) -> str:
@@ -81,6 +88,7 @@ def format_table(report: dict) -> str:
         acc = report["per_class_acc"][name]
         fmt = lambda v: "    n/a" if v is None else f"{v:7.2f}"  # noqa: E731
         lines.append(f"{name[:28]:<28} {fmt(iou)} {fmt(acc)}")
-    lines.append(f"{report['metric']}: {report['mIoU']:.2f}  mAcc: {report['mAcc']:.2f}  pixel acc: "
-                 f"{report['pixel_acc']:.2f}  ({report['images']} images, {report['seconds']:.1f} s)")
+    show = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
+    lines.append(f"{report['metric']}: {show(report['mIoU'])}  mAcc: {show(report['mAcc'])}  pixel acc: "
+                 f"{show(report['pixel_acc'])}  ({report['images']} images, {report['seconds']:.1f} s)")
     return "\n".join(lines)

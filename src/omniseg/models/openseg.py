@@ -102,7 +102,9 @@ class OpenSegModel(nn.Module):
         self.mask_features = nn.Sequential(nn.Conv2d(d, d, 1), nn.ReLU(inplace=True), nn.Conv2d(d, d, 1))  # F_s
         self.embed_features = nn.Sequential(nn.Conv2d(d, d, 1), nn.ReLU(inplace=True), nn.Conv2d(d, d, 1))  # F_z
         self.pos_embed = nn.Parameter(torch.randn(1, d, config.pos_grid, config.pos_grid) * 0.02)
-        self.queries = nn.Parameter(torch.randn(config.num_queries, d) * 0.02)
+        # Unit-scale queries (as nn.Embedding): at 0.02 the cross-attention update, identical for all
+        # queries at the start, swamps their differences and every query collapses to the same mask.
+        self.queries = nn.Parameter(torch.randn(config.num_queries, d))
         self.blocks = nn.ModuleList(CrossAttentionBlock(d, config.num_heads, config.ffn_dim) for _ in range(config.num_blocks))
         self.query_norm = nn.LayerNorm(d)
         self.mask_embed = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, d))

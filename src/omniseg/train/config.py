@@ -11,6 +11,19 @@ from omniseg.errors import InputError
 from omniseg.models.openseg import OpenSegConfig
 
 
+def _build(kind: type, values: dict, where: str):
+    """Dataclass from a mapping, naming the unknown key instead of raising TypeError."""
+    if not isinstance(values, dict):
+        raise InputError(f"{where} must be a mapping")
+    unknown = set(values) - {f.name for f in fields(kind)}
+    if unknown:
+        raise InputError(f"unknown keys in {where}: {', '.join(sorted(unknown))}")
+    try:
+        return kind(**values)
+    except TypeError as exc:
+        raise InputError(f"{where}: {exc}") from exc
+
+
 @dataclass
 class DatasetSpec:
     path: str
@@ -21,6 +34,7 @@ class DatasetSpec:
 @dataclass
 class LossWeights:
     segmentation: float = 1.0  # eq. 1, Dice best match
+    mask_bce: float = 2.0  # BCE of each segment's best-matched mask; keeps sigmoids out of saturation
     grounding: float = 0.5  # eq. 2-4, image-level class names as words
     region_class: float = 1.0  # matched region vs its class name, over the dataset vocabulary
     pixel_class: float = 1.0  # per-pixel CE on the eq. 6 logits
@@ -45,6 +59,7 @@ class TrainConfig:
     checkpoint_every: int = 250
     log_every: int = 10
     threads: int = 2
+    one_to_one_matching: bool = True  # eq. 1's max restricted to distinct queries (see losses.py)
     losses: LossWeights = field(default_factory=LossWeights)
     model: OpenSegConfig = field(default_factory=OpenSegConfig)
 
@@ -53,16 +68,22 @@ class TrainConfig:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"training config not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(f"training config {path} is not valid YAML: {exc.__class__.__name__}") from exc
+        if not isinstance(data, dict):
+            raise InputError(f"training config {path} must be a mapping of keys to values")
         if not data.get("datasets"):
             raise InputError(f"training config {path} lists no datasets")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise InputError(f"unknown keys in {path}: {', '.join(sorted(unknown))}")
-        data["datasets"] = [DatasetSpec(**d) if isinstance(d, dict) else DatasetSpec(path=str(d)) for d in data["datasets"]]
-        data["losses"] = LossWeights(**data.get("losses", {}))
-        data["model"] = OpenSegConfig.from_dict(data.get("model", {}))
+        data["datasets"] = [_build(DatasetSpec, d if isinstance(d, dict) else {"path": str(d)}, f"{path}: datasets")
+                            for d in data["datasets"]]
+        data["losses"] = _build(LossWeights, data.get("losses") or {}, f"{path}: losses")
+        data["model"] = _build(OpenSegConfig, data.get("model") or {}, f"{path}: model")
         if "scale_range" in data:
             data["scale_range"] = tuple(data["scale_range"])
         base = path.parent  # relative paths in a config are relative to the config file

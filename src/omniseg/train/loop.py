@@ -78,9 +78,10 @@ def compute_losses(model: OpenSegModel, cfg: TrainConfig, sources: list[TrainSou
     # Losses at stride 2: a quarter of the pixels of the crop, 3x faster backward, thin classes kept.
     y = y[:, 1::2, 1::2]
     logits = F.interpolate(out["mask_logits"], size=y.shape[-2:], mode="bilinear", align_corners=False)
-    masks = logits.sigmoid().flatten(2)  # [B, N, P]
+    logits_flat = logits.flatten(2)  # [B, N, P]
+    masks = logits_flat.sigmoid()
     z = out["embeddings"]
-    seg, region, pixel, objness = [], [], [], []
+    seg, bce, region, pixel, objness = [], [], [], [], []
     regions_for_grounding, words = [], []
     for b, s in enumerate(which):
         src = sources[s]
@@ -92,8 +93,9 @@ def compute_losses(model: OpenSegModel, cfg: TrainConfig, sources: list[TrainSou
         if len(present) == 0:
             continue
         target = (labels.unsqueeze(0) == present.unsqueeze(1)).float()  # [M, P]
-        loss_s, best = L.dice_best_match_loss(masks[b], target, valid)
+        loss_s, best = L.dice_best_match_loss(masks[b], target, valid, one_to_one=cfg.one_to_one_matching)
         seg.append(loss_s)
+        bce.append(L.matched_mask_bce(logits_flat[b], best, target, valid))
         region.append(L.region_class_loss(class_sim, best, present, model.logit_scale_class.exp()))
         obj_target = torch.zeros_like(out["objectness"][b])
         obj_target[best] = 1.0
@@ -103,6 +105,7 @@ def compute_losses(model: OpenSegModel, cfg: TrainConfig, sources: list[TrainSou
     zero = x.new_zeros(())
     terms = {
         "segmentation": torch.stack(seg).mean() if seg else zero,
+        "mask_bce": torch.stack(bce).mean() if bce else zero,
         "region_class": torch.stack(region).mean() if region else zero,
         "pixel_class": torch.stack(pixel).mean(),
         "objectness": torch.stack(objness).mean() if objness else zero,
@@ -159,6 +162,15 @@ def load_checkpoint(directory: Path, model: OpenSegModel, optimizer: torch.optim
     return int(json.loads((directory / "state.json").read_text())["step"])
 
 
+def _truncate_log(log_path: Path, step: int) -> None:
+    """After a crash the log may run past the checkpoint; drop those lines so steps never repeat."""
+    if not log_path.is_file():
+        return
+    kept = [line for line in log_path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step]
+    atomic_write_text(log_path, "".join(line + "\n" for line in kept))
+
+
 def train(cfg: TrainConfig, resume: bool = True) -> Path:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -172,6 +184,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     step = load_checkpoint(ckpt, model, optimizer) if resume and (ckpt / "state.json").is_file() else 0
     sources, weights = load_sources(cfg)
     log_path = out / "log.jsonl"
+    _truncate_log(log_path, step)
     bar = tqdm(total=cfg.steps, initial=step, desc="train", dynamic_ncols=True)
     start = time.time()
     running: dict[str, float] = {}

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from omniseg.tasks.semantic import class_max_over_prompts, semantic_logits
 
-__all__ = ["class_max_over_prompts", "dice_best_match_loss", "grounding_loss", "pixel_class_loss", "region_class_loss"]
+__all__ = ["class_max_over_prompts", "dice_best_match_loss", "grounding_loss", "matched_mask_bce", "pixel_class_loss", "region_class_loss"]
 
 
 def dice_matrix(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -23,16 +23,42 @@ def dice_matrix(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | 
     return 2 * inter / (pred.sum(1, keepdim=True) + target.sum(1).unsqueeze(0)).clamp(min=1e-6)
 
 
-def dice_best_match_loss(pred: torch.Tensor, target: torch.Tensor,
-                         valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def dice_best_match_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None,
+                         one_to_one: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 1: L_S = 1/M sum_j (1 - max_i Dice(s_i, s_j^l)).
 
     pred [N,P] soft masks, target [M,P] binary masks, valid [P] (0 = ignore pixel).
-    Returns the loss and, for each target, the index of its best-matching prediction.
+    Returns the loss and, for each target, the index of its matched prediction.
+
+    one_to_one restricts the max to a one-to-one assignment (Hungarian, on Dice). With the plain
+    per-target max, nearly identical queries at the start of training all pick the same query
+    for every segment; that query grows towards an all-ones mask and the model collapses (seen on
+    this project's first run). With N >= M the assignment is the max over distinct queries.
     """
     dice = dice_matrix(pred, target, valid)
-    best, index = dice.max(dim=0)
+    if one_to_one and target.shape[0] <= pred.shape[0]:
+        from scipy.optimize import linear_sum_assignment
+
+        rows, cols = linear_sum_assignment(-dice.detach().cpu().numpy())
+        index = torch.empty(target.shape[0], dtype=torch.long)
+        index[torch.as_tensor(cols, dtype=torch.long)] = torch.as_tensor(rows, dtype=torch.long)
+        best = dice[index, torch.arange(target.shape[0])]
+    else:
+        best, index = dice.max(dim=0)
     return (1 - best).mean(), index
+
+
+def matched_mask_bce(mask_logits: torch.Tensor, matched: torch.Tensor, target: torch.Tensor,
+                     valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Binary cross-entropy between each segment's best-matched mask and the segment.
+
+    Dice alone has a vanishing gradient once a sigmoid saturates; an all-ones mask is then a trap
+    (seen in practice). mask_logits [N,P], matched [M], target [M,P], valid [P].
+    """
+    bce = F.binary_cross_entropy_with_logits(mask_logits[matched], target, reduction="none")
+    if valid is None:
+        return bce.mean()
+    return (bce * valid).sum() / (valid.sum() * len(matched)).clamp(min=1)
 
 
 def grounding_similarity(regions: torch.Tensor, words: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

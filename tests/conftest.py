@@ -1,0 +1,114 @@
+"""Shared fixtures. The machine has 2 cores and a training job in the background: every test
+process uses one thread and only tiny images/datasets."""
+
+from __future__ import annotations
+
+import json
+import os
+
+# Child processes (the console-script test) inherit these; set before torch is imported.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+torch.set_num_threads(1)
+try:
+    torch.set_num_interop_threads(1)
+except RuntimeError:  # already set (e.g. by another plugin); harmless
+    pass
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY_CLASSES = ["sky", "road", "car"]
+TINY_MODEL_CONFIG = {"num_queries": 8, "feature_dim": 32, "fpn_dim": 32, "ffn_dim": 64, "num_heads": 2}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def omniseg_cache_dir(tmp_path_factory):
+    """All text-embedding caches of the session (and of child processes) go to a tmp dir."""
+    path = tmp_path_factory.mktemp("omniseg-cache")
+    old = os.environ.get("OMNISEG_CACHE")
+    os.environ["OMNISEG_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("OMNISEG_CACHE", None)
+    else:
+        os.environ["OMNISEG_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def text_encoder(omniseg_cache_dir):
+    """The real all-MiniLM-L6-v2 encoder (the process-wide one the library also uses)."""
+    from omniseg.text.encoder import default_text_encoder
+
+    encoder = default_text_encoder()
+    assert str(encoder.cache.path).startswith(str(omniseg_cache_dir)), "cache must live in the tmp dir"
+    return encoder
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    path = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not path.is_dir():
+        pytest.skip(f"shared data not available at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, omniseg_cache_dir) -> Path:
+    """A randomly initialised (seeded) tiny model: for contract tests, never for quality."""
+    from omniseg.models.openseg import OpenSegConfig, OpenSegModel
+
+    directory = tmp_path_factory.mktemp("tiny-model")
+    with torch.random.fork_rng():
+        torch.manual_seed(1234)
+        model = OpenSegModel(OpenSegConfig(**TINY_MODEL_CONFIG))
+    model.save_pretrained(directory)
+    return directory
+
+
+def make_scene(rng: np.random.Generator, height: int = 64, width: int = 80) -> tuple[np.ndarray, np.ndarray]:
+    """A street-like picture (sky on top, road below, a red car) and its class-id mask.
+
+    Mask: 0 sky, 1 road, 2 car, 255 ignore (a 2-pixel frame and the horizon line).
+    """
+    horizon = int(rng.integers(height // 3, height // 2))
+    image = np.zeros((height, width, 3), np.float32)
+    mask = np.zeros((height, width), np.uint8)
+    image[:horizon] = (90, 150, 230)
+    image[horizon:] = (110, 110, 110)
+    mask[horizon:] = 1
+    cy = int(rng.integers(horizon + 4, height - 14))
+    cx = int(rng.integers(2, width - 26))
+    image[cy:cy + 10, cx:cx + 24] = (200, 30, 30)
+    mask[cy:cy + 10, cx:cx + 24] = 2
+    image += rng.normal(0, 8, image.shape)
+    mask[horizon] = 255
+    mask[:2], mask[-2:], mask[:, :2], mask[:, -2:] = 255, 255, 255, 255
+    return np.clip(image, 0, 255).astype(np.uint8), mask
+
+
+def write_uniform_dataset(root: Path, n: int = 6, classes: list[str] | None = None, seed: int = 0) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        image, mask = make_scene(rng)
+        Image.fromarray(image, "RGB").save(root / "images" / f"img{i:02d}.png")
+        Image.fromarray(mask, "L").save(root / "masks" / f"img{i:02d}.png")
+    (root / "classes.json").write_text(json.dumps(classes or TINY_CLASSES))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """6 images 64 (H) x 80 (W) in the uniform layout; treat as read-only."""
+    return write_uniform_dataset(tmp_path_factory.mktemp("data") / "tiny")
