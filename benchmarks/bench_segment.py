@@ -21,8 +21,28 @@ import torch
 
 import omniseg
 
-CLASSES = ["sky", "building", "pole", "road", "pavement", "tree", "sign symbol", "fence", "car", "pedestrian",
-           "bicyclist", "grass", "water", "person", "dog", "cat", "chair", "table", "boat", "mountain"]
+CLASSES = [
+    "sky",
+    "building",
+    "pole",
+    "road",
+    "pavement",
+    "tree",
+    "sign symbol",
+    "fence",
+    "car",
+    "pedestrian",
+    "bicyclist",
+    "grass",
+    "water",
+    "person",
+    "dog",
+    "cat",
+    "chair",
+    "table",
+    "boat",
+    "mountain",
+]
 
 
 def main() -> None:
@@ -35,7 +55,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     try:
         import skimage.data
-
         from PIL import Image
 
         image = np.asarray(Image.fromarray(skimage.data.astronaut()).resize((args.size, args.size)))
@@ -53,10 +72,19 @@ def main() -> None:
         seg.segment(image, classes=vocab)
         times.append(time.perf_counter() - t)
     q = statistics.quantiles(times, n=10)
-    report = {"benchmark": "segment end-to-end", "image": f"{args.size}x{args.size}", "classes": len(CLASSES),
-              "threads": args.threads, "repeats": args.repeats, "median_s": round(statistics.median(times), 4),
-              "p10_s": round(q[0], 4), "p90_s": round(q[-1], 4), "load_s": round(load_s, 2),
-              "cpu": platform.processor() or platform.machine(), "torch": torch.__version__}
+    report = {
+        "benchmark": "segment end-to-end",
+        "image": f"{args.size}x{args.size}",
+        "classes": len(CLASSES),
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "median_s": round(statistics.median(times), 4),
+        "p10_s": round(q[0], 4),
+        "p90_s": round(q[-1], 4),
+        "load_s": round(load_s, 2),
+        "cpu": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+    }
     print(json.dumps(report, indent=2))
     if args.json:
         with open(args.json, "w") as fh:

@@ -88,8 +88,8 @@ def make_scene(rng: np.random.Generator, height: int = 64, width: int = 80) -> t
     mask[horizon:] = 1
     cy = int(rng.integers(horizon + 4, height - 14))
     cx = int(rng.integers(2, width - 26))
-    image[cy:cy + 10, cx:cx + 24] = (200, 30, 30)
-    mask[cy:cy + 10, cx:cx + 24] = 2
+    image[cy : cy + 10, cx : cx + 24] = (200, 30, 30)
+    mask[cy : cy + 10, cx : cx + 24] = 2
     image += rng.normal(0, 8, image.shape)
     mask[horizon] = 255
     mask[:2], mask[-2:], mask[:, :2], mask[:, -2:] = 255, 255, 255, 255

@@ -26,10 +26,13 @@ def _preprocess(image: np.ndarray, size: int = 224) -> torch.Tensor:
     return torch.from_numpy(x).permute(2, 0, 1).unsqueeze(0)
 
 
-@pytest.mark.parametrize(("photo", "allowed"), [
-    ("chelsea", {281, 282, 283, 284, 285}),  # tabby, tiger cat, Persian, Siamese, Egyptian cat
-    ("coffee", {967, 968}),  # espresso, cup
-])
+@pytest.mark.parametrize(
+    ("photo", "allowed"),
+    [
+        ("chelsea", {281, 282, 283, 284, 285}),  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+        ("coffee", {967, 968}),  # espresso, cup
+    ],
+)
 def test_imagenet_classification_of_real_photos(backbone, photo, allowed):
     with torch.inference_mode():
         logits = backbone.classify(_preprocess(getattr(skimage_data, photo)()))

@@ -56,8 +56,20 @@ def _read_label_map(path: Path) -> np.ndarray:
 # ---------------------------------------------------------------------------------------- segment
 def test_segment_writes_label_map_overlay_and_json(images, tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "out"
-    code, stdout, _ = run(["segment", images["street"][0], images["park"][0], "--classes", "sky,road,red car",
-                           "--out", out, "--model", tiny_model_dir], capsys)
+    code, stdout, _ = run(
+        [
+            "segment",
+            images["street"][0],
+            images["park"][0],
+            "--classes",
+            "sky,road,red car",
+            "--out",
+            out,
+            "--model",
+            tiny_model_dir,
+        ],
+        capsys,
+    )
     assert code == 0
     for stem, (_, (h, w)) in images.items():
         with Image.open(out / f"{stem}.png") as im:
@@ -75,22 +87,49 @@ def test_segment_writes_label_map_overlay_and_json(images, tiny_model_dir, tmp_p
         assert report["model"] == str(tiny_model_dir)
         assert stem in stdout  # one summary line per image
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"{s}{suffix}" for s in images for suffix in (".png", "_overlay.png", ".json"))
+        f"{s}{suffix}" for s in images for suffix in (".png", "_overlay.png", ".json")
+    )
 
 
 def test_segment_with_vocab_file(images, tiny_model_dir, tmp_path, capsys):
     vocab = tmp_path / "street.txt"
     vocab.write_text("# classes\nsky, heaven\nroad,street\n\nred car\n")
-    code, _, _ = run(["segment", images["street"][0], "--vocab", vocab, "--out", tmp_path / "o",
-                      "--model", tiny_model_dir, "--quiet"], capsys)
+    code, _, _ = run(
+        [
+            "segment",
+            images["street"][0],
+            "--vocab",
+            vocab,
+            "--out",
+            tmp_path / "o",
+            "--model",
+            tiny_model_dir,
+            "--quiet",
+        ],
+        capsys,
+    )
     assert code == 0
     report = json.loads((tmp_path / "o" / "street.json").read_text())
     assert report["classes"] == CLASSES  # first synonym names the class
 
 
 def test_segment_threshold_above_one_is_all_unlabeled(images, tiny_model_dir, tmp_path, capsys):
-    code, _, _ = run(["segment", images["street"][0], "--classes", "sky,road,red car", "--threshold", "1.01",
-                      "--out", tmp_path, "--model", tiny_model_dir, "--quiet"], capsys)
+    code, _, _ = run(
+        [
+            "segment",
+            images["street"][0],
+            "--classes",
+            "sky,road,red car",
+            "--threshold",
+            "1.01",
+            "--out",
+            tmp_path,
+            "--model",
+            tiny_model_dir,
+            "--quiet",
+        ],
+        capsys,
+    )
     assert code == 0
     assert (_read_label_map(tmp_path / "street.png") == 255).all()
     report = json.loads((tmp_path / "street.json").read_text())
@@ -119,8 +158,17 @@ def test_segment_300_classes_writes_uint16(images, tiny_model_dir, tmp_path, cap
 
 
 def test_segment_skip_existing_keeps_outputs(images, tiny_model_dir, tmp_path, capsys):
-    args = ["segment", images["street"][0], "--classes", "sky,road,red car", "--out", tmp_path,
-            "--model", tiny_model_dir, "--quiet"]
+    args = [
+        "segment",
+        images["street"][0],
+        "--classes",
+        "sky,road,red car",
+        "--out",
+        tmp_path,
+        "--model",
+        tiny_model_dir,
+        "--quiet",
+    ]
     assert run(args, capsys)[0] == 0
     files = [tmp_path / n for n in ("street.png", "street_overlay.png", "street.json")]
     (tmp_path / "street.json").write_text('{"sentinel": true}')
@@ -133,8 +181,18 @@ def test_segment_skip_existing_keeps_outputs(images, tiny_model_dir, tmp_path, c
     assert "classes" in json.loads((tmp_path / "street.json").read_text())
 
 
-@pytest.mark.parametrize("case", ["missing image", "corrupt image", "empty classes", "missing vocab",
-                                  "no classes", "unknown subcommand", "duplicate stems"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing image",
+        "corrupt image",
+        "empty classes",
+        "missing vocab",
+        "no classes",
+        "unknown subcommand",
+        "duplicate stems",
+    ],
+)
 def test_segment_input_errors_exit_2_with_one_line(case, images, tiny_model_dir, tmp_path, capsys):
     good = images["street"][0]
     corrupt = tmp_path / "broken.jpg"
@@ -161,8 +219,21 @@ def test_segment_input_errors_exit_2_with_one_line(case, images, tiny_model_dir,
 def test_segment_one_bad_image_does_not_stop_the_others(images, tiny_model_dir, tmp_path, capsys):
     corrupt = tmp_path / "broken.jpg"
     corrupt.write_bytes(b"\xff\xd8 definitely not a jpeg" * 50)
-    code, _, err = run(["segment", corrupt, images["street"][0], "--classes", "sky,road", "--out", tmp_path / "o",
-                        "--model", tiny_model_dir, "--quiet"], capsys)
+    code, _, err = run(
+        [
+            "segment",
+            corrupt,
+            images["street"][0],
+            "--classes",
+            "sky,road",
+            "--out",
+            tmp_path / "o",
+            "--model",
+            tiny_model_dir,
+            "--quiet",
+        ],
+        capsys,
+    )
     assert code == 2
     assert "broken.jpg" in err and "Traceback" not in err
     assert (tmp_path / "o" / "street.png").is_file()
@@ -176,8 +247,23 @@ def test_console_script_real_exit_code(tiny_model_dir, tmp_path):
     corrupt = tmp_path / "broken.jpg"
     corrupt.write_bytes(np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8).tobytes())
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.run([str(exe), "segment", str(corrupt), "--classes", "sky,road", "--out", str(tmp_path / "o"),
-                           "--model", str(tiny_model_dir)], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [
+            str(exe),
+            "segment",
+            str(corrupt),
+            "--classes",
+            "sky,road",
+            "--out",
+            str(tmp_path / "o"),
+            "--model",
+            str(tiny_model_dir),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("omniseg: error:") and "broken.jpg" in lines[0], proc.stderr
@@ -220,15 +306,19 @@ def test_eval_prints_table_and_writes_json(tiny_dataset, tiny_model_dir, tmp_pat
 
 
 def test_eval_limit(tiny_dataset, tiny_model_dir, tmp_path, capsys):
-    code, _, _ = run(["eval", tiny_dataset, "--model", tiny_model_dir, "--limit", "2", "--json",
-                      tmp_path / "r.json", "--quiet"], capsys)
+    code, _, _ = run(
+        ["eval", tiny_dataset, "--model", tiny_model_dir, "--limit", "2", "--json", tmp_path / "r.json", "--quiet"],
+        capsys,
+    )
     assert code == 0
     assert json.loads((tmp_path / "r.json").read_text())["images"] == 2
 
 
 def test_eval_grounding(tiny_dataset, tiny_model_dir, tmp_path, capsys):
-    code, stdout, _ = run(["eval", tiny_dataset, "--model", tiny_model_dir, "--grounding", "--json",
-                           tmp_path / "r.json", "--quiet"], capsys)
+    code, stdout, _ = run(
+        ["eval", tiny_dataset, "--model", tiny_model_dir, "--grounding", "--json", tmp_path / "r.json", "--quiet"],
+        capsys,
+    )
     assert code == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["metric"] == "grounding mIoU" and "grounding mIoU" in stdout
@@ -244,8 +334,9 @@ def test_eval_grounding_single_class_images_is_perfect(tiny_model_dir, tmp_path,
         mask = np.asarray(Image.open(mask_path)).copy()
         mask[mask != 255] = cls
         Image.fromarray(mask).save(mask_path)
-    code, _, _ = run(["eval", root, "--model", tiny_model_dir, "--grounding", "--json", tmp_path / "r.json",
-                      "--quiet"], capsys)
+    code, _, _ = run(
+        ["eval", root, "--model", tiny_model_dir, "--grounding", "--json", tmp_path / "r.json", "--quiet"], capsys
+    )
     assert code == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["mIoU"] == 100.0
@@ -267,8 +358,22 @@ def test_eval_on_real_camvid(shared_data, tiny_model_dir, tmp_path, capsys):
     camvid = shared_data / "camvid"
     if not (camvid / "classes.json").is_file():
         pytest.skip("camvid not in shared data")
-    code, _, _ = run(["eval", camvid, "--limit", "2", "--model", tiny_model_dir, "--json", tmp_path / "r.json",
-                      "--quiet", "--max-size", "128"], capsys)
+    code, _, _ = run(
+        [
+            "eval",
+            camvid,
+            "--limit",
+            "2",
+            "--model",
+            tiny_model_dir,
+            "--json",
+            tmp_path / "r.json",
+            "--quiet",
+            "--max-size",
+            "128",
+        ],
+        capsys,
+    )
     assert code == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["images"] == 2

@@ -22,10 +22,18 @@ T = torch.tensor
 
 
 # ---------------------------------------------------------------------------------------- eq. 1
-PRED = T([[1.0, 1.0, 0.0, 0.0],  # s_0
-          [0.5, 0.5, 0.5, 0.5]])  # s_1
-TARGET = T([[1.0, 1.0, 1.0, 0.0],  # t_0
-            [0.0, 0.0, 0.0, 1.0]])  # t_1
+PRED = T(
+    [
+        [1.0, 1.0, 0.0, 0.0],  # s_0
+        [0.5, 0.5, 0.5, 0.5],
+    ]
+)  # s_1
+TARGET = T(
+    [
+        [1.0, 1.0, 1.0, 0.0],  # t_0
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+)  # t_1
 
 
 def test_dice_matrix_by_hand():
@@ -118,8 +126,11 @@ def test_grounding_loss_two_images_both_directions():
     scale = 3.0
     expected, g = _np_grounding_loss([z0, z1], [w0, w1], scale)
     assert abs(g[0, 1] - g[1, 0]) > 0.05  # the case really distinguishes the two directions
-    got = grounding_loss([torch.from_numpy(z0).float(), torch.from_numpy(z1).float()],
-                         [torch.from_numpy(w0).float(), torch.from_numpy(w1).float()], T(scale))
+    got = grounding_loss(
+        [torch.from_numpy(z0).float(), torch.from_numpy(z1).float()],
+        [torch.from_numpy(w0).float(), torch.from_numpy(w1).float()],
+        T(scale),
+    )
     assert got.item() == pytest.approx(expected, rel=1e-5)
 
 
@@ -142,8 +153,12 @@ def _np_cross_entropy(logits: np.ndarray, target: np.ndarray) -> float:
 
 
 def test_region_class_loss_matches_numpy():
-    class_sim = T([[0.9, 0.1, -0.2],   # class 0 vs regions 0..2
-                   [0.0, 0.4, 0.7]])   # class 1
+    class_sim = T(
+        [
+            [0.9, 0.1, -0.2],  # class 0 vs regions 0..2
+            [0.0, 0.4, 0.7],
+        ]
+    )  # class 1
     matched, target = T([2, 0]), T([1, 0])  # segment 0 -> region 2 (class 1), segment 1 -> region 0 (class 0)
     # rows = segments, columns = classes: segment 0 sees column 2 of class_sim, segment 1 column 0
     logits = 2.0 * np.array([[-0.2, 0.7], [0.9, 0.0]])
@@ -161,9 +176,13 @@ def test_region_class_loss_small_when_right_large_when_wrong():
 
 
 def test_class_max_over_prompts_by_hand():
-    sim = T([[0.1, 0.5],    # prompt 0 -> class 1
-             [0.7, -0.3],   # prompt 1 -> class 0
-             [0.2, 0.6]])   # prompt 2 -> class 1
+    sim = T(
+        [
+            [0.1, 0.5],  # prompt 0 -> class 1
+            [0.7, -0.3],  # prompt 1 -> class 0
+            [0.2, 0.6],
+        ]
+    )  # prompt 2 -> class 1
     out = class_max_over_prompts(sim, T([1, 0, 1]), 3)
     # class 0: prompt 1 only; class 1: max(prompt 0, prompt 2) per column; class 2 has no prompt
     np.testing.assert_allclose(out[:2].numpy(), [[0.7, -0.3], [0.2, 0.6]], rtol=1e-6)
@@ -190,12 +209,14 @@ def test_pixel_class_loss_ignores_255():
     y = _np_semantic_logits(masks, class_sim) * scale  # [K, P]
     keep = labels != 255
     expected = _np_cross_entropy(y.T[keep], labels[keep])
-    got = pixel_class_loss(torch.from_numpy(masks).float(), torch.from_numpy(class_sim).float(),
-                           torch.from_numpy(labels), T(scale))
+    got = pixel_class_loss(
+        torch.from_numpy(masks).float(), torch.from_numpy(class_sim).float(), torch.from_numpy(labels), T(scale)
+    )
     assert got.item() == pytest.approx(expected, rel=1e-5)
     # The loss does not depend on what the model says at ignored pixels.
     masks2 = masks.copy()
     masks2[:, [2, 4]] = rng.uniform(0.05, 1.0, size=(3, 2))
-    got2 = pixel_class_loss(torch.from_numpy(masks2).float(), torch.from_numpy(class_sim).float(),
-                            torch.from_numpy(labels), T(scale))
+    got2 = pixel_class_loss(
+        torch.from_numpy(masks2).float(), torch.from_numpy(class_sim).float(), torch.from_numpy(labels), T(scale)
+    )
     assert got2.item() == pytest.approx(got.item(), rel=1e-6)

@@ -10,10 +10,10 @@ from omniseg.regions import Regions
 from omniseg.tasks.semantic import region_class_similarity, semantic_logits, semantic_segmentation
 
 # Two regions on a 1x3 image, embeddings e_x and e_y.
-MASKS = torch.tensor([[[0.9, 0.6, 0.2]],
-                      [[0.1, 0.3, 0.8]]])
-REGIONS = Regions(masks=MASKS, embeddings=torch.tensor([[1.0, 0.0], [0.0, 1.0]]), scores=torch.ones(2),
-                  image_size=(1, 3))
+MASKS = torch.tensor([[[0.9, 0.6, 0.2]], [[0.1, 0.3, 0.8]]])
+REGIONS = Regions(
+    masks=MASKS, embeddings=torch.tensor([[1.0, 0.0], [0.0, 1.0]]), scores=torch.ones(2), image_size=(1, 3)
+)
 # Class A: one prompt e_x. Class B: two prompts, e_y and (0.6, 0.8).
 PROMPTS = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
 OWNER = torch.tensor([0, 1, 1])

@@ -9,8 +9,8 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from omniseg.errors import InputError, OmnisegError
 
@@ -55,7 +55,9 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     vocab = Vocabulary.from_string(args.classes) if args.classes is not None else Vocabulary.from_file(args.vocab)
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
-        raise InputError(f"image not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        raise InputError(
+            f"image not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
     stems = [Path(p).stem for p in args.images]
     if len(set(stems)) != len(stems):
         raise InputError("two input images share a file name; outputs would overwrite each other")
@@ -89,9 +91,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if not Path(args.dataset).is_dir():
         raise InputError(f"dataset directory not found: {args.dataset}")
     segmenter = omniseg.load(args.model, max_size=args.max_size)
-    report = evaluate_semantic(segmenter, args.dataset, grounding=args.grounding, limit=args.limit,
-                               split=args.split, val_fraction=args.val_fraction, split_seed=args.split_seed,
-                               progress=not args.quiet)
+    report = evaluate_semantic(
+        segmenter,
+        args.dataset,
+        grounding=args.grounding,
+        limit=args.limit,
+        split=args.split,
+        val_fraction=args.val_fraction,
+        split_seed=args.split_seed,
+        progress=not args.quiet,
+    )
     print(format_table(report))
     if args.json:
         atomic_write_text(args.json, json.dumps(report, indent=2))
@@ -127,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--out", default="omniseg_out", help="output directory (default: %(default)s)")
     seg.add_argument("--model", help="model directory (default: the embedded default model)")
     seg.add_argument("--threshold", type=float, help="mark pixels whose best score (cosine) is below this unlabeled")
-    seg.add_argument("--max-size", type=_positive_int, default=512, help="longest side the model sees (default: %(default)s)")
+    seg.add_argument(
+        "--max-size", type=_positive_int, default=512, help="longest side the model sees (default: %(default)s)"
+    )
     seg.add_argument("--skip-existing", action="store_true", help="resume: skip images whose outputs exist")
     seg.add_argument("--quiet", action="store_true")
     seg.set_defaults(func=_cmd_segment)
@@ -137,8 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--grounding", action="store_true", help="per image, only the classes in its ground truth")
     ev.add_argument("--json", help="write the report as JSON here")
     ev.add_argument("--limit", type=int, help="evaluate the first N images only")
-    ev.add_argument("--split", choices=("all", "train", "val"), default="all",
-                    help="which part of the fixed-seed split to evaluate (default: %(default)s)")
+    ev.add_argument(
+        "--split",
+        choices=("all", "train", "val"),
+        default="all",
+        help="which part of the fixed-seed split to evaluate (default: %(default)s)",
+    )
     ev.add_argument("--val-fraction", type=float, default=0.2)
     ev.add_argument("--split-seed", type=int, default=0)
     ev.add_argument("--model", help="model directory (default: the embedded default model)")
@@ -170,8 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - last line of defence: one line, exit 1
         if os.environ.get("OMNISEG_DEBUG"):
             raise
-        print(f"omniseg: internal error: {exc.__class__.__name__}: {exc} (set OMNISEG_DEBUG=1 for a traceback)",
-              file=sys.stderr)
+        print(
+            f"omniseg: internal error: {exc.__class__.__name__}: {exc} (set OMNISEG_DEBUG=1 for a traceback)",
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL
 
 

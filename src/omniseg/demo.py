@@ -14,7 +14,10 @@ from omniseg.cli import main as cli_main
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 STREET = "sky,building,pole,road,pavement,tree,sign symbol,fence,car,pedestrian,bicyclist"
-NATURE = "building,grass,tree,cow,horse,sheep,sky,mountain,aeroplane,water,face,car,bicycle,flower,sign,bird,book,chair,road,cat,dog,body,boat"
+NATURE = (
+    "building,grass,tree,cow,horse,sheep,sky,mountain,aeroplane,water,face,car,bicycle,flower,sign,bird,book,"
+    "chair,road,cat,dog,body,boat"
+)
 
 
 def _export_skimage_photos(directory: Path) -> list[Path]:
@@ -43,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     if photos:
         jobs.append((photos, "cat,cup,person,table,wall,sky,plate,flag,background"))
     for dataset, classes in (("camvid", STREET), ("msrc_v2", NATURE)):
-        images = sorted((SHARED / dataset / "images").glob("*"))[:: 97][:3] if (SHARED / dataset).is_dir() else []
+        images = sorted((SHARED / dataset / "images").glob("*"))[::97][:3] if (SHARED / dataset).is_dir() else []
         if images:
             jobs.append((images, classes))
     if not jobs:

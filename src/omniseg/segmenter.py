@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -53,7 +53,11 @@ class SemanticResult:
     def fractions(self) -> dict[str, float]:
         ids, counts = np.unique(self.label_map, return_counts=True)
         total = self.label_map.size
-        return {self.classes[int(i)]: round(float(c) / total, 6) for i, c in zip(ids, counts) if i != self.unlabeled}
+        return {
+            self.classes[int(i)]: round(float(c) / total, 6)
+            for i, c in zip(ids, counts, strict=False)
+            if i != self.unlabeled
+        }
 
     def overlay(self, alpha: float = 0.55, legend: bool = True) -> Image.Image:
         return overlay(self.image, self.label_map, self.classes, self.unlabeled, alpha=alpha, legend=legend)
@@ -61,8 +65,12 @@ class SemanticResult:
     def to_json(self) -> dict:
         return {
             "classes": self.classes,
-            "label_map": {"dtype": str(self.label_map.dtype), "unlabeled": self.unlabeled,
-                          "height": int(self.label_map.shape[0]), "width": int(self.label_map.shape[1])},
+            "label_map": {
+                "dtype": str(self.label_map.dtype),
+                "unlabeled": self.unlabeled,
+                "height": int(self.label_map.shape[0]),
+                "width": int(self.label_map.shape[1]),
+            },
             "fractions": self.fractions(),
             "unlabeled_fraction": round(float((self.label_map == self.unlabeled).mean()), 6),
             "model": self.model_id,
@@ -81,8 +89,9 @@ class SemanticResult:
 class Segmenter:
     """Native model + text encoder, loaded once; every task reads the Regions it computes."""
 
-    def __init__(self, model: OpenSegModel, text_encoder: TextEncoder, model_id: str = "omniseg-default",
-                 max_size: int = 512) -> None:
+    def __init__(
+        self, model: OpenSegModel, text_encoder: TextEncoder, model_id: str = "omniseg-default", max_size: int = 512
+    ) -> None:
         self.model = model.eval()
         self.text_encoder = text_encoder
         self.model_id = model_id
@@ -95,8 +104,13 @@ class Segmenter:
         x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float().unsqueeze(0) / 255.0
         scale = self.max_size / max(h, w)
         if scale < 1:
-            x = F.interpolate(x, size=(max(8, round(h * scale)), max(8, round(w * scale))), mode="bilinear",
-                              align_corners=False, antialias=True)
+            x = F.interpolate(
+                x,
+                size=(max(8, round(h * scale)), max(8, round(w * scale))),
+                mode="bilinear",
+                align_corners=False,
+                antialias=True,
+            )
         return x
 
     @torch.inference_mode()
@@ -104,8 +118,12 @@ class Segmenter:
         """The image as N soft masks (at stride 4 of the processed size) + embeddings + scores."""
         array = load_image(image)
         out = self.model(self._prepare(array))
-        return Regions(masks=out["mask_logits"][0].sigmoid(), embeddings=out["embeddings"][0],
-                       scores=out["objectness"][0].sigmoid(), image_size=tuple(array.shape[:2]))
+        return Regions(
+            masks=out["mask_logits"][0].sigmoid(),
+            embeddings=out["embeddings"][0],
+            scores=out["objectness"][0].sigmoid(),
+            image_size=tuple(array.shape[:2]),
+        )
 
     def vocabulary(self, classes: Sequence[str] | str | Vocabulary) -> Vocabulary:
         if isinstance(classes, Vocabulary):
@@ -119,8 +137,13 @@ class Segmenter:
         return vocab
 
     @torch.inference_mode()
-    def segment(self, image: ImageLike, classes: Sequence[str] | str | Vocabulary | None = None,
-                vocab: str | Path | Vocabulary | None = None, threshold: float | None = None) -> SemanticResult:
+    def segment(
+        self,
+        image: ImageLike,
+        classes: Sequence[str] | str | Vocabulary | None = None,
+        vocab: str | Path | Vocabulary | None = None,
+        threshold: float | None = None,
+    ) -> SemanticResult:
         """Semantic segmentation of one image with an open vocabulary (seeds/003 eq. 6).
 
         classes: names (a '|' inside a name separates synonyms) or a 'sky, road' string;
@@ -130,16 +153,24 @@ class Segmenter:
         if (classes is None) == (vocab is None):
             raise InputError("give exactly one of classes or vocab")
         t0 = time.perf_counter()
-        vocabulary = self.vocabulary(classes if classes is not None else (
-            vocab if isinstance(vocab, Vocabulary) else Vocabulary.from_file(vocab)))
+        vocabulary = self.vocabulary(
+            classes
+            if classes is not None
+            else (vocab if isinstance(vocab, Vocabulary) else Vocabulary.from_file(vocab))
+        )
         unlabeled = unlabeled_value(len(vocabulary))
         t1 = time.perf_counter()
         array = load_image(image)
         regions = self.regions(array)
         t2 = time.perf_counter()
-        label, _ = semantic_segmentation(regions, torch.from_numpy(vocabulary.embeddings),
-                                         torch.from_numpy(vocabulary.prompt_to_class), len(vocabulary),
-                                         out_size=array.shape[:2], threshold=threshold)
+        label, _ = semantic_segmentation(
+            regions,
+            torch.from_numpy(vocabulary.embeddings),
+            torch.from_numpy(vocabulary.prompt_to_class),
+            len(vocabulary),
+            out_size=array.shape[:2],
+            threshold=threshold,
+        )
         dtype = np.uint8 if unlabeled == UINT8_UNLABELED else np.uint16
         label_np = label.numpy()
         label_map = np.where(label_np < 0, unlabeled, label_np).astype(dtype)

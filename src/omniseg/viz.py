@@ -26,8 +26,14 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def overlay(image: np.ndarray, label_map: np.ndarray, classes: list[str], unlabeled: int,
-            alpha: float = 0.55, legend: bool = True) -> Image.Image:
+def overlay(
+    image: np.ndarray,
+    label_map: np.ndarray,
+    classes: list[str],
+    unlabeled: int,
+    alpha: float = 0.55,
+    legend: bool = True,
+) -> Image.Image:
     """Blend class colours over the image; unlabeled pixels stay as they are; legend on the right."""
     colours = palette(len(classes))
     out = image.astype(np.float32).copy()
@@ -61,6 +67,10 @@ def overlay(image: np.ndarray, label_map: np.ndarray, classes: list[str], unlabe
         draw.rectangle([x, y, x + font_size, y + font_size], fill=tuple(int(c) for c in colours[k]), outline=(0, 0, 0))
         draw.text((x + font_size + 6, y), f"{classes[k]}  {frac:.0%}", fill=(0, 0, 0), font=font)
     if len(entries) > len(shown):
-        draw.text((picture.width + 8, 4 + len(shown) * row - row // 2), f"+{len(entries) - len(shown)} more",
-                  fill=(90, 90, 90), font=font)
+        draw.text(
+            (picture.width + 8, 4 + len(shown) * row - row // 2),
+            f"+{len(entries) - len(shown)} more",
+            fill=(90, 90, 90),
+            font=font,
+        )
     return canvas

@@ -7,9 +7,10 @@ Scoring takes the max over a class's prompts (OpenSeg's synonym ensembling, seed
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,12 +43,12 @@ class Vocabulary:
         return len(self.synonyms)
 
     @classmethod
-    def from_names(cls, names: Sequence[str], templates: tuple[str, ...] = DEFAULT_TEMPLATES) -> "Vocabulary":
+    def from_names(cls, names: Sequence[str], templates: tuple[str, ...] = DEFAULT_TEMPLATES) -> Vocabulary:
         """Each name is one class; a name may itself hold synonyms separated by '|'."""
         return cls([str(n).split("|") for n in names], templates)
 
     @classmethod
-    def from_string(cls, text: str, templates: tuple[str, ...] = DEFAULT_TEMPLATES) -> "Vocabulary":
+    def from_string(cls, text: str, templates: tuple[str, ...] = DEFAULT_TEMPLATES) -> Vocabulary:
         """'sky, road, red car' -> three classes (the --classes form: commas separate classes)."""
         names = [n for n in text.split(",") if n.strip()]
         if not names:
@@ -55,7 +56,7 @@ class Vocabulary:
         return cls.from_names(names, templates)
 
     @classmethod
-    def from_file(cls, path: str | Path, templates: tuple[str, ...] = DEFAULT_TEMPLATES) -> "Vocabulary":
+    def from_file(cls, path: str | Path, templates: tuple[str, ...] = DEFAULT_TEMPLATES) -> Vocabulary:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"vocabulary file not found: {path}")
@@ -77,7 +78,7 @@ class Vocabulary:
                     owner.append(k)
         return texts, np.asarray(owner, dtype=np.int64)
 
-    def embed(self, encoder: "TextEncoder") -> "Vocabulary":
+    def embed(self, encoder: TextEncoder) -> Vocabulary:
         texts, owner = self.prompts()
         self.embeddings = encoder.encode(texts)
         self.prompt_to_class = owner

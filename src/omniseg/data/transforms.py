@@ -16,8 +16,14 @@ def resize_pair(image: np.ndarray, mask: np.ndarray, scale: float) -> tuple[np.n
     return im, mk
 
 
-def random_crop_flip(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, short_side: int,
-                     crop: int, scale_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+def random_crop_flip(
+    image: np.ndarray,
+    mask: np.ndarray,
+    rng: np.random.Generator,
+    short_side: int,
+    crop: int,
+    scale_range: tuple[float, float],
+) -> tuple[np.ndarray, np.ndarray]:
     h, w = mask.shape
     scale = short_side / min(h, w) * rng.uniform(*scale_range)
     image, mask = resize_pair(image, mask, scale)
@@ -28,7 +34,7 @@ def random_crop_flip(image: np.ndarray, mask: np.ndarray, rng: np.random.Generat
         mask = np.pad(mask, ((0, ph), (0, pw)), constant_values=IGNORE)
         h, w = mask.shape
     y, x = rng.integers(0, h - crop + 1), rng.integers(0, w - crop + 1)
-    image, mask = image[y:y + crop, x:x + crop], mask[y:y + crop, x:x + crop]
+    image, mask = image[y : y + crop, x : x + crop], mask[y : y + crop, x : x + crop]
     if rng.random() < 0.5:
         image, mask = image[:, ::-1], mask[:, ::-1]
     return np.ascontiguousarray(image), np.ascontiguousarray(mask)

@@ -23,9 +23,16 @@ from omniseg.tasks.semantic import semantic_segmentation
 from omniseg.vocab import Vocabulary
 
 
-def evaluate_semantic(segmenter: Segmenter, dataset_dir: str | Path, grounding: bool = False,
-                      limit: int | None = None, split: str = "all", val_fraction: float = 0.2,
-                      split_seed: int = 0, progress: bool = True) -> dict:
+def evaluate_semantic(
+    segmenter: Segmenter,
+    dataset_dir: str | Path,
+    grounding: bool = False,
+    limit: int | None = None,
+    split: str = "all",
+    val_fraction: float = 0.2,
+    split_seed: int = 0,
+    progress: bool = True,
+) -> dict:
     dataset = UniformDataset(dataset_dir)
     samples = dataset.split(split, val_fraction, split_seed)
     if limit is not None:
@@ -59,8 +66,14 @@ def evaluate_semantic(segmenter: Segmenter, dataset_dir: str | Path, grounding: 
         evaluated += 1
     seconds = time.perf_counter() - start
     scores = conf.scores()
-    per_class = {name: (None if math.isnan(v) else round(float(v) * 100, 2)) for name, v in zip(dataset.classes, scores["iou"])}
-    per_class_acc = {name: (None if math.isnan(v) else round(float(v) * 100, 2)) for name, v in zip(dataset.classes, scores["acc"])}
+    per_class = {
+        name: (None if math.isnan(v) else round(float(v) * 100, 2))
+        for name, v in zip(dataset.classes, scores["iou"], strict=False)
+    }
+    per_class_acc = {
+        name: (None if math.isnan(v) else round(float(v) * 100, 2))
+        for name, v in zip(dataset.classes, scores["acc"], strict=False)
+    }
     return {
         "dataset": dataset.name,
         "metric": "grounding mIoU" if grounding else "mIoU",
@@ -89,6 +102,8 @@ def format_table(report: dict) -> str:
         fmt = lambda v: "    n/a" if v is None else f"{v:7.2f}"  # noqa: E731
         lines.append(f"{name[:28]:<28} {fmt(iou)} {fmt(acc)}")
     show = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
-    lines.append(f"{report['metric']}: {show(report['mIoU'])}  mAcc: {show(report['mAcc'])}  pixel acc: "
-                 f"{show(report['pixel_acc'])}  ({report['images']} images, {report['seconds']:.1f} s)")
+    lines.append(
+        f"{report['metric']}: {show(report['mIoU'])}  mAcc: {show(report['mAcc'])}  pixel acc: "
+        f"{show(report['pixel_acc'])}  ({report['images']} images, {report['seconds']:.1f} s)"
+    )
     return "\n".join(lines)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from omniseg.errors import MissingResourceError
-from omniseg.models.backbone import FEATURE_CHANNELS, IMAGE_MEAN, IMAGE_STD, load_pretrained_backbone, EfficientNetLite0
+from omniseg.models.backbone import FEATURE_CHANNELS, IMAGE_MEAN, IMAGE_STD, EfficientNetLite0, load_pretrained_backbone
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -40,7 +40,7 @@ class OpenSegConfig:
     text_encoder: str = "all-MiniLM-L6-v2"
 
     @classmethod
-    def from_dict(cls, data: dict) -> "OpenSegConfig":
+    def from_dict(cls, data: dict) -> OpenSegConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -64,14 +64,16 @@ class FPN(nn.Module):
         self.fuse = nn.ModuleList(SeparableConv(dim, out_dim) for _ in in_channels)
 
     def forward(self, feats: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        laterals = [lat(f) for lat, f in zip(self.lateral, feats)]
+        laterals = [lat(f) for lat, f in zip(self.lateral, feats, strict=False)]
         for i in range(len(laterals) - 2, -1, -1):
             laterals[i] = laterals[i] + F.interpolate(laterals[i + 1], size=laterals[i].shape[-2:], mode="nearest")
         size = laterals[0].shape[-2:]
         fused = 0
-        for fuse, lat in zip(self.fuse, laterals):
+        for fuse, lat in zip(self.fuse, laterals, strict=False):
             h = fuse(lat)
-            fused = fused + (h if h.shape[-2:] == size else F.interpolate(h, size=size, mode="bilinear", align_corners=False))
+            fused = fused + (
+                h if h.shape[-2:] == size else F.interpolate(h, size=size, mode="bilinear", align_corners=False)
+            )
         return fused
 
 
@@ -105,7 +107,9 @@ class OpenSegModel(nn.Module):
         # Unit-scale queries (as nn.Embedding): at 0.02 the cross-attention update, identical for all
         # queries at the start, swamps their differences and every query collapses to the same mask.
         self.queries = nn.Parameter(torch.randn(config.num_queries, d))
-        self.blocks = nn.ModuleList(CrossAttentionBlock(d, config.num_heads, config.ffn_dim) for _ in range(config.num_blocks))
+        self.blocks = nn.ModuleList(
+            CrossAttentionBlock(d, config.num_heads, config.ffn_dim) for _ in range(config.num_blocks)
+        )
         self.query_norm = nn.LayerNorm(d)
         self.mask_embed = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, d))
         self.objectness = nn.Linear(d, 1)
@@ -131,7 +135,7 @@ class OpenSegModel(nn.Module):
         for name, p in self.backbone.named_parameters():
             p.requires_grad_(name not in frozen)
 
-    def train(self, mode: bool = True) -> "OpenSegModel":
+    def train(self, mode: bool = True) -> OpenSegModel:
         super().train(mode)
         # BatchNorm statistics of the pretrained backbone stay fixed: batches here are tiny.
         self.backbone.eval()
@@ -167,7 +171,7 @@ class OpenSegModel(nn.Module):
         for block in self.blocks:
             q = block(q, keys, values)
         q = self.query_norm(q)
-        mask_logits = torch.einsum("bnd,bdhw->bnhw", self.mask_embed(q), f_s) / d ** 0.5
+        mask_logits = torch.einsum("bnd,bdhw->bnhw", self.mask_embed(q), f_s) / d**0.5
         masks = mask_logits.sigmoid()
         pooled = torch.einsum("bnhw,bdhw->bnd", masks, f_z) / masks.sum((2, 3)).clamp(min=1e-6).unsqueeze(-1)
         z = F.normalize(self.text_proj(pooled), dim=-1)
@@ -177,8 +181,11 @@ class OpenSegModel(nn.Module):
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Everything except the frozen pretrained backbone, which ships in its own package."""
         frozen = {f"backbone.{n}" for n in self._frozen_backbone_names()}
-        frozen |= {f"backbone.{n}" for n, _ in self.backbone.named_buffers()
-                   if not _buffer_in_trainable_block(n, self.config.trainable_backbone_from)}
+        frozen |= {
+            f"backbone.{n}"
+            for n, _ in self.backbone.named_buffers()
+            if not _buffer_in_trainable_block(n, self.config.trainable_backbone_from)
+        }
         return {k: v for k, v in self.state_dict().items() if k not in frozen}
 
     def save_pretrained(self, directory: str | Path, extra_config: dict | None = None) -> None:
@@ -188,15 +195,19 @@ class OpenSegModel(nn.Module):
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().to(torch.float16 if v.is_floating_point() else v.dtype).contiguous()
-                   for k, v in self.trainable_state_dict().items()}
+        tensors = {
+            k: v.detach().to(torch.float16 if v.is_floating_point() else v.dtype).contiguous()
+            for k, v in self.trainable_state_dict().items()
+        }
         tmp = directory / (WEIGHTS_NAME + ".tmp")
         save_file(tensors, str(tmp))
         tmp.replace(directory / WEIGHTS_NAME)
-        atomic_write_text(directory / CONFIG_NAME, json.dumps({**asdict(self.config), **(extra_config or {})}, indent=2))
+        atomic_write_text(
+            directory / CONFIG_NAME, json.dumps({**asdict(self.config), **(extra_config or {})}, indent=2)
+        )
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> "OpenSegModel":
+    def from_pretrained(cls, directory: str | Path) -> OpenSegModel:
         from safetensors.torch import load_file
 
         directory = Path(directory)
@@ -209,8 +220,10 @@ class OpenSegModel(nn.Module):
         missing, unexpected = model.load_state_dict(state, strict=False)
         expected = set(model.trainable_state_dict())
         if unexpected or expected & set(missing):
-            raise MissingResourceError(f"weights at {w_path} do not match the config (missing "
-                                       f"{sorted(expected & set(missing))[:3]}, unexpected {unexpected[:3]})")
+            raise MissingResourceError(
+                f"weights at {w_path} do not match the config (missing "
+                f"{sorted(expected & set(missing))[:3]}, unexpected {unexpected[:3]})"
+            )
         return model.eval()
 
 

@@ -31,16 +31,22 @@ def semantic_logits(masks: torch.Tensor, class_sim: torch.Tensor) -> torch.Tenso
     return y.reshape(class_sim.shape[0], *masks.shape[1:])
 
 
-def region_class_similarity(regions: Regions, prompt_embeddings: torch.Tensor, prompt_to_class: torch.Tensor,
-                            num_classes: int) -> torch.Tensor:
+def region_class_similarity(
+    regions: Regions, prompt_embeddings: torch.Tensor, prompt_to_class: torch.Tensor, num_classes: int
+) -> torch.Tensor:
     """[K, N]: cosine of each region to each class (max over the class's prompts)."""
     sim = prompt_embeddings.to(regions.embeddings.dtype) @ regions.embeddings.T  # [M, N]
     return class_max_over_prompts(sim, prompt_to_class, num_classes)
 
 
-def semantic_segmentation(regions: Regions, prompt_embeddings: torch.Tensor, prompt_to_class: torch.Tensor,
-                          num_classes: int, out_size: tuple[int, int] | None = None,
-                          threshold: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def semantic_segmentation(
+    regions: Regions,
+    prompt_embeddings: torch.Tensor,
+    prompt_to_class: torch.Tensor,
+    num_classes: int,
+    out_size: tuple[int, int] | None = None,
+    threshold: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Label map [H,W] (int64, -1 = unlabeled) and per-pixel score [H,W] (weighted mean cosine).
 
     Logits are computed at the masks' resolution and upsampled bilinearly: cheaper than

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
 
 def default_cache_dir() -> Path:
     root = os.environ.get("OMNISEG_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "omniseg")
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "omniseg"
+    )
     return Path(root)
 
 
@@ -30,7 +31,8 @@ class EmbeddingCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(self.path, timeout=30)
             self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS emb (encoder TEXT, text TEXT, vec BLOB, PRIMARY KEY (encoder, text))")
+                "CREATE TABLE IF NOT EXISTS emb (encoder TEXT, text TEXT, vec BLOB, PRIMARY KEY (encoder, text))"
+            )
         return self._conn
 
     def lookup(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
@@ -38,10 +40,11 @@ class EmbeddingCache:
         found: dict[str, np.ndarray] = {}
         unique = list(dict.fromkeys(texts))
         for start in range(0, len(unique), 500):
-            chunk = unique[start:start + 500]
+            chunk = unique[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            rows = db.execute(f"SELECT text, vec FROM emb WHERE encoder=? AND text IN ({marks})",
-                              [self.encoder_id, *chunk])
+            rows = db.execute(
+                f"SELECT text, vec FROM emb WHERE encoder=? AND text IN ({marks})", [self.encoder_id, *chunk]
+            )
             for text, blob in rows:
                 found[text] = np.frombuffer(blob, dtype=np.float32)
         return found
@@ -49,18 +52,21 @@ class EmbeddingCache:
     def store(self, texts: Sequence[str], vectors: np.ndarray) -> None:
         db = self._db()
         with db:
-            db.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?, ?)",
-                           [(self.encoder_id, t, np.ascontiguousarray(v, np.float32).tobytes())
-                            for t, v in zip(texts, vectors)])
+            db.executemany(
+                "INSERT OR REPLACE INTO emb VALUES (?, ?, ?)",
+                [
+                    (self.encoder_id, t, np.ascontiguousarray(v, np.float32).tobytes())
+                    for t, v in zip(texts, vectors, strict=False)
+                ],
+            )
 
-    def get_or_compute(self, texts: list[str], compute: Callable[[Sequence[str]], np.ndarray],
-                       dim: int) -> np.ndarray:
+    def get_or_compute(self, texts: list[str], compute: Callable[[Sequence[str]], np.ndarray], dim: int) -> np.ndarray:
         found = self.lookup(texts)
         missing = [t for t in dict.fromkeys(texts) if t not in found]
         if missing:
             vectors = compute(missing)
             self.store(missing, vectors)
-            found.update(zip(missing, vectors))
+            found.update(zip(missing, vectors, strict=False))
         if not texts:
             return np.zeros((0, dim), np.float32)
         return np.stack([found[t] for t in texts]).astype(np.float32)

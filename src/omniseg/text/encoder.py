@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -42,8 +43,9 @@ class MiniLMTextEncoder:
 
     dim = 384
 
-    def __init__(self, model_dir: str | Path | None = None, batch_size: int = 256,
-                 cache: EmbeddingCache | None = None) -> None:
+    def __init__(
+        self, model_dir: str | Path | None = None, batch_size: int = 256, cache: EmbeddingCache | None = None
+    ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from transformers import AutoModel, AutoTokenizer
@@ -61,7 +63,7 @@ class MiniLMTextEncoder:
         out = []
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
-                batch = list(texts[start:start + self.batch_size])
+                batch = list(texts[start : start + self.batch_size])
                 tokens = self.tokenizer(batch, padding=True, truncation=True, max_length=128, return_tensors="pt")
                 hidden = self.model(**tokens).last_hidden_state
                 mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)

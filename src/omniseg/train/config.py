@@ -64,7 +64,7 @@ class TrainConfig:
     model: OpenSegConfig = field(default_factory=OpenSegConfig)
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"training config not found: {path}")
@@ -80,8 +80,10 @@ class TrainConfig:
         unknown = set(data) - known
         if unknown:
             raise InputError(f"unknown keys in {path}: {', '.join(sorted(unknown))}")
-        data["datasets"] = [_build(DatasetSpec, d if isinstance(d, dict) else {"path": str(d)}, f"{path}: datasets")
-                            for d in data["datasets"]]
+        data["datasets"] = [
+            _build(DatasetSpec, d if isinstance(d, dict) else {"path": str(d)}, f"{path}: datasets")
+            for d in data["datasets"]
+        ]
         data["losses"] = _build(LossWeights, data.get("losses") or {}, f"{path}: losses")
         data["model"] = _build(OpenSegConfig, data.get("model") or {}, f"{path}: model")
         if "scale_range" in data:

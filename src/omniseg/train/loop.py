@@ -49,8 +49,17 @@ def load_sources(cfg: TrainConfig) -> tuple[list[TrainSource], np.ndarray]:
         names = torch.from_numpy(encoder.encode(ds.classes))
         images = [read_rgb(s.image_path) for s in tqdm(samples, desc=f"load {ds.name}", leave=False)]
         masks = [read_mask(s.mask_path) for s in samples]
-        sources.append(TrainSource(ds.name, ds.classes, images, masks, torch.from_numpy(vocab.embeddings),
-                                   torch.from_numpy(vocab.prompt_to_class), names))
+        sources.append(
+            TrainSource(
+                ds.name,
+                ds.classes,
+                images,
+                masks,
+                torch.from_numpy(vocab.embeddings),
+                torch.from_numpy(vocab.prompt_to_class),
+                names,
+            )
+        )
         weights.append(spec.weight)
     w = np.asarray(weights, dtype=np.float64)
     return sources, w / w.sum()
@@ -62,8 +71,9 @@ def draw_batch(cfg: TrainConfig, sources: list[TrainSource], weights: np.ndarray
     for _ in range(cfg.batch_size):
         s = int(rng.choice(len(sources), p=weights))
         i = int(rng.integers(len(sources[s].images)))
-        im, mk = random_crop_flip(sources[s].images[i], sources[s].masks[i], rng, cfg.short_side, cfg.crop,
-                                  cfg.scale_range)
+        im, mk = random_crop_flip(
+            sources[s].images[i], sources[s].masks[i], rng, cfg.short_side, cfg.crop, cfg.scale_range
+        )
         images.append(im)
         labels.append(mk)
         which.append(s)
@@ -72,8 +82,14 @@ def draw_batch(cfg: TrainConfig, sources: list[TrainSource], weights: np.ndarray
     return x, y, which
 
 
-def compute_losses(model: OpenSegModel, cfg: TrainConfig, sources: list[TrainSource], x: torch.Tensor,
-                   y: torch.Tensor, which: list[int]) -> dict[str, torch.Tensor]:
+def compute_losses(
+    model: OpenSegModel,
+    cfg: TrainConfig,
+    sources: list[TrainSource],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    which: list[int],
+) -> dict[str, torch.Tensor]:
     out = model(x)
     # Losses at stride 2: a quarter of the pixels of the crop, 3x faster backward, thin classes kept.
     y = y[:, 1::2, 1::2]
@@ -109,8 +125,11 @@ def compute_losses(model: OpenSegModel, cfg: TrainConfig, sources: list[TrainSou
         "region_class": torch.stack(region).mean() if region else zero,
         "pixel_class": torch.stack(pixel).mean(),
         "objectness": torch.stack(objness).mean() if objness else zero,
-        "grounding": (L.grounding_loss(regions_for_grounding, words, model.logit_scale_grounding.exp())
-                      if len(words) > 1 else zero),
+        "grounding": (
+            L.grounding_loss(regions_for_grounding, words, model.logit_scale_grounding.exp())
+            if len(words) > 1
+            else zero
+        ),
     }
     weights = cfg.losses
     terms["total"] = sum(getattr(weights, k) * v for k, v in terms.items())
@@ -166,8 +185,9 @@ def _truncate_log(log_path: Path, step: int) -> None:
     """After a crash the log may run past the checkpoint; drop those lines so steps never repeat."""
     if not log_path.is_file():
         return
-    kept = [line for line in log_path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= step]
+    kept = [
+        line for line in log_path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step
+    ]
     atomic_write_text(log_path, "".join(line + "\n" for line in kept))
 
 
@@ -206,8 +226,12 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
         bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.steps:
             n = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
-            record = {"step": step, "lr": optimizer.param_groups[0]["lr"], "elapsed": round(time.time() - start, 1),
-                      **{k: round(v / n, 5) for k, v in running.items()}}
+            record = {
+                "step": step,
+                "lr": optimizer.param_groups[0]["lr"],
+                "elapsed": round(time.time() - start, 1),
+                **{k: round(v / n, 5) for k, v in running.items()},
+            }
             with open(log_path, "a") as fh:
                 fh.write(json.dumps(record) + "\n")
             bar.set_postfix(loss=f"{record['total']:.3f}")

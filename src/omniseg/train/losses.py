@@ -11,7 +11,14 @@ import torch.nn.functional as F
 
 from omniseg.tasks.semantic import class_max_over_prompts, semantic_logits
 
-__all__ = ["class_max_over_prompts", "dice_best_match_loss", "grounding_loss", "matched_mask_bce", "pixel_class_loss", "region_class_loss"]
+__all__ = [
+    "class_max_over_prompts",
+    "dice_best_match_loss",
+    "grounding_loss",
+    "matched_mask_bce",
+    "pixel_class_loss",
+    "region_class_loss",
+]
 
 
 def dice_matrix(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -23,8 +30,9 @@ def dice_matrix(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | 
     return 2 * inter / (pred.sum(1, keepdim=True) + target.sum(1).unsqueeze(0)).clamp(min=1e-6)
 
 
-def dice_best_match_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None,
-                         one_to_one: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def dice_best_match_loss(
+    pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None, one_to_one: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 1: L_S = 1/M sum_j (1 - max_i Dice(s_i, s_j^l)).
 
     pred [N,P] soft masks, target [M,P] binary masks, valid [P] (0 = ignore pixel).
@@ -48,8 +56,9 @@ def dice_best_match_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.
     return (1 - best).mean(), index
 
 
-def matched_mask_bce(mask_logits: torch.Tensor, matched: torch.Tensor, target: torch.Tensor,
-                     valid: torch.Tensor | None = None) -> torch.Tensor:
+def matched_mask_bce(
+    mask_logits: torch.Tensor, matched: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None
+) -> torch.Tensor:
     """Binary cross-entropy between each segment's best-matched mask and the segment.
 
     Dice alone has a vanishing gradient once a sigmoid saturates; an all-ones mask is then a trap
@@ -71,14 +80,16 @@ def grounding_similarity(regions: torch.Tensor, words: torch.Tensor, scale: torc
 def grounding_loss(regions: list[torch.Tensor], words: list[torch.Tensor], scale: torch.Tensor) -> torch.Tensor:
     """Eq. 4: contrastive over the batch in both directions (image->caption, caption->image)."""
     b = len(regions)
-    g = torch.stack([torch.stack([grounding_similarity(regions[i], words[j], scale) for j in range(b)])
-                     for i in range(b)])  # g[i, j] = G(I_i, C_j)
+    g = torch.stack(
+        [torch.stack([grounding_similarity(regions[i], words[j], scale) for j in range(b)]) for i in range(b)]
+    )  # g[i, j] = G(I_i, C_j)
     target = torch.arange(b)
     return F.cross_entropy(g.T * scale, target) + F.cross_entropy(g * scale, target)
 
 
-def region_class_loss(class_sim: torch.Tensor, matched: torch.Tensor, target: torch.Tensor,
-                      scale: torch.Tensor) -> torch.Tensor:
+def region_class_loss(
+    class_sim: torch.Tensor, matched: torch.Tensor, target: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
     """Each ground-truth segment's best-matched region must name its class among the dataset's.
 
     class_sim [K,N] cosine of every class to every region, matched [M] region index per segment,
@@ -87,8 +98,9 @@ def region_class_loss(class_sim: torch.Tensor, matched: torch.Tensor, target: to
     return F.cross_entropy(class_sim[:, matched].T * scale, target)
 
 
-def pixel_class_loss(masks: torch.Tensor, class_sim: torch.Tensor, labels: torch.Tensor,
-                     scale: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
+def pixel_class_loss(
+    masks: torch.Tensor, class_sim: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor, ignore_index: int = 255
+) -> torch.Tensor:
     """Per-pixel cross-entropy on the eq. 6 logits, so training optimises the inference path."""
     y = semantic_logits(masks, class_sim)  # [K, P]
     return F.cross_entropy((y * scale).T, labels.reshape(-1), ignore_index=ignore_index)
