@@ -153,11 +153,11 @@ class Segmenter:
         if (classes is None) == (vocab is None):
             raise InputError("give exactly one of classes or vocab")
         t0 = time.perf_counter()
-        vocabulary = self.vocabulary(
-            classes
-            if classes is not None
-            else (vocab if isinstance(vocab, Vocabulary) else Vocabulary.from_file(vocab))
-        )
+        if classes is not None:
+            vocabulary = self.vocabulary(classes)
+        else:
+            assert vocab is not None
+            vocabulary = self.vocabulary(vocab if isinstance(vocab, Vocabulary) else Vocabulary.from_file(vocab))
         unlabeled = unlabeled_value(len(vocabulary))
         t1 = time.perf_counter()
         array = load_image(image)

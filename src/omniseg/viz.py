@@ -19,7 +19,7 @@ def palette(n: int) -> np.ndarray:
     return np.asarray(colours, dtype=np.uint8).reshape(n, 3)
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1

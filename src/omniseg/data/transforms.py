@@ -11,8 +11,8 @@ from omniseg.data.uniform import IGNORE
 def resize_pair(image: np.ndarray, mask: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
     h, w = mask.shape
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    im = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
-    mk = np.asarray(Image.fromarray(mask).resize(size, Image.NEAREST))
+    im = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+    mk = np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST))
     return im, mk
 
 

@@ -22,6 +22,8 @@ from torch import nn
 from omniseg.errors import MissingResourceError
 from omniseg.models.backbone import FEATURE_CHANNELS, IMAGE_MEAN, IMAGE_STD, EfficientNetLite0, load_pretrained_backbone
 
+IMAGE_MEAN_T = torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1)
+IMAGE_STD_T = torch.tensor(IMAGE_STD).view(1, 3, 1, 1)
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
@@ -68,13 +70,13 @@ class FPN(nn.Module):
         for i in range(len(laterals) - 2, -1, -1):
             laterals[i] = laterals[i] + F.interpolate(laterals[i + 1], size=laterals[i].shape[-2:], mode="nearest")
         size = laterals[0].shape[-2:]
-        fused = 0
-        for fuse, lat in zip(self.fuse, laterals, strict=False):
-            h = fuse(lat)
-            fused = fused + (
+        fused = [fuse(lat) for fuse, lat in zip(self.fuse, laterals, strict=True)]
+        return torch.stack(
+            [
                 h if h.shape[-2:] == size else F.interpolate(h, size=size, mode="bilinear", align_corners=False)
-            )
-        return fused
+                for h in fused
+            ]
+        ).sum(0)
 
 
 class CrossAttentionBlock(nn.Module):
@@ -97,8 +99,6 @@ class OpenSegModel(nn.Module):
         super().__init__()
         self.config = config = config or OpenSegConfig()
         self.backbone = backbone if backbone is not None else load_pretrained_backbone()
-        self.register_buffer("pixel_mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
         d = config.feature_dim
         self.fpn = FPN(FEATURE_CHANNELS, config.fpn_dim, d)
         self.mask_features = nn.Sequential(nn.Conv2d(d, d, 1), nn.ReLU(inplace=True), nn.Conv2d(d, d, 1))  # F_s
@@ -144,7 +144,7 @@ class OpenSegModel(nn.Module):
     # -- forward ----------------------------------------------------------------------------
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         """images: [B,3,H,W] RGB in 0..1 -> fused features F at stride 4."""
-        x = (images - self.pixel_mean) / self.pixel_std
+        x = (images - IMAGE_MEAN_T.to(images)) / IMAGE_STD_T.to(images)
         first = self.config.trainable_backbone_from
         bb = self.backbone
         with torch.set_grad_enabled(torch.is_grad_enabled() and first == 0):
