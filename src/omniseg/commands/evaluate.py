@@ -1,0 +1,54 @@
+"""`omniseg eval`: metrics of a model on a dataset in the uniform format."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from omniseg.commands import EXIT_OK, image_size_arg
+from omniseg.errors import InputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ev = sub.add_parser("eval", help="mIoU / grounding mIoU on a dataset in the uniform format")
+    ev.add_argument("dataset", metavar="DATASET_DIR")
+    ev.add_argument("--grounding", action="store_true", help="per image, only the classes in its ground truth")
+    ev.add_argument("--json", help="write the report as JSON here")
+    ev.add_argument("--limit", type=int, help="evaluate the first N images only")
+    ev.add_argument(
+        "--split",
+        choices=("all", "train", "val"),
+        default="all",
+        help="which part of the fixed-seed split to evaluate (default: %(default)s)",
+    )
+    ev.add_argument("--val-fraction", type=float, default=0.2)
+    ev.add_argument("--split-seed", type=int, default=0)
+    ev.add_argument("--model", help="model directory (default: the embedded default model)")
+    ev.add_argument("--max-size", type=image_size_arg, default=512)
+    ev.add_argument("--quiet", action="store_true")
+    ev.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import omniseg
+    from omniseg.eval.semantic import evaluate_semantic, format_table
+    from omniseg.io import atomic_write_text
+
+    if not Path(args.dataset).is_dir():
+        raise InputError(f"dataset directory not found: {args.dataset}")
+    segmenter = omniseg.load(args.model, max_size=args.max_size)
+    report = evaluate_semantic(
+        segmenter,
+        args.dataset,
+        grounding=args.grounding,
+        limit=args.limit,
+        split=args.split,
+        val_fraction=args.val_fraction,
+        split_seed=args.split_seed,
+        progress=not args.quiet,
+    )
+    print(format_table(report))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(report, indent=2))
+    return EXIT_OK

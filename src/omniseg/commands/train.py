@@ -1,0 +1,30 @@
+"""`omniseg train CONFIG`: train the native model (resumes from its checkpoint)."""
+
+from __future__ import annotations
+
+import argparse
+
+from omniseg.commands import EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    tr = sub.add_parser("train", help="train the native model from a YAML config (resumes by default)")
+    tr.add_argument("config", metavar="CONFIG")
+    tr.add_argument("--steps", type=int, help="override the number of steps")
+    tr.add_argument("--out", help="override the output directory")
+    tr.add_argument("--no-resume", action="store_true", help="start from scratch even if a checkpoint exists")
+    tr.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from omniseg.train.config import TrainConfig
+    from omniseg.train.loop import train
+
+    cfg = TrainConfig.from_yaml(args.config)
+    if args.steps is not None:
+        cfg.steps = args.steps
+    if args.out is not None:
+        cfg.out_dir = args.out
+    final = train(cfg, resume=not args.no_resume)
+    print(f"model written to {final}")
+    return EXIT_OK
