@@ -1,7 +1,9 @@
 """Regions: the one representation every task reads (DESIGN.md, seeds/003).
 
 N class-agnostic soft masks s[N,H,W] in 0..1, N L2-normalised embeddings z[N,D] in the text
-space, and N objectness scores.
+space, and N objectness scores. Optionally the per-pixel features p[D',H,W] (L2-normalised per
+pixel) the region embeddings were pooled from: example-based tasks (in-context, video) compare
+an example's pixels with a target's, which text-space region embeddings cannot do at pixel level.
 """
 
 from __future__ import annotations
@@ -17,11 +19,19 @@ class Regions:
     embeddings: torch.Tensor  # [N, D], rows L2-normalised
     scores: torch.Tensor  # [N]
     image_size: tuple[int, int]  # (H, W) of the image the masks describe
+    pixel_features: torch.Tensor | None = None  # [D', H, W] on the masks' grid, unit norm per pixel
 
     def __post_init__(self) -> None:
         n = self.masks.shape[0]
         if self.embeddings.shape[0] != n or self.scores.shape[0] != n:
             raise ValueError("masks, embeddings and scores must describe the same N regions")
+        if self.pixel_features is not None and (
+            self.pixel_features.dim() != 3 or self.pixel_features.shape[-2:] != self.masks.shape[-2:]
+        ):
+            raise ValueError(
+                f"pixel_features {tuple(self.pixel_features.shape)} must be [D', H, W] on the masks' grid "
+                f"{tuple(self.masks.shape[-2:])}"
+            )
 
     def __len__(self) -> int:
         return int(self.masks.shape[0])

@@ -1,14 +1,19 @@
 """The user's door: ``omniseg.load()`` returns a Segmenter; ``segment()`` answers with a result
 that knows how to save itself as a label PNG, an overlay and JSON.
+
+``segment(..., task="instance" | "panoptic")`` asks the same Regions a different question; those
+results live in omniseg.results (COCO RLE / COCO panoptic files).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, overload
 
 import numpy as np
 import torch
@@ -19,6 +24,9 @@ from omniseg.errors import InputError
 from omniseg.io import ImageLike, atomic_save_png, atomic_write_text, load_image
 from omniseg.models.openseg import OpenSegModel
 from omniseg.regions import Regions
+from omniseg.results import InstanceResult, PanopticResult
+from omniseg.tasks.instance import DEFAULT_TEMPERATURE, instance_segmentation
+from omniseg.tasks.panoptic import DEFAULT_PANOPTIC_MIN_SCORE, panoptic_segmentation
 from omniseg.tasks.semantic import semantic_segmentation
 from omniseg.text.encoder import TextEncoder, default_text_encoder
 from omniseg.viz import overlay
@@ -27,6 +35,8 @@ from omniseg.vocab import Vocabulary
 DEFAULT_MODEL_DIR = Path(__file__).parent / "weights" / "default"
 UINT8_UNLABELED = 255
 UINT16_UNLABELED = 65535
+TASKS = ("semantic", "instance", "panoptic")
+Task = Literal["semantic", "instance", "panoptic"]
 
 
 def unlabeled_value(num_classes: int) -> int:
@@ -136,6 +146,47 @@ class Segmenter:
             vocab.embed(self.text_encoder)
         return vocab
 
+    @property
+    def class_temperature(self) -> float:
+        """The temperature of the class softmax: the one the model's class head was trained with."""
+        scale = getattr(self.model, "logit_scale_class", None)
+        return float(1.0 / scale.detach().exp()) if isinstance(scale, torch.Tensor) else DEFAULT_TEMPERATURE
+
+    @overload
+    def segment(
+        self,
+        image: ImageLike,
+        classes: Sequence[str] | str | Vocabulary | None = ...,
+        vocab: str | Path | Vocabulary | None = ...,
+        threshold: float | None = ...,
+        task: Literal["semantic"] = ...,
+        stuff: Sequence[str] | str | None = ...,
+    ) -> SemanticResult: ...
+
+    @overload
+    def segment(
+        self,
+        image: ImageLike,
+        classes: Sequence[str] | str | Vocabulary | None = ...,
+        vocab: str | Path | Vocabulary | None = ...,
+        threshold: float | None = ...,
+        *,
+        task: Literal["instance"],
+        stuff: Sequence[str] | str | None = ...,
+    ) -> InstanceResult: ...
+
+    @overload
+    def segment(
+        self,
+        image: ImageLike,
+        classes: Sequence[str] | str | Vocabulary | None = ...,
+        vocab: str | Path | Vocabulary | None = ...,
+        threshold: float | None = ...,
+        *,
+        task: Literal["panoptic"],
+        stuff: Sequence[str] | str | None = ...,
+    ) -> PanopticResult: ...
+
     @torch.inference_mode()
     def segment(
         self,
@@ -143,21 +194,36 @@ class Segmenter:
         classes: Sequence[str] | str | Vocabulary | None = None,
         vocab: str | Path | Vocabulary | None = None,
         threshold: float | None = None,
-    ) -> SemanticResult:
-        """Semantic segmentation of one image with an open vocabulary (seeds/003 eq. 6).
+        task: Task = "semantic",
+        stuff: Sequence[str] | str | None = None,
+    ) -> SemanticResult | InstanceResult | PanopticResult:
+        """Segment one image with an open vocabulary.
 
-        classes: names (a '|' inside a name separates synonyms) or a 'sky, road' string;
-        vocab: a vocabulary file or Vocabulary. threshold: pixels whose best class scores below it
-        (a weighted cosine in [-1, 1]) are unlabeled.
+        classes: names (a '|' inside a name separates synonyms, a trailing '[stuff]' marks stuff)
+        or a 'sky [stuff], road, car' string; vocab: a vocabulary file or Vocabulary.
+        task: "semantic" (a class per pixel, seeds/003 eq. 6), "instance" (objects of the thing
+        classes with scores) or "panoptic" (things + one segment per stuff class).
+        threshold: semantic: pixels whose best class scores below it (a weighted cosine in
+        [-1, 1]) are unlabeled; instance/panoptic: regions scoring below it (class probability x
+        objectness, in [0, 1]) are dropped (default 0.2, tasks.panoptic.DEFAULT_PANOPTIC_MIN_SCORE;
+        0 keeps every instance, as COCO AP wants).
+        stuff: class names to treat as stuff, on top of the vocabulary's own markers (the given
+        Vocabulary object is not changed).
         """
         if (classes is None) == (vocab is None):
             raise InputError("give exactly one of classes or vocab")
+        if task not in TASKS:
+            raise InputError(f"unknown task {task!r}: use one of {', '.join(TASKS)}")
         t0 = time.perf_counter()
         if classes is not None:
             vocabulary = self.vocabulary(classes)
         else:
             assert vocab is not None
             vocabulary = self.vocabulary(vocab if isinstance(vocab, Vocabulary) else Vocabulary.from_file(vocab))
+        if stuff is not None:
+            vocabulary = dataclasses.replace(vocabulary, stuff=list(vocabulary.stuff or [])).mark_stuff(stuff)
+        if task != "semantic":
+            return self._objects(image, vocabulary, task, threshold, t0)
         unlabeled = unlabeled_value(len(vocabulary))
         t1 = time.perf_counter()
         array = load_image(image)
@@ -177,6 +243,40 @@ class Segmenter:
         t3 = time.perf_counter()
         timings = {"vocabulary_s": t1 - t0, "model_s": t2 - t1, "labels_s": t3 - t2, "total_s": t3 - t0}
         return SemanticResult(array, label_map, vocabulary.classes, self.model_id, timings)
+
+    def _objects(
+        self, image: ImageLike, vocabulary: Vocabulary, task: Task, threshold: float | None, t0: float
+    ) -> InstanceResult | PanopticResult:
+        """The instance and panoptic paths of ``segment`` (same Regions, other task function)."""
+        t1 = time.perf_counter()
+        array = load_image(image)
+        regions = self.regions(array)
+        t2 = time.perf_counter()
+        assert vocabulary.embeddings is not None and vocabulary.prompt_to_class is not None
+        assert vocabulary.stuff is not None
+        prompts = torch.from_numpy(vocabulary.embeddings)
+        owner = torch.from_numpy(vocabulary.prompt_to_class)
+        min_score = DEFAULT_PANOPTIC_MIN_SCORE if threshold is None else threshold
+        size = (int(array.shape[0]), int(array.shape[1]))
+        stuff, temperature = list(vocabulary.stuff), self.class_temperature
+        result: InstanceResult | PanopticResult
+        if task == "instance":
+            instances = instance_segmentation(
+                regions, prompts, owner, len(vocabulary), stuff, temperature, min_score, out_size=size
+            )
+            t3 = time.perf_counter()
+            timings = {"vocabulary_s": t1 - t0, "model_s": t2 - t1, "instances_s": t3 - t2, "total_s": t3 - t0}
+            result = InstanceResult(array, instances, vocabulary.classes, stuff, self.model_id, timings)
+        else:
+            pan = panoptic_segmentation(
+                regions, prompts, owner, len(vocabulary), stuff, temperature, min_score, out_size=size
+            )
+            t3 = time.perf_counter()
+            timings = {"vocabulary_s": t1 - t0, "model_s": t2 - t1, "panoptic_s": t3 - t2, "total_s": t3 - t0}
+            result = PanopticResult(
+                array, pan.id_map.numpy(), pan.segments, vocabulary.classes, stuff, self.model_id, timings
+            )
+        return result
 
 
 def load(model: str | Path | None = None, text_encoder: TextEncoder | None = None, max_size: int = 512) -> Segmenter:

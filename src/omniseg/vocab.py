@@ -3,10 +3,16 @@
 File format (as OpenSeg and FC-CLIP publish): one class per line, synonyms comma-separated;
 the first synonym names the class. Blank lines and lines starting with '#' are skipped.
 Scoring takes the max over a class's prompts (OpenSeg's synonym ensembling, seeds/003 sec. 4.4).
+
+Thing or stuff: a line (or a --classes name) may end with the marker ``[stuff]``, e.g.
+``sky, heaven [stuff]``; ``[thing]`` is accepted too and is the default. Panoptic segmentation
+needs the split (things are counted one by one, stuff is merged per class); the vocabulary is
+where a user already says what each class is, so the split lives here.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +26,15 @@ if TYPE_CHECKING:
     from omniseg.text.encoder import TextEncoder
 
 DEFAULT_TEMPLATES: tuple[str, ...] = ("{}",)
+_MARKER = re.compile(r"\s*\[(stuff|thing)\]\s*$", re.IGNORECASE)
+
+
+def split_marker(text: str) -> tuple[str, bool]:
+    """'sky, heaven [stuff]' -> ('sky, heaven', True); no marker or '[thing]' -> False."""
+    match = _MARKER.search(text)
+    if match is None:
+        return text, False
+    return text[: match.start()], match.group(1).lower() == "stuff"
 
 
 @dataclass
@@ -28,12 +43,16 @@ class Vocabulary:
     templates: tuple[str, ...] = DEFAULT_TEMPLATES
     embeddings: np.ndarray | None = field(default=None, repr=False)  # [M, D] one row per prompt
     prompt_to_class: np.ndarray | None = field(default=None, repr=False)  # [M] class index
+    stuff: list[bool] | None = None  # per class: True = stuff (amorphous, merged), False = thing; None = all things
 
     def __post_init__(self) -> None:
         cleaned = [[s.strip() for s in names if s.strip()] for names in self.synonyms]
         if not cleaned or any(not names for names in cleaned):
             raise InputError("vocabulary is empty or has a class with no name")
         self.synonyms = cleaned
+        self.stuff = [False] * len(cleaned) if self.stuff is None else [bool(x) for x in self.stuff]
+        if len(self.stuff) != len(cleaned):
+            raise InputError(f"stuff flags ({len(self.stuff)}) and classes ({len(cleaned)}) differ in number")
 
     @property
     def classes(self) -> list[str]:
@@ -42,10 +61,27 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self.synonyms)
 
+    def mark_stuff(self, names: Sequence[str] | str) -> Vocabulary:
+        """Mark the named classes as stuff (the --stuff flag); a name matches any synonym, any case.
+
+        An unknown name is an error rather than a silent no-op: a typo would otherwise turn a
+        stuff class into countless thing instances without a word.
+        """
+        wanted = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
+        lookup = {s.lower(): k for k, syns in enumerate(self.synonyms) for s in syns}
+        assert self.stuff is not None
+        for name in wanted:
+            k = lookup.get(name.lower())
+            if k is None:
+                raise InputError(f"--stuff names a class that is not in the vocabulary: {name!r}")
+            self.stuff[k] = True
+        return self
+
     @classmethod
     def from_names(cls, names: Sequence[str], templates: tuple[str, ...] = DEFAULT_TEMPLATES) -> Vocabulary:
-        """Each name is one class; a name may itself hold synonyms separated by '|'."""
-        return cls([str(n).split("|") for n in names], templates)
+        """Each name is one class; a name may itself hold synonyms separated by '|' and end with '[stuff]'."""
+        parsed = [split_marker(str(n)) for n in names]
+        return cls([text.split("|") for text, _ in parsed], templates, stuff=[flag for _, flag in parsed])
 
     @classmethod
     def from_string(cls, text: str, templates: tuple[str, ...] = DEFAULT_TEMPLATES) -> Vocabulary:
@@ -64,10 +100,10 @@ class Vocabulary:
             lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: Windows editors add a BOM
         except UnicodeDecodeError as exc:
             raise InputError(f"vocabulary file is not UTF-8 text: {path}") from exc
-        rows = [line.split(",") for line in lines if line.strip() and not line.lstrip().startswith("#")]
-        if not rows:
+        parsed = [split_marker(line) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        if not parsed:
             raise InputError(f"vocabulary file has no classes: {path}")
-        return cls(rows, templates)
+        return cls([text.split(",") for text, _ in parsed], templates, stuff=[flag for _, flag in parsed])
 
     def prompts(self) -> tuple[list[str], np.ndarray]:
         texts, owner = [], []

@@ -1,4 +1,8 @@
-"""`omniseg eval`: metrics of a model on a dataset in the uniform format."""
+"""`omniseg eval`: metrics of a model on a dataset in the uniform format.
+
+--task semantic (default): mIoU / grounding mIoU; --task panoptic: PQ, SQ, RQ (all/things/stuff,
+panopticapi's rules); --task instance: mask AP, AP50, AP75 (pycocotools COCOeval).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,20 @@ from omniseg.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    ev = sub.add_parser("eval", help="mIoU / grounding mIoU on a dataset in the uniform format")
+    ev = sub.add_parser("eval", help="mIoU, grounding mIoU, PQ or mask AP on a dataset in the uniform format")
     ev.add_argument("dataset", metavar="DATASET_DIR")
+    ev.add_argument(
+        "--task",
+        choices=("semantic", "panoptic", "instance"),
+        default="semantic",
+        help="semantic: mIoU; panoptic: PQ/SQ/RQ; instance: mask AP (needs instances/) (default: %(default)s)",
+    )
     ev.add_argument("--grounding", action="store_true", help="per image, only the classes in its ground truth")
+    ev.add_argument(
+        "--stuff",
+        help="panoptic/instance: comma-separated dataset classes to treat as stuff (default: with instances/ "
+        "every class is a thing, without every class is stuff; 'background' is void)",
+    )
     ev.add_argument("--json", help="write the report as JSON here")
     ev.add_argument("--limit", type=int, help="evaluate the first N images only")
     ev.add_argument(
@@ -32,23 +47,39 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import omniseg
-    from omniseg.eval.semantic import evaluate_semantic, format_table
     from omniseg.io import atomic_write_text
 
     if not Path(args.dataset).is_dir():
         raise InputError(f"dataset directory not found: {args.dataset}")
+    if args.grounding and args.task != "semantic":
+        raise InputError("--grounding applies to --task semantic only")
+    if args.stuff is not None and args.task == "semantic":
+        raise InputError("--stuff applies to --task panoptic and --task instance only")
+    stuff = tuple(n.strip() for n in (args.stuff or "").split(",") if n.strip())
+    split = {"split": args.split, "val_fraction": args.val_fraction, "split_seed": args.split_seed}
     segmenter = omniseg.load(args.model, max_size=args.max_size)
-    report = evaluate_semantic(
-        segmenter,
-        args.dataset,
-        grounding=args.grounding,
-        limit=args.limit,
-        split=args.split,
-        val_fraction=args.val_fraction,
-        split_seed=args.split_seed,
-        progress=not args.quiet,
-    )
-    print(format_table(report))
+    if args.task == "panoptic":
+        from omniseg.eval import panoptic
+
+        report = panoptic.evaluate_panoptic(
+            segmenter, args.dataset, stuff=stuff, limit=args.limit, progress=not args.quiet, **split
+        )
+        table = panoptic.format_table(report)
+    elif args.task == "instance":
+        from omniseg.eval import instance
+
+        report = instance.evaluate_instances(
+            segmenter, args.dataset, stuff=stuff, limit=args.limit, progress=not args.quiet, **split
+        )
+        table = instance.format_table(report)
+    else:
+        from omniseg.eval.semantic import evaluate_semantic, format_table
+
+        report = evaluate_semantic(
+            segmenter, args.dataset, grounding=args.grounding, limit=args.limit, progress=not args.quiet, **split
+        )
+        table = format_table(report)
+    print(table)
     if args.json:
         atomic_write_text(args.json, json.dumps(report, indent=2))
     return EXIT_OK

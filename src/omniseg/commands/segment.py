@@ -1,24 +1,47 @@
-"""`omniseg segment`: label every pixel of each image with one of the given classes."""
+"""`omniseg segment`: label every pixel of each image with one of the given classes
+(--task semantic, the default), or find the objects (--task instance) or both (--task panoptic)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omniseg.commands import EXIT_INPUT, EXIT_OK, image_size_arg
 from omniseg.errors import InputError
 
+if TYPE_CHECKING:  # the CLI imports torch lazily, only when a command runs
+    from omniseg.results import InstanceResult, PanopticResult
+    from omniseg.segmenter import SemanticResult
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    seg = sub.add_parser("segment", help="label every pixel with one of the given classes")
+    seg = sub.add_parser("segment", help="semantic, instance or panoptic segmentation with the given classes")
     seg.add_argument("images", nargs="+", metavar="IMAGE")
     group = seg.add_mutually_exclusive_group()
     group.add_argument("--classes", help="comma-separated class names, e.g. 'sky,road,red car'")
     group.add_argument("--vocab", help="vocabulary file: one class per line, synonyms comma-separated")
     seg.add_argument("--out", default="omniseg_out", help="output directory (default: %(default)s)")
     seg.add_argument("--model", help="model directory (default: the embedded default model)")
-    seg.add_argument("--threshold", type=float, help="mark pixels whose best score (cosine) is below this unlabeled")
+    seg.add_argument(
+        "--task",
+        choices=("semantic", "instance", "panoptic"),
+        default="semantic",
+        help="semantic: <stem>.png label map; instance: <stem>_instances.json (COCO results, RLE); "
+        "panoptic: <stem>_panoptic.png + .json (COCO panoptic). All write <stem>_overlay.png (default: %(default)s)",
+    )
+    seg.add_argument(
+        "--stuff",
+        help="comma-separated classes that are stuff (merged per class, never instances), "
+        "e.g. 'sky,road'; a vocabulary line can also end with [stuff]",
+    )
+    seg.add_argument(
+        "--threshold",
+        type=float,
+        help="semantic: mark pixels whose best score (cosine) is below this unlabeled; "
+        "instance/panoptic: drop regions whose score (class probability x objectness) is below this",
+    )
     seg.add_argument(
         "--max-size", type=image_size_arg, default=512, help="longest side the model sees (default: %(default)s)"
     )
@@ -31,11 +54,14 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     import omniseg
+    from omniseg.results import OUTPUT_SUFFIXES
     from omniseg.vocab import Vocabulary
 
     if args.classes is None and args.vocab is None:
         raise InputError("give the classes: --classes 'sky,road,car' or --vocab FILE")
     vocab = Vocabulary.from_string(args.classes) if args.classes is not None else Vocabulary.from_file(args.vocab)
+    if args.stuff is not None:
+        vocab.mark_stuff(args.stuff)
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
         raise InputError(
@@ -50,17 +76,31 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     for path in tqdm(args.images, desc="segment", disable=len(args.images) < 2 or args.quiet, dynamic_ncols=True):
         stem = Path(path).stem
-        if args.skip_existing and all((out / f"{stem}{s}").is_file() for s in (".png", "_overlay.png", ".json")):
+        if args.skip_existing and all((out / f"{stem}{s}").is_file() for s in OUTPUT_SUFFIXES[args.task]):
             continue
         try:
-            result = segmenter.segment(path, classes=vocab, threshold=args.threshold)
+            result = segmenter.segment(path, classes=vocab, threshold=args.threshold, task=args.task)
         except InputError as exc:
             print(f"omniseg: error: {exc}", file=sys.stderr)
             failed += 1
             continue
-        result.save(out, stem)
+        paths = result.save(out, stem)
         if not args.quiet:
-            top = sorted(result.fractions().items(), key=lambda kv: -kv[1])[:5]
-            summary = ", ".join(f"{k} {v:.0%}" for k, v in top)
-            tqdm.write(f"{path} -> {out / stem}.png  [{summary}]  {result.timings['total_s']:.2f}s")
+            tqdm.write(
+                f"{path} -> {next(iter(paths.values()))}  [{_summary(result)}]  {result.timings['total_s']:.2f}s"
+            )
     return EXIT_INPUT if failed else EXIT_OK
+
+
+def _summary(result: SemanticResult | InstanceResult | PanopticResult) -> str:
+    """One line per image: the largest classes (semantic) or the best objects/segments."""
+    from omniseg.results import InstanceResult
+    from omniseg.segmenter import SemanticResult
+
+    if isinstance(result, SemanticResult):
+        top = sorted(result.fractions().items(), key=lambda kv: -kv[1])[:5]
+        return ", ".join(f"{k} {v:.0%}" for k, v in top)
+    items = result.instances if isinstance(result, InstanceResult) else result.segments
+    best = ", ".join(f"{result.classes[i.label]} {i.score:.2f}" for i in items[:5])
+    noun = "instances" if isinstance(result, InstanceResult) else "segments"
+    return f"{len(items)} {noun}" + (f": {best}" if best else "")

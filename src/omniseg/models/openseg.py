@@ -159,7 +159,8 @@ class OpenSegModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Returns mask logits [B,N,H/4,W/4], region embeddings [B,N,text_dim] (unit norm),
-        objectness logits [B,N]."""
+        objectness logits [B,N] and pixel features [B,feature_dim,H/4,W/4] (F_z, unit norm per pixel:
+        the features the region embeddings are pooled from, for example-based tasks)."""
         feats = self.image_features(images)
         b, d, h, w = feats.shape
         pe = F.interpolate(self.pos_embed, size=(h, w), mode="bilinear", align_corners=False)
@@ -175,7 +176,12 @@ class OpenSegModel(nn.Module):
         masks = mask_logits.sigmoid()
         pooled = torch.einsum("bnhw,bdhw->bnd", masks, f_z) / masks.sum((2, 3)).clamp(min=1e-6).unsqueeze(-1)
         z = F.normalize(self.text_proj(pooled), dim=-1)
-        return {"mask_logits": mask_logits, "embeddings": z, "objectness": self.objectness(q).squeeze(-1)}
+        return {
+            "mask_logits": mask_logits,
+            "embeddings": z,
+            "objectness": self.objectness(q).squeeze(-1),
+            "pixel_features": F.normalize(f_z, dim=1),
+        }
 
     # -- persistence (safetensors + JSON config; never unpickle) -----------------------------
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:

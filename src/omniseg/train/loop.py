@@ -241,4 +241,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     bar.close()
     final = out / "model"
     model.eval().save_pretrained(final, {"trained_steps": step})
+    from omniseg.train.plot import plot_log
+
+    plot_log(log_path, out / "loss_curve.png")
     return final

@@ -1,0 +1,47 @@
+"""`omniseg refer IMAGE PHRASE`: the region(s) a phrase refers to, as a mask PNG + JSON."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from omniseg.commands import EXIT_OK, image_size_arg
+from omniseg.errors import InputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ref = sub.add_parser("refer", help="segment what a phrase refers to, e.g. 'the dog on the left'")
+    ref.add_argument("image", metavar="IMAGE")
+    ref.add_argument("phrase", metavar="PHRASE")
+    ref.add_argument("--out", default="omniseg_out", help="output directory (default: %(default)s)")
+    ref.add_argument("--model", help="model directory (default: the embedded default model)")
+    ref.add_argument(
+        "--margin",
+        type=float,
+        default=0.03,
+        help="merge every region whose similarity is within this of the best (cosine; default: %(default)s)",
+    )
+    ref.add_argument("--no-spatial", action="store_true", help="ignore words like 'left' or 'top' in the phrase")
+    ref.add_argument(
+        "--max-size", type=image_size_arg, default=512, help="longest side the model sees (default: %(default)s)"
+    )
+    ref.add_argument("--quiet", action="store_true")
+    ref.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import omniseg
+    from omniseg.tasks.refer import refer
+
+    if not Path(args.image).is_file():
+        raise InputError(f"image not found: {args.image}")
+    if not args.phrase.strip():
+        raise InputError("the phrase is empty: say what to segment, e.g. 'the dog on the left'")
+    if args.margin < 0:
+        raise InputError(f"--margin must be >= 0, got {args.margin}")
+    segmenter = omniseg.load(args.model, max_size=args.max_size)
+    result = refer(segmenter, args.image, args.phrase, margin=args.margin, use_spatial=not args.no_spatial)
+    paths = result.save(args.out, Path(args.image).stem)
+    if not args.quiet:
+        print(f"{args.image} -> {paths['mask']}  [regions {result.selected}, {result.mask.mean():.0%} of the image]")
+    return EXIT_OK

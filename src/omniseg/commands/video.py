@@ -1,0 +1,72 @@
+"""`omniseg video FRAMES_DIR --first-mask MASK.png`: follow the first mask's objects through the frames."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from omniseg.commands import EXIT_OK, image_size_arg
+from omniseg.errors import InputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    vd = sub.add_parser("video", help="propagate the objects of the first frame's mask through the frames")
+    vd.add_argument("frames", metavar="FRAMES_DIR", help="a folder of frames; file names sort in time order")
+    vd.add_argument(
+        "--first-mask", required=True, metavar="MASK.png", help="id mask of the first frame (0 = background)"
+    )
+    vd.add_argument("--out", default="omniseg_out", help="output directory (default: %(default)s)")
+    vd.add_argument(
+        "--context",
+        type=int,
+        default=3,
+        help="previous frames (with their predicted masks) used as extra examples (default: %(default)s)",
+    )
+    vd.add_argument("--model", help="model directory (default: the embedded default model)")
+    vd.add_argument(
+        "--max-size", type=image_size_arg, default=512, help="longest side the model sees (default: %(default)s)"
+    )
+    vd.add_argument("--quiet", action="store_true")
+    vd.set_defaults(func=run)
+
+
+def list_frames(directory: str | Path) -> list[Path]:
+    from omniseg.data.uniform import IMAGE_EXTS
+
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise InputError(f"frames directory not found: {folder}")
+    frames = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    if not frames:
+        raise InputError(f"no frames (images) in {folder}")
+    stems = [p.stem for p in frames]
+    if len(set(stems)) != len(stems):
+        raise InputError(f"two frames in {folder} share a file name; outputs would overwrite each other")
+    return frames
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    import omniseg
+    from omniseg.commands.incontext import check_mask_size
+    from omniseg.io import atomic_save_png
+    from omniseg.tasks.common import load_mask
+    from omniseg.tasks.video import VideoConfig, video
+
+    frames = list_frames(args.frames)
+    first_mask = load_mask(args.first_mask, "first mask")
+    check_mask_size(frames[0], Path(args.first_mask), "first mask")
+    if args.context < 0:
+        raise InputError(f"--context must be >= 0, got {args.context}")
+    segmenter = omniseg.load(args.model, max_size=args.max_size)
+    out = Path(args.out)
+    labels = video(segmenter, frames, first_mask, VideoConfig(context=args.context))
+    bar = tqdm(
+        zip(frames, labels, strict=False), total=len(frames), desc="video", disable=args.quiet, dynamic_ncols=True
+    )
+    for frame, label in bar:
+        atomic_save_png(out / f"{frame.stem}.png", label)
+    if not args.quiet:
+        print(f"{len(frames)} frames -> {out}")
+    return EXIT_OK

@@ -1,0 +1,142 @@
+"""`omniseg eval --task interactive`: NoC@85 / NoC@90 with simulated clicks.
+
+Objects: on the uniform layout, every class present in an image (its whole mask, ignore pixels
+excluded) covering at least ``min_fraction`` of the labelled pixels. Clicks follow the usual
+protocol (RITM, SimpleClick): the first click is the interior point farthest from the object's
+boundary; each next click goes to the point farthest from the boundary of the largest error
+region, positive if the model missed it, negative if it was wrongly included. NoC@t is the
+number of clicks until IoU >= t, counted as ``max_clicks`` when never reached; lower is better.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+from tqdm import tqdm
+
+from omniseg.data.uniform import IGNORE, UniformDataset, read_mask, read_rgb
+from omniseg.errors import InputError
+from omniseg.segmenter import Segmenter
+from omniseg.tasks.interactive import Click, interactive_segment
+
+THRESHOLDS = (0.85, 0.90)
+
+
+def next_click(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> Click | None:
+    """The click at the centre of the largest error (None when there is no error left)."""
+    fn = gt & ~pred & valid
+    fp = pred & ~gt & valid
+    best: tuple[float, int, int, bool] | None = None
+    for region, positive in ((fn, True), (fp, False)):
+        if not region.any():
+            continue
+        # distance to the nearest non-error pixel; the image border counts as a boundary
+        dist = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+        y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+        if best is None or dist[y, x] > best[0]:
+            best = (float(dist[y, x]), int(y), int(x), positive)
+    if best is None:
+        return None
+    _, y, x, positive = best
+    return Click(float(x), float(y), positive)
+
+
+def clicks_to_iou(regions, gt: np.ndarray, valid: np.ndarray, max_clicks: int) -> list[float]:
+    """IoU after each of up to ``max_clicks`` simulated clicks (stops early at IoU 1)."""
+    clicks: list[Click] = []
+    pred = np.zeros_like(gt)
+    ious = []
+    for _ in range(max_clicks):
+        click = next_click(pred, gt, valid)
+        if click is None:
+            break
+        clicks.append(click)
+        if not any(c.positive for c in clicks):  # a negative first click cannot happen: pred starts empty
+            break
+        pred = interactive_segment(regions, clicks, out_size=gt.shape).mask
+        inter = (pred & gt & valid).sum()
+        union = ((pred | gt) & valid).sum()
+        ious.append(float(inter / union) if union else 1.0)
+        if ious[-1] >= 1.0:
+            break
+    return ious
+
+
+def noc(ious: list[float], threshold: float, max_clicks: int) -> int:
+    for n, iou in enumerate(ious, start=1):
+        if iou >= threshold:
+            return n
+    return max_clicks
+
+
+def evaluate_interactive(
+    segmenter: Segmenter,
+    dataset_dir: str | Path,
+    split: str = "val",
+    val_fraction: float = 0.2,
+    split_seed: int = 0,
+    limit: int | None = None,
+    max_clicks: int = 20,
+    min_fraction: float = 0.01,
+    progress: bool = True,
+) -> dict:
+    """NoC@85, NoC@90 and the mean IoU after 1, 3, 5 clicks over the objects of the split."""
+    from omniseg.tasks.common import image_regions
+
+    dataset = UniformDataset(dataset_dir)
+    samples = dataset.split(split, val_fraction, split_seed)
+    if limit is not None:
+        samples = samples[: max(0, limit)]
+    if not samples:
+        raise InputError(f"no labelled images to evaluate in {dataset_dir} (split {split})")
+    curves: list[list[float]] = []
+    start = time.perf_counter()
+    for sample in tqdm(samples, desc=f"interactive {dataset.name}", disable=not progress, dynamic_ncols=True):
+        assert sample.mask_path is not None
+        mask = read_mask(sample.mask_path)
+        valid = mask != IGNORE
+        ids, counts = np.unique(mask[valid], return_counts=True)
+        objects = [int(i) for i, n in zip(ids, counts, strict=True) if n >= min_fraction * max(valid.sum(), 1)]
+        if not objects:
+            continue
+        _, regions = image_regions(segmenter, read_rgb(sample.image_path))
+        for c in objects:
+            curves.append(clicks_to_iou(regions, (mask == c) & valid, valid, max_clicks))
+    seconds = time.perf_counter() - start
+    if not curves:
+        raise InputError(f"no object covers {min_fraction:.0%} of an image in {dataset_dir}")
+
+    def iou_at(n: int) -> float:
+        return float(np.mean([c[min(n, len(c)) - 1] if c else 0.0 for c in curves])) * 100
+
+    report = {"dataset": dataset.name, "metric": "NoC"}
+    for t in THRESHOLDS:
+        counts_t = [noc(c, t, max_clicks) for c in curves]
+        report[f"NoC@{round(t * 100)}"] = round(float(np.mean(counts_t)), 2)
+        report[f"failed@{round(t * 100)}"] = round(float(np.mean([n >= max_clicks for n in counts_t])) * 100, 2)
+    report.update(
+        {
+            "mIoU@1": round(iou_at(1), 2),
+            "mIoU@3": round(iou_at(3), 2),
+            "mIoU@5": round(iou_at(5), 2),
+            "objects": len(curves),
+            "max_clicks": max_clicks,
+            "protocol": "first click at the object's centre, then at the centre of the largest error region "
+            "(positive on misses, negative on false alarms); objects = classes present per image",
+            "split": split if split == "all" else f"{split} (val_fraction={val_fraction}, seed={split_seed})",
+            "seconds": round(seconds, 2),
+            "model": segmenter.model_id,
+        }
+    )
+    return report
+
+
+def format_interactive(report: dict) -> str:
+    return (
+        f"{report['dataset']}: NoC@85 {report['NoC@85']:.2f}  NoC@90 {report['NoC@90']:.2f}  "
+        f"(failed {report['failed@85']:.1f}% / {report['failed@90']:.1f}%)  mIoU@1 {report['mIoU@1']:.2f}  "
+        f"mIoU@5 {report['mIoU@5']:.2f}  ({report['objects']} objects, {report['seconds']:.1f} s)"
+    )

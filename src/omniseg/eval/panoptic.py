@@ -1,0 +1,227 @@
+"""Panoptic quality (Kirillov et al. 2019) with panopticapi's counting rules, and `omniseg eval --task panoptic`.
+
+Per image, with ground-truth and predicted id maps (0 = void) and their segments:
+- a predicted and a ground-truth segment of the same category match when IoU > 0.5 (which makes
+  matches unique); the union leaves out the predicted segment's pixels on void ground truth;
+- crowd ground-truth segments are never matched and never false negatives;
+- an unmatched prediction is a false positive unless more than half of its area lies on void or
+  on the crowd region of its category;
+- an unmatched, non-crowd ground-truth segment is a false negative.
+Per category PQ = sum IoU / (TP + FP/2 + FN/2), SQ = sum IoU / TP, RQ = TP / (TP + FP/2 + FN/2);
+a category enters the averages only if TP + FP + FN > 0 (all / things / stuff averaged alike).
+Followed literally, quirk included: when an image has several crowd segments of one category,
+panopticapi excuses false positives only by the last of them (in segment order). COCO and
+omniseg.data.segments have at most one crowd segment per category, where this makes no difference.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from omniseg.data.segments import class_roles, ground_truth_segments, instance_path, read_instance_map
+from omniseg.data.uniform import UniformDataset, read_mask, read_rgb
+from omniseg.errors import InputError
+from omniseg.eval.categories import evaluation_vocabulary
+from omniseg.segmenter import Segmenter
+from omniseg.tasks.panoptic import DEFAULT_PANOPTIC_MIN_SCORE, panoptic_segmentation
+
+OFFSET = 1 << 32  # > any segment id: gt * OFFSET + pred is a unique pair key
+VOID = 0
+
+
+@dataclass(frozen=True)
+class Segment:
+    """What PQ needs of a segment: its id in the map, category and crowd flag."""
+
+    id: int
+    category_id: int
+    iscrowd: bool = False
+
+
+@dataclass
+class CategoryCounts:
+    iou: float = 0.0
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+
+
+class PanopticQuality:
+    """Accumulates TP/FP/FN and matched IoU per category over images; ``summary()`` averages."""
+
+    def __init__(self) -> None:
+        self.counts: dict[int, CategoryCounts] = {}
+
+    def _cat(self, category: int) -> CategoryCounts:
+        return self.counts.setdefault(category, CategoryCounts())
+
+    def update(
+        self, gt_map: np.ndarray, gt_segments: Iterable[Segment], pred_map: np.ndarray, pred_segments: Iterable[Segment]
+    ) -> None:
+        if gt_map.shape != pred_map.shape:
+            raise ValueError(f"ground truth {gt_map.shape} and prediction {pred_map.shape} differ in size")
+        gt_segs = {s.id: s for s in gt_segments}
+        pred_segs = {s.id: s for s in pred_segments}
+        gt_flat = gt_map.astype(np.int64).ravel()
+        pred_flat = pred_map.astype(np.int64).ravel()
+        pred_area = dict(zip(*(v.tolist() for v in np.unique(pred_flat, return_counts=True)), strict=True))
+        gt_area = dict(zip(*(v.tolist() for v in np.unique(gt_flat, return_counts=True)), strict=True))
+        stray = set(pred_area) - set(pred_segs) - {VOID}
+        if stray or set(pred_segs) - set(pred_area):
+            raise ValueError("predicted id map and segments disagree (every segment must cover >= 1 pixel)")
+        keys, inter = np.unique(gt_flat * OFFSET + pred_flat, return_counts=True)
+        overlap = {(int(k // OFFSET), int(k % OFFSET)): int(n) for k, n in zip(keys, inter, strict=True)}
+
+        matched_gt, matched_pred = set(), set()
+        for (g, p), n in overlap.items():
+            gs, ps = gt_segs.get(g), pred_segs.get(p)
+            if gs is None or ps is None or gs.iscrowd or gs.category_id != ps.category_id:
+                continue
+            union = pred_area[p] + gt_area[g] - n - overlap.get((VOID, p), 0)
+            iou = n / union
+            if iou > 0.5:
+                counts = self._cat(gs.category_id)
+                counts.tp += 1
+                counts.iou += iou
+                matched_gt.add(g)
+                matched_pred.add(p)
+
+        crowd_of: dict[int, int] = {}  # category -> its (last) crowd segment
+        for g, gs in gt_segs.items():
+            if gs.iscrowd:
+                crowd_of[gs.category_id] = g
+            elif g not in matched_gt:
+                self._cat(gs.category_id).fn += 1
+        for p, ps in pred_segs.items():
+            if p in matched_pred:
+                continue
+            crowd = crowd_of.get(ps.category_id)
+            ignored = overlap.get((VOID, p), 0) + (overlap.get((crowd, p), 0) if crowd is not None else 0)
+            if ignored / pred_area[p] > 0.5:
+                continue
+            self._cat(ps.category_id).fp += 1
+
+    def average(self, categories: dict[int, bool], isthing: bool | None = None) -> dict:
+        """Mean PQ/SQ/RQ (fractions) over the categories with TP + FP + FN > 0; isthing filters."""
+        pq = sq = rq = 0.0
+        n = 0
+        per_class = {}
+        for category, cat_isthing in categories.items():
+            if isthing is not None and cat_isthing != isthing:
+                continue
+            c = self.counts.get(category, CategoryCounts())
+            if c.tp + c.fp + c.fn == 0:
+                continue
+            denominator = c.tp + 0.5 * c.fp + 0.5 * c.fn
+            per_class[category] = {
+                "pq": c.iou / denominator,
+                "sq": c.iou / c.tp if c.tp else 0.0,
+                "rq": c.tp / denominator,
+            }
+            pq += per_class[category]["pq"]
+            sq += per_class[category]["sq"]
+            rq += per_class[category]["rq"]
+            n += 1
+        if n == 0:
+            return {"pq": math.nan, "sq": math.nan, "rq": math.nan, "n": 0, "per_class": per_class}
+        return {"pq": pq / n, "sq": sq / n, "rq": rq / n, "n": n, "per_class": per_class}
+
+
+def _pct(value: float) -> float | None:
+    return None if math.isnan(value) else round(value * 100, 2)
+
+
+def evaluate_panoptic(
+    segmenter: Segmenter,
+    dataset_dir: str | Path,
+    stuff: tuple[str, ...] = (),
+    limit: int | None = None,
+    split: str = "all",
+    val_fraction: float = 0.2,
+    split_seed: int = 0,
+    min_score: float = DEFAULT_PANOPTIC_MIN_SCORE,
+    progress: bool = True,
+) -> dict:
+    """PQ/SQ/RQ of the segmenter on a uniform dataset (ground truth: omniseg.data.segments).
+
+    The vocabulary is the evaluated categories, void classes left out (omniseg.eval.categories).
+    """
+    dataset = UniformDataset(dataset_dir)
+    roles = class_roles(dataset, stuff)
+    samples = dataset.split(split, val_fraction, split_seed)[: None if limit is None else max(0, limit)]
+    if not samples:
+        raise InputError(f"no labelled images to evaluate in {dataset_dir} (split {split})")
+    vocab = evaluation_vocabulary(segmenter, dataset, roles)
+    categories = {k: roles.isthing[k] for k in range(len(dataset.classes)) if not roles.void[k]}
+    pq = PanopticQuality()
+    start = time.perf_counter()
+    for sample in tqdm(samples, desc=f"panoptic {dataset.name}", disable=not progress, dynamic_ncols=True):
+        image, gt_classes = read_rgb(sample.image_path), read_mask(sample.mask_path)
+        if gt_classes.shape != image.shape[:2]:
+            raise InputError(f"mask and image differ in size for {sample.id}")
+        inst_path = instance_path(dataset, sample)
+        if roles.has_instances and inst_path is None:
+            raise InputError(f"{dataset.name} has instances/ but no instances/{sample.id}.png")
+        gt_map, gt_segs = ground_truth_segments(gt_classes, read_instance_map(inst_path) if inst_path else None, roles)
+        with torch.inference_mode():
+            pan = panoptic_segmentation(
+                segmenter.regions(image),
+                vocab.prompts,
+                vocab.owner,
+                len(vocab),
+                vocab.stuff,
+                temperature=segmenter.class_temperature,
+                min_score=min_score,
+                out_size=gt_classes.shape,
+            )
+        pred_segs = [Segment(s.id, vocab.class_ids[s.label]) for s in pan.segments]
+        gt_list = [Segment(s.id, s.category_id, s.iscrowd) for s in gt_segs]
+        pq.update(gt_map, gt_list, pan.id_map.numpy(), pred_segs)
+    seconds = time.perf_counter() - start
+    groups = {name: pq.average(categories, flag) for name, flag in (("all", None), ("things", True), ("stuff", False))}
+    return {
+        "dataset": dataset.name,
+        "metric": "PQ",
+        "PQ": _pct(groups["all"]["pq"]),
+        "SQ": _pct(groups["all"]["sq"]),
+        "RQ": _pct(groups["all"]["rq"]),
+        **{
+            name: {"PQ": _pct(g["pq"]), "SQ": _pct(g["sq"]), "RQ": _pct(g["rq"]), "n": g["n"]}
+            for name, g in groups.items()
+        },
+        "per_class": {
+            dataset.classes[k]: {m: round(v * 100, 2) for m, v in r.items()}
+            for k, r in groups["all"]["per_class"].items()
+        },
+        "rules": "panopticapi: match at IoU > 0.5, void removed from the union, predictions mostly on "
+        "void/crowd not counted; categories without TP/FP/FN left out of the means",
+        "ground_truth": {
+            "things": [c for c, t in zip(dataset.classes, roles.isthing, strict=True) if t],
+            "stuff": [c for c, s in zip(dataset.classes, roles.stuff, strict=True) if s],
+            "void": [c for c, v in zip(dataset.classes, roles.void, strict=True) if v] + ["mask value 255"],
+        },
+        "min_score": min_score,
+        "split": split if split == "all" else f"{split} (val_fraction={val_fraction}, seed={split_seed})",
+        "images": len(samples),
+        "seconds": round(seconds, 2),
+        "model": segmenter.model_id,
+    }
+
+
+def format_table(report: dict) -> str:
+    """panopticapi's summary table, in percent."""
+    show = lambda v: "  n/a" if v is None else f"{v:5.1f}"  # noqa: E731
+    lines = [f"{'':10s}| {'PQ':>5s}  {'SQ':>5s}  {'RQ':>5s} {'N':>5s}", "-" * 38]
+    for name in ("all", "things", "stuff"):
+        g = report[name]
+        lines.append(f"{name.capitalize():10s}| {show(g['PQ'])}  {show(g['SQ'])}  {show(g['RQ'])} {g['n']:5d}")
+    lines.append(f"{report['dataset']}: {report['images']} images, {report['seconds']:.1f} s")
+    return "\n".join(lines)

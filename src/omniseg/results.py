@@ -1,0 +1,167 @@
+"""Results of the instance and panoptic tasks, with the same surface as ``SemanticResult``:
+``to_json()`` (an API summary), ``overlay()`` (a picture) and ``save(out_dir, stem)`` (files).
+
+Category ids in the written COCO files are the class's index in the vocabulary + 1: COCO's ids
+start at 1, and a file that names the class as well ("category_name", "categories") can be read
+without the vocabulary at hand. The image id is the file stem, as a number when it is one
+(COCO's own file names), so the instance file evaluates directly against COCO ground truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from omniseg import formats
+from omniseg.io import atomic_save_png
+from omniseg.tasks.instance import Instance
+from omniseg.tasks.panoptic import PanopticSegment
+from omniseg.viz import overlay
+
+# Files each task writes for one image (the CLI's --skip-existing checks these).
+OUTPUT_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "semantic": (".png", "_overlay.png", ".json"),
+    "instance": ("_instances.json", "_overlay.png"),
+    "panoptic": ("_panoptic.png", "_panoptic.json", "_overlay.png"),
+}
+
+
+def _index_map(masks: list[np.ndarray], shape: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """Disjoint masks -> one map of mask indices (for viz.overlay), and its 'nothing' value."""
+    unlabeled = 65535 if len(masks) >= 255 else 255
+    index = np.full(shape, unlabeled, dtype=np.uint16 if unlabeled == 65535 else np.uint8)
+    for i, m in enumerate(masks):
+        index[m] = i
+    return index, unlabeled
+
+
+@dataclass
+class InstanceResult:
+    image: np.ndarray = field(repr=False)
+    instances: list[Instance] = field(repr=False)
+    classes: list[str]
+    stuff: list[bool]
+    model_id: str
+    timings: dict[str, float]
+
+    @property
+    def category_ids(self) -> list[int]:
+        return [k + 1 for k in range(len(self.classes))]
+
+    def masks(self) -> list[np.ndarray]:
+        return [inst.mask.numpy() for inst in self.instances]
+
+    def coco(self, image_id: int | str) -> list[dict]:
+        """COCO results records (RLE masks), best score first."""
+        return formats.instance_records(
+            self.masks(),
+            [i.label for i in self.instances],
+            [i.score for i in self.instances],
+            image_id,
+            self.category_ids,
+            self.classes,
+        )
+
+    def overlay(self, alpha: float = 0.55, legend: bool = True) -> Image.Image:
+        index, unlabeled = _index_map(self.masks(), self.image.shape[:2])
+        names = [f"{self.classes[i.label]} {i.score:.2f}" for i in self.instances]
+        return overlay(self.image, index, names, unlabeled, alpha=alpha, legend=legend)
+
+    def to_json(self) -> dict:
+        return {
+            "task": "instance",
+            "classes": self.classes,
+            "stuff": self.stuff,
+            "instances": [
+                {
+                    "class": self.classes[i.label],
+                    "category_id": i.label + 1,
+                    "score": round(i.score, 6),
+                    "bbox": list(i.bbox),
+                    "area": i.area,
+                }
+                for i in self.instances
+            ],
+            "model": self.model_id,
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+        }
+
+    def save(self, out_dir: str | Path, stem: str) -> dict[str, Path]:
+        out = Path(out_dir)
+        paths = {"instances": out / f"{stem}_instances.json", "overlay": out / f"{stem}_overlay.png"}
+        formats.write_instances_json(paths["instances"], self.coco(formats.coco_image_id(stem)))
+        atomic_save_png(paths["overlay"], self.overlay())
+        return paths
+
+
+@dataclass
+class PanopticResult:
+    image: np.ndarray = field(repr=False)
+    id_map: np.ndarray = field(repr=False)  # int32 [H, W], 0 = void, else segments[k].id
+    segments: list[PanopticSegment]
+    classes: list[str]
+    stuff: list[bool]
+    model_id: str
+    timings: dict[str, float]
+
+    def segments_info(self) -> list[dict]:
+        """COCO panoptic segments_info (category_id = class index + 1), plus the score."""
+        return [
+            {
+                "id": s.id,
+                "category_id": s.label + 1,
+                "isthing": int(s.isthing),
+                "area": s.area,
+                "bbox": list(s.bbox),
+                "score": round(s.score, 6),
+            }
+            for s in self.segments
+        ]
+
+    def record(self, image_id: int | str, file_name: str) -> dict:
+        """The per-image annotation of the COCO panoptic format, with the categories it uses."""
+        return {
+            "image_id": image_id,
+            "file_name": file_name,
+            "segments_info": self.segments_info(),
+            "categories": formats.categories(
+                self.classes, [not s for s in self.stuff], [k + 1 for k in range(len(self.classes))]
+            ),
+        }
+
+    def overlay(self, alpha: float = 0.55, legend: bool = True) -> Image.Image:
+        masks = [self.id_map == s.id for s in self.segments]
+        index, unlabeled = _index_map(masks, self.id_map.shape)
+        names = [
+            f"{self.classes[s.label]} {s.score:.2f}" if s.isthing else self.classes[s.label] for s in self.segments
+        ]
+        return overlay(self.image, index, names, unlabeled, alpha=alpha, legend=legend)
+
+    def to_json(self) -> dict:
+        return {
+            "task": "panoptic",
+            "classes": self.classes,
+            "stuff": self.stuff,
+            "segments_info": [
+                {**info, "class": self.classes[s.label]}
+                for info, s in zip(self.segments_info(), self.segments, strict=True)
+            ],
+            "void_fraction": round(float((self.id_map == 0).mean()), 6),
+            "model": self.model_id,
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+        }
+
+    def save(self, out_dir: str | Path, stem: str) -> dict[str, Path]:
+        out = Path(out_dir)
+        paths = {
+            "panoptic": out / f"{stem}_panoptic.png",
+            "json": out / f"{stem}_panoptic.json",
+            "overlay": out / f"{stem}_overlay.png",
+        }
+        record = self.record(formats.coco_image_id(stem), paths["panoptic"].name)
+        formats.write_panoptic(paths["panoptic"], paths["json"], self.id_map, record)
+        atomic_save_png(paths["overlay"], self.overlay())
+        return paths

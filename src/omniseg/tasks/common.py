@@ -1,0 +1,112 @@
+"""Helpers shared by the task functions: grids, resizing, label dtypes, Regions with pixel features.
+
+Regions live on the model's grid (stride 4 of the processed image); users speak in image pixels.
+All conversions between the two go through here so every task uses the same convention as
+``F.interpolate(..., align_corners=False)``: grid cell centres sit at (i + 0.5) * H / h - 0.5.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from omniseg.errors import InputError
+from omniseg.io import ImageLike, load_image
+from omniseg.regions import Regions
+
+if TYPE_CHECKING:
+    from omniseg.segmenter import Segmenter
+
+
+@torch.inference_mode()
+def image_regions(segmenter: Segmenter, image: ImageLike) -> tuple[np.ndarray, Regions]:
+    """The loaded RGB array and its Regions, with ``pixel_features`` filled.
+
+    Segmenter.regions() fills pixel_features once it passes the model's "pixel_features" output
+    through; until then (or for a Segmenter subclass that does not) the model is run here with the
+    Segmenter's own preprocessing, so example-based tasks work with either.
+    """
+    array = load_image(image)
+    regions = segmenter.regions(array)
+    if regions.pixel_features is None:
+        out = segmenter.model(segmenter._prepare(array))
+        regions.pixel_features = out["pixel_features"][0]
+    return array, regions
+
+
+def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[C,h,w] -> [C,H,W] bilinear (align_corners=False, as the semantic task does)."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps[None].float(), size=tuple(size), mode="bilinear", align_corners=False)[0]
+
+
+def sample_at_points(maps: torch.Tensor, points_xy: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear values of maps [C,h,w] at image-pixel points [P,2] (x, y) -> [C,P].
+
+    Equal to upsampling the maps to the image size and reading the pixels, without the upsampling.
+    """
+    height, width = image_size
+    grid = torch.empty(1, 1, points_xy.shape[0], 2, dtype=maps.dtype)
+    grid[0, 0, :, 0] = (points_xy[:, 0].to(maps.dtype) + 0.5) / width * 2 - 1
+    grid[0, 0, :, 1] = (points_xy[:, 1].to(maps.dtype) + 0.5) / height * 2 - 1
+    out = F.grid_sample(maps[None], grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out[0, :, 0, :]
+
+
+def id_fractions(
+    mask: np.ndarray, ids: list[int], grid: tuple[int, int], ignore_index: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fraction of each grid cell covered by each id ([len(ids),h,w]) and by valid pixels ([h,w]).
+
+    Area pooling (not nearest sampling) keeps thin and small objects, which a stride-4 grid would
+    otherwise miss, and gives mixed boundary cells a proportional weight.
+    """
+    m = torch.from_numpy(np.asarray(mask).astype(np.int64))
+    onehot = torch.stack([(m == i) for i in ids]).float() if ids else torch.zeros(0, *m.shape)
+    valid = (m != ignore_index).float() if ignore_index is not None else torch.ones(m.shape)
+    pooled = F.adaptive_avg_pool2d(torch.cat([onehot, valid[None]])[None], grid)[0]
+    return pooled[:-1], pooled[-1]
+
+
+def label_dtype(max_id: int) -> type[np.unsignedinteger]:
+    """uint8 when every id fits, else uint16 (the PNG writers support both)."""
+    if max_id <= 255:
+        return np.uint8
+    if max_id <= 65535:
+        return np.uint16
+    raise InputError(f"object id {max_id} does not fit a 16-bit PNG (at most 65,535)")
+
+
+def check_mask_matches(mask: np.ndarray, image: np.ndarray, what: str) -> None:
+    if mask.ndim != 2:
+        raise InputError(f"{what} must be a single-channel id mask, got shape {mask.shape}")
+    if mask.shape != image.shape[:2]:
+        raise InputError(
+            f"{what} is {mask.shape[1]}x{mask.shape[0]} but its image is {image.shape[1]}x{image.shape[0]}"
+        )
+
+
+def load_mask(path: str | Path, what: str = "mask") -> np.ndarray:
+    """A single-channel id mask (L, P with palette indices, I;16) -> 2-D integer array."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} not found: {path}")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("RGB", "RGBA", "LA", "CMYK", "YCbCr"):
+                raise InputError(f"{what} must be single-channel ids (L or P mode PNG), got {im.mode}: {path}")
+            array = np.asarray(im)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.__class__.__name__}") from exc
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    if array.ndim != 2 or not np.issubdtype(array.dtype, np.integer):
+        raise InputError(f"{what} must be single-channel integer ids: {path}")
+    return array

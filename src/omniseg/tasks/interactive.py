@@ -1,0 +1,237 @@
+"""Interactive segmentation: which object is under these clicks / in this box? (DESIGN.md, seeds/002)
+
+Each region is scored by its soft-mask value at the positive points minus its value at the
+negative points (a region that covers a negative click is penalised as much as one that misses a
+positive click), plus, per box, its soft IoU with the box. The best region is the answer. Later
+clicks correct it: a positive click the answer still misses adds the region that best explains
+that click, a negative click inside it removes the region that best explains that one. So every
+click can change the mask, as interactive protocols (NoC) assume, yet the answer stays made of
+the model's regions. Optionally the object is named from a vocabulary by its region embedding
+(open-vocabulary interactive segmentation, OMG-Seg).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from omniseg.errors import InputError
+from omniseg.io import ImageLike, atomic_save_png, atomic_write_text, load_image
+from omniseg.regions import Regions
+from omniseg.tasks.common import sample_at_points, upsample
+from omniseg.tasks.semantic import region_class_similarity
+from omniseg.viz import overlay
+
+if TYPE_CHECKING:
+    from omniseg.segmenter import Segmenter
+    from omniseg.vocab import Vocabulary
+
+MASK_THRESHOLD = 0.5
+TIE_BREAK = 1e-3
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Click:
+    """A click at image pixel (x, y); positive = on the object, negative = not on it."""
+
+    x: float
+    y: float
+    positive: bool = True
+
+
+@dataclass
+class ClickResult:
+    mask: np.ndarray = field(repr=False)  # bool [H, W] at image size
+    region: int  # the best region
+    region_scores: np.ndarray = field(repr=False)  # [N]
+    added: list[int] = field(default_factory=list)  # regions added for positive clicks it missed
+    removed: list[int] = field(default_factory=list)  # regions removed for negative clicks inside it
+    label: str | None = None
+    label_score: float | None = None
+    image: np.ndarray | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict:
+        return {
+            "region": self.region,
+            "score": round(float(self.region_scores[self.region]), 5),
+            "added_regions": self.added,
+            "removed_regions": self.removed,
+            "label": self.label,
+            "label_score": None if self.label_score is None else round(self.label_score, 5),
+            "mask": {
+                "height": int(self.mask.shape[0]),
+                "width": int(self.mask.shape[1]),
+                "values": {"0": "background", "255": "object"},
+                "area_fraction": round(float(self.mask.mean()), 6),
+            },
+        }
+
+    def save(self, out_dir: str | Path, stem: str) -> dict[str, Path]:
+        """``<stem>.png`` (0 / 255), ``<stem>.json`` and, when the image is known, ``<stem>_overlay.png``."""
+        out = Path(out_dir)
+        paths = {"mask": out / f"{stem}.png", "json": out / f"{stem}.json"}
+        atomic_save_png(paths["mask"], self.mask.astype(np.uint8) * 255)
+        atomic_write_text(paths["json"], json.dumps(self.to_json(), indent=2))
+        if self.image is not None:
+            paths["overlay"] = out / f"{stem}_overlay.png"
+            label = np.where(self.mask, 0, 255).astype(np.uint8)
+            atomic_save_png(paths["overlay"], overlay(self.image, label, [self.label or "object"], 255))
+        return paths
+
+
+def box_agreement(masks: torch.Tensor, box: Box, image_size: tuple[int, int]) -> torch.Tensor:
+    """Soft IoU [N] between each soft mask [N,h,w] and the box (x0, y0, x1, y1 in image pixels).
+
+    The box is rasterised on the masks' grid with fractional coverage of the border cells, so a
+    box a few pixels wide still counts.
+    """
+    n, h, w = masks.shape
+    height, width = image_size
+    x0, y0, x1, y1 = box
+
+    def coverage(lo: float, hi: float, cells: int, extent: int) -> torch.Tensor:
+        edges = torch.arange(cells + 1, dtype=masks.dtype) * extent / cells
+        return (torch.minimum(edges[1:], torch.tensor(hi)) - torch.maximum(edges[:-1], torch.tensor(lo))).clamp(
+            min=0
+        ) / (extent / cells)
+
+    b = coverage(y0, y1, h, height)[:, None] * coverage(x0, x1, w, width)[None, :]
+    inter = (masks * b).sum((1, 2))
+    return inter / (masks.sum((1, 2)) + b.sum() - inter).clamp(min=1e-6)
+
+
+def region_scores(
+    regions: Regions,
+    clicks: Sequence[Click],
+    boxes: Sequence[Box] = (),
+    box_weight: float = 1.0,
+) -> torch.Tensor:
+    """[N]: mean mask value at positive clicks - mean at negative clicks + box_weight * mean box IoU."""
+    n = len(regions)
+    score = regions.masks.new_zeros(n)
+    if clicks:
+        xy = torch.tensor([[c.x, c.y] for c in clicks], dtype=regions.masks.dtype)
+        values = sample_at_points(regions.masks, xy, regions.image_size)  # [N, P]
+        positive = torch.tensor([c.positive for c in clicks])
+        if positive.any():
+            score = score + values[:, positive].mean(1)
+        if (~positive).any():
+            score = score - values[:, ~positive].mean(1)
+    if boxes:
+        ious = torch.stack([box_agreement(regions.masks, b, regions.image_size) for b in boxes])
+        score = score + box_weight * ious.mean(0)
+    return score
+
+
+def _validate(clicks: Sequence[Click], boxes: Sequence[Box], image_size: tuple[int, int]) -> None:
+    height, width = image_size
+    if not any(c.positive for c in clicks) and not boxes:
+        raise InputError("give at least one positive point or a box")
+    for c in clicks:
+        if not (0 <= c.x < width and 0 <= c.y < height):
+            raise InputError(f"point ({c.x:g}, {c.y:g}) is outside the {width}x{height} image")
+    for x0, y0, x1, y1 in boxes:
+        if not (x0 < x1 and y0 < y1):
+            raise InputError(f"box ({x0:g},{y0:g},{x1:g},{y1:g}) must have x0 < x1 and y0 < y1")
+        if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
+            raise InputError(f"box ({x0:g},{y0:g},{x1:g},{y1:g}) lies outside the {width}x{height} image")
+
+
+def interactive_segment(
+    regions: Regions,
+    clicks: Sequence[Click],
+    boxes: Sequence[Box] = (),
+    box_weight: float = 1.0,
+    correct: bool = True,
+    out_size: tuple[int, int] | None = None,
+) -> ClickResult:
+    """The best region for the clicks and boxes as a binary mask at ``out_size`` (default: image size).
+
+    correct: let clicks the best region disagrees with add or remove regions (see the module doc).
+    A box also clips the mask to the box.
+    """
+    _validate(clicks, boxes, regions.image_size)
+    scores = region_scores(regions, clicks, boxes, box_weight)
+    # Ties (a click inside a small region inside a large one) go to the smaller region: the most
+    # specific object under the click; a further click on the large one then breaks the tie.
+    area = regions.masks.flatten(1).mean(1)
+    best = int((scores - TIE_BREAK * area).argmax())
+    size = tuple(out_size or regions.image_size)
+    added: list[int] = []
+    removed: list[int] = []
+    if correct and clicks:
+        xy = torch.tensor([[c.x, c.y] for c in clicks], dtype=regions.masks.dtype)
+        values = sample_at_points(regions.masks, xy, regions.image_size)  # [N, P]
+        positive = torch.tensor([c.positive for c in clicks])
+        on = values > MASK_THRESHOLD
+        for p in range(len(clicks)):
+            if bool(positive[p]) and not bool(on[best, p]):
+                # the region that holds this click and as few negative clicks as possible
+                gain = values[:, p] - values[:, ~positive].sum(1)
+                added.append(int(gain.argmax()))
+            elif not bool(positive[p]) and bool(on[best, p]):
+                # the region that holds this negative click and as few positive clicks as possible
+                loss = values[:, p] - values[:, positive].sum(1)
+                removed.append(int(loss.argmax()))
+        added = [i for i in dict.fromkeys(added) if i != best]
+        removed = [i for i in dict.fromkeys(removed) if i != best and i not in added]
+    keep = upsample(regions.masks[[best, *added]], size).amax(0) > MASK_THRESHOLD
+    if removed:
+        keep &= ~(upsample(regions.masks[removed], size).amax(0) > MASK_THRESHOLD)
+    if boxes:
+        keep &= _boxes_mask(boxes, size, regions.image_size)
+    return ClickResult(mask=keep.numpy(), region=best, region_scores=scores.numpy(), added=added, removed=removed)
+
+
+def _boxes_mask(boxes: Sequence[Box], size: tuple[int, int], image_size: tuple[int, int]) -> torch.Tensor:
+    """Pixels of a ``size`` map whose centres lie in any box (boxes in ``image_size`` pixels)."""
+    height, width = size
+    ys = (torch.arange(height, dtype=torch.float32)[:, None] + 0.5) * image_size[0] / height
+    xs = (torch.arange(width, dtype=torch.float32)[None, :] + 0.5) * image_size[1] / width
+    inside = torch.zeros(height, width, dtype=torch.bool)
+    for x0, y0, x1, y1 in boxes:
+        inside |= (xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1)
+    return inside
+
+
+def name_region(regions: Regions, region: int, vocabulary: Vocabulary) -> tuple[str, float]:
+    """The vocabulary class whose prompts are closest to the region's embedding, and that cosine."""
+    if vocabulary.embeddings is None or vocabulary.prompt_to_class is None:
+        raise InputError("the vocabulary has no embeddings: embed it first (Segmenter.vocabulary)")
+    sim = region_class_similarity(
+        regions,
+        torch.from_numpy(vocabulary.embeddings),
+        torch.from_numpy(vocabulary.prompt_to_class),
+        len(vocabulary),
+    )[:, region]
+    k = int(sim.argmax())
+    return vocabulary.classes[k], float(sim[k])
+
+
+def click(
+    segmenter: Segmenter,
+    image: ImageLike,
+    points: Sequence[Click | tuple[float, float] | tuple[float, float, bool]] = (),
+    boxes: Sequence[Box] = (),
+    classes: Sequence[str] | str | Vocabulary | None = None,
+    correct: bool = True,
+) -> ClickResult:
+    """The object under the points / in the boxes of ``image``, optionally named from ``classes``."""
+    clicks = [
+        p if isinstance(p, Click) else Click(float(p[0]), float(p[1]), bool(p[2]) if len(p) > 2 else True)
+        for p in points
+    ]
+    array = load_image(image)
+    regions = segmenter.regions(array)
+    result = interactive_segment(regions, clicks, [tuple(map(float, b)) for b in boxes], correct=correct)
+    if classes is not None:
+        result.label, result.label_score = name_region(regions, result.region, segmenter.vocabulary(classes))
+    result.image = array
+    return result

@@ -1,0 +1,182 @@
+"""Referring segmentation: which region(s) does this phrase mean? (DESIGN.md, seeds/001)
+
+Regions are ranked by cos(phrase, z). A phrase may name a thing that the model split into
+several regions ("the people"), so every region within ``margin`` of the best is merged: the
+margin is in cosine units, so a gap of a few hundredths already separates "the same answer,
+split" from "a different, worse answer". A spatial word ("the dog on the left") then picks
+the one candidate at that side instead of merging, since embeddings of a whole phrase carry the
+category far better than the position.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from omniseg.errors import InputError
+from omniseg.io import ImageLike, atomic_save_png, atomic_write_text
+from omniseg.regions import Regions
+from omniseg.tasks.common import upsample
+from omniseg.viz import overlay
+
+if TYPE_CHECKING:
+    from omniseg.segmenter import Segmenter
+
+MASK_THRESHOLD = 0.5
+_SPATIAL_WORDS = {
+    "left": "left",
+    "leftmost": "left",
+    "right": "right",
+    "rightmost": "right",
+    "top": "top",
+    "upper": "top",
+    "above": "top",
+    "bottom": "bottom",
+    "lower": "bottom",
+    "below": "bottom",
+    "middle": "center",
+    "center": "center",
+    "centre": "center",
+}
+
+
+def spatial_hint(phrase: str) -> str | None:
+    """'the dog on the left' -> 'left'; None when the phrase names no side (first spatial word wins)."""
+    for word in re.findall(r"[a-z]+", phrase.lower()):
+        if word in _SPATIAL_WORDS:
+            return _SPATIAL_WORDS[word]
+    return None
+
+
+@dataclass
+class ReferResult:
+    mask: np.ndarray = field(repr=False)  # bool [H, W] at image size
+    similarities: np.ndarray = field(repr=False)  # [N] cos(phrase, z_i)
+    ranking: list[int]  # candidate regions, best first
+    selected: list[int]  # the regions merged into the mask
+    phrase: str = ""
+    spatial: str | None = None
+    image: np.ndarray | None = field(default=None, repr=False)
+
+    def to_json(self, top: int = 10) -> dict:
+        return {
+            "phrase": self.phrase,
+            "spatial": self.spatial,
+            "selected": self.selected,
+            "ranking": [{"region": i, "similarity": round(float(self.similarities[i]), 5)} for i in self.ranking[:top]],
+            "mask": {
+                "height": int(self.mask.shape[0]),
+                "width": int(self.mask.shape[1]),
+                "values": {"0": "background", "255": "referred"},
+                "area_fraction": round(float(self.mask.mean()), 6),
+            },
+        }
+
+    def save(self, out_dir: str | Path, stem: str) -> dict[str, Path]:
+        """``<stem>.png`` (0 / 255), ``<stem>.json`` and, when the image is known, ``<stem>_overlay.png``."""
+        out = Path(out_dir)
+        paths = {"mask": out / f"{stem}.png", "json": out / f"{stem}.json"}
+        atomic_save_png(paths["mask"], self.mask.astype(np.uint8) * 255)
+        atomic_write_text(paths["json"], json.dumps(self.to_json(), indent=2))
+        if self.image is not None:
+            paths["overlay"] = out / f"{stem}_overlay.png"
+            label = np.where(self.mask, 0, 255).astype(np.uint8)
+            atomic_save_png(paths["overlay"], overlay(self.image, label, [self.phrase or "referred"], 255))
+        return paths
+
+
+def _centroids(masks: torch.Tensor) -> torch.Tensor:
+    """[N,h,w] soft masks -> [N,2] (x, y) centroids in 0..1 of the grid."""
+    n, h, w = masks.shape
+    mass = masks.sum((1, 2)).clamp(min=1e-6)
+    ys = (torch.arange(h, dtype=masks.dtype) + 0.5) / h
+    xs = (torch.arange(w, dtype=masks.dtype) + 0.5) / w
+    cx = (masks.sum(1) * xs).sum(1) / mass
+    cy = (masks.sum(2) * ys).sum(1) / mass
+    return torch.stack([cx, cy], dim=1)
+
+
+def _pick_side(centroids: torch.Tensor, side: str) -> int:
+    x, y = centroids[:, 0], centroids[:, 1]
+    key = {"left": x, "right": -x, "top": y, "bottom": -y, "center": (x - 0.5) ** 2 + (y - 0.5) ** 2}[side]
+    return int(key.argmin())
+
+
+def refer_regions(
+    regions: Regions,
+    phrase_embedding: torch.Tensor | np.ndarray,
+    margin: float = 0.03,
+    max_regions: int = 4,
+    spatial: str | None = None,
+    out_size: tuple[int, int] | None = None,
+) -> ReferResult:
+    """Rank regions by cos(phrase, z), merge those within ``margin`` of the best (at most ``max_regions``).
+
+    Regions whose binary mask (s > 0.5) is empty cannot be shown and are not candidates.
+    ``spatial`` ('left', 'right', 'top', 'bottom', 'center') keeps the one candidate at that side.
+    Returns the merged binary mask at ``out_size`` (default: the image size) and the ranking.
+    """
+    if margin < 0:
+        raise InputError(f"margin must be >= 0, got {margin}")
+    if spatial is not None and spatial not in {"left", "right", "top", "bottom", "center"}:
+        raise InputError(f"unknown spatial hint {spatial!r}")
+    phrase = torch.as_tensor(np.asarray(phrase_embedding), dtype=regions.embeddings.dtype).reshape(-1)
+    if phrase.shape[0] != regions.dim:
+        raise InputError(f"phrase embedding has {phrase.shape[0]} dimensions, regions have {regions.dim}")
+    phrase = phrase / phrase.norm().clamp(min=1e-12)
+    sims = regions.embeddings @ phrase  # [N]
+    present = (regions.masks > MASK_THRESHOLD).flatten(1).any(1)
+    if not bool(present.any()):  # nothing is confidently on: fall back to every region
+        present = torch.ones_like(present)
+    order = [int(i) for i in torch.argsort(torch.where(present, sims, sims.new_tensor(-2.0)), descending=True)]
+    ranking = [i for i in order if bool(present[i])]
+    best = float(sims[ranking[0]])
+    candidates = [i for i in ranking if float(sims[i]) >= best - margin][: max(1, max_regions)]
+    if spatial is not None and len(candidates) > 1:
+        selected = [candidates[_pick_side(_centroids(regions.masks[candidates]), spatial)]]
+    else:
+        selected = candidates
+    size = tuple(out_size or regions.image_size)
+    merged = upsample(regions.masks[selected], size).amax(0) > MASK_THRESHOLD
+    return ReferResult(
+        mask=merged.numpy(),
+        similarities=sims.numpy(),
+        ranking=ranking,
+        selected=selected,
+        spatial=spatial,
+    )
+
+
+def refer(
+    segmenter: Segmenter,
+    image: ImageLike,
+    phrase: str,
+    margin: float = 0.03,
+    max_regions: int = 4,
+    use_spatial: bool = True,
+) -> ReferResult:
+    """The mask of what ``phrase`` refers to in ``image`` (Segmenter entry point)."""
+    from omniseg.io import load_image
+
+    if not phrase or not phrase.strip():
+        raise InputError("the phrase is empty: say what to segment, e.g. 'the dog on the left'")
+    array = load_image(image)
+    regions = segmenter.regions(array)
+    embedding = segmenter.text_encoder.encode([phrase.strip()])[0]
+    result = refer_regions(
+        regions,
+        embedding,
+        margin=margin,
+        max_regions=max_regions,
+        spatial=spatial_hint(phrase) if use_spatial else None,
+        out_size=array.shape[:2],
+    )
+    result.phrase = phrase.strip()
+    result.image = array
+    return result
