@@ -26,6 +26,11 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
+def _percent(fraction: float) -> str:
+    """'<1%' rather than a misleading '0%' for a class that is present but small."""
+    return "<1%" if 0 < fraction < 0.005 else f"{fraction:.0%}"
+
+
 def overlay(
     image: np.ndarray,
     label_map: np.ndarray,
@@ -57,7 +62,7 @@ def overlay(
     max_rows = max(1, (picture.height - 8) // row)
     entries = [(int(present[i]), counts[i] / total) for i in order]
     shown = entries[:max_rows]
-    width = 12 + font_size + 8 + max((int(font.getlength(f"{classes[k]}  {f:.0%}")) for k, f in shown), default=60)
+    width = 12 + font_size + 8 + max((int(font.getlength(f"{classes[k]}  {_percent(f)}")) for k, f in shown), default=60)
     canvas = Image.new("RGB", (picture.width + width, picture.height), (255, 255, 255))
     canvas.paste(picture, (0, 0))
     draw = ImageDraw.Draw(canvas)
@@ -65,7 +70,7 @@ def overlay(
         y = 4 + r * row
         x = picture.width + 8
         draw.rectangle([x, y, x + font_size, y + font_size], fill=tuple(int(c) for c in colours[k]), outline=(0, 0, 0))
-        draw.text((x + font_size + 6, y), f"{classes[k]}  {frac:.0%}", fill=(0, 0, 0), font=font)
+        draw.text((x + font_size + 6, y), f"{classes[k]}  {_percent(frac)}", fill=(0, 0, 0), font=font)
     if len(entries) > len(shown):
         draw.text(
             (picture.width + 8, 4 + len(shown) * row - row // 2),
