@@ -62,7 +62,9 @@ def overlay(
     max_rows = max(1, (picture.height - 8) // row)
     entries = [(int(present[i]), counts[i] / total) for i in order]
     shown = entries[:max_rows]
-    width = 12 + font_size + 8 + max((int(font.getlength(f"{classes[k]}  {_percent(f)}")) for k, f in shown), default=60)
+    width = (
+        12 + font_size + 8 + max((int(font.getlength(f"{classes[k]}  {_percent(f)}")) for k, f in shown), default=60)
+    )
     canvas = Image.new("RGB", (picture.width + width, picture.height), (255, 255, 255))
     canvas.paste(picture, (0, 0))
     draw = ImageDraw.Draw(canvas)
