@@ -33,7 +33,7 @@ from omniseg.errors import InputError
 from omniseg.regions import Regions
 from omniseg.segmenter import Segmenter
 from omniseg.tasks.common import image_regions
-from omniseg.tasks.incontext import Level, ensemble, example_prototypes, segment_with_prototypes
+from omniseg.tasks.incontext import Level, Method, encode_example, ensemble, segment_with_prototypes
 
 NOT_FOREGROUND = {"background", "void", "unlabeled", "unlabelled", "ignore"}
 
@@ -160,6 +160,7 @@ def evaluate_incontext(
     split_seed: int = 0,
     level: Level = "category",
     region_weight: float = 0.5,
+    method: Method = "knn",
     min_fraction: float = 0.002,
     progress: bool = True,
 ) -> dict:
@@ -198,11 +199,12 @@ def evaluate_incontext(
             support_regions = cache(s.image_path)
             assert support_regions.pixel_features is not None
             support_mask = _binary(read_mask(s.mask_path), ep.class_id)
-            per_example.append(example_prototypes(support_regions.pixel_features, support_mask, IGNORE))
+            per_example.append(encode_example(support_regions.pixel_features, support_mask, IGNORE))
         query_regions = cache(ep.query.image_path)
         for k in ks:
             prototypes = ensemble(per_example[:k])
-            pred = segment_with_prototypes(query_regions, prototypes, level, region_weight, query_gt.shape) == 1
+            pred = segment_with_prototypes(query_regions, prototypes, level, region_weight, query_gt.shape, method)
+            pred = pred == 1
             scores[k].update(ep.class_id, pred, query_gt == 1, query_gt != IGNORE)
     seconds = time.perf_counter() - start
     reports = {}
@@ -218,6 +220,7 @@ def evaluate_incontext(
             "classes_evaluated": len(per_class),
             "classes_skipped": [dataset.classes[c] for c in skipped],
             "level": level,
+            "method": method,
             "averaging": "FSS: IoU of the foreground summed over a class's episodes, then mean over classes",
             "split": f"queries: {split}, supports: "
             + ("any other image" if split == "all" else f"the rest (val_fraction={val_fraction}, seed={split_seed})"),
