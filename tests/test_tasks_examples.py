@@ -701,3 +701,83 @@ def test_task_entry_points_on_a_segmenter(scene_files, tiny_model_dir, text_enco
     first = read_png(scene_files["first"])
     outs = list(video(seg, frames, first))
     assert len(outs) == 4 and np.array_equal(outs[0], first)
+
+
+def test_segmenter_methods_equal_the_task_functions(scene_files, tiny_model_dir, text_encoder):
+    """The Segmenter doors (seg.refer/click/incontext/video) give what the task functions give."""
+    from omniseg.tasks.incontext import incontext
+    from omniseg.tasks.interactive import click
+    from omniseg.tasks.refer import refer
+    from omniseg.tasks.video import video
+
+    seg = omniseg.load(tiny_model_dir)
+    (im0, m0), (im1, m1), _ = scene_files["scenes"]
+    assert seg.regions(im0).pixel_features is not None  # example-based tasks need no second model run
+    np.testing.assert_array_equal(seg.refer(im0, "the car").mask, refer(seg, im0, "the car").mask)
+    points = [(40, 50), (5, 5, False)]
+    np.testing.assert_array_equal(seg.click(im0, points).mask, click(seg, im0, points).mask)
+    single = seg.incontext([(im0, m0), (im1, m1)], im1)  # one target, not in a list
+    assert len(single) == 1
+    np.testing.assert_array_equal(single[0], incontext(seg, [(im0, m0), (im1, m1)], [im1])[0])
+    frames = sorted(scene_files["clip"].iterdir())
+    first = read_png(scene_files["first"])
+    from_path = list(seg.video(frames, scene_files["first"]))
+    for a, b in zip(from_path, video(seg, frames, first), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.fixture(scope="module")
+def video_dataset(tmp_path_factory, scene_files):
+    """The uniform video layout: images/<sequence>/<frame>.jpg, masks/<sequence>/<frame>.png."""
+    root = tmp_path_factory.mktemp("videodata")
+    rng = np.random.default_rng(5)
+    for seq in ("carA", "carB"):
+        (root / "images" / seq).mkdir(parents=True)
+        (root / "masks" / seq).mkdir(parents=True)
+        image, mask = make_scene(rng)
+        for t in range(4):
+            Image.fromarray(np.roll(image, 2 * t, axis=1)).save(root / "images" / seq / f"{t:05d}.jpg", quality=95)
+            Image.fromarray(np.roll((mask == 2).astype(np.uint8), 2 * t, axis=1)).save(
+                root / "masks" / seq / f"{t:05d}.png"
+            )
+    (root / "classes.json").write_text(json.dumps(["background", "object"]))
+    return root
+
+
+def test_cli_eval_video_reports_jf_and_the_copy_baseline(video_dataset, tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "video.json"
+    code, stdout, _ = run(
+        ["eval", video_dataset, "--task", "video", "--model", tiny_model_dir, "--quiet", "--json", out], capsys
+    )
+    assert code == 0 and "copy-first-mask" in stdout
+    report = json.loads(out.read_text())
+    assert report["sequences"] == 2 and report["frames"] == 8
+    assert 0 <= report["J&F"] <= 100
+    assert report["gain_over_baseline"] == pytest.approx(
+        report["J&F"] - report["baseline_copy_first_mask"]["J&F"], abs=0.011
+    )
+    code, _, err = run(["eval", video_dataset, "--task", "video", "--split", "val", "--model", tiny_model_dir], capsys)
+    assert_one_line_error(code, err)
+
+
+def test_cli_eval_incontext_several_shots(tiny_dataset, tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "fs.json"
+    argv = ["eval", tiny_dataset, "--task", "incontext", "--shots", "2,1", "--episodes", "3", "--split", "all"]
+    code, stdout, _ = run([*argv, "--model", tiny_model_dir, "--quiet", "--json", out], capsys)
+    assert code == 0 and "shots" in stdout
+    report = json.loads(out.read_text())
+    assert list(report["mIoU_by_shots"]) == ["1", "2"]
+    assert report["by_shots"]["2"]["shots"] == 2 and report["episodes"] == 3
+    for bad in (["--shots", "0"], ["--shots", "two"], ["--limit", "2"]):
+        code, _, err = run(["eval", tiny_dataset, "--task", "incontext", *bad, "--model", tiny_model_dir], capsys)
+        assert_one_line_error(code, err)
+
+
+def test_cli_eval_interactive_noc(tiny_dataset, tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "noc.json"
+    argv = ["eval", tiny_dataset, "--task", "interactive", "--split", "all", "--limit", "2", "--max-clicks", "5"]
+    code, stdout, _ = run([*argv, "--model", tiny_model_dir, "--quiet", "--json", out], capsys)
+    assert code == 0 and "NoC@85" in stdout
+    report = json.loads(out.read_text())
+    assert 1 <= report["NoC@85"] <= 5 and report["NoC@85"] <= report["NoC@90"]
+    assert report["max_clicks"] == 5 and report["objects"] >= 2

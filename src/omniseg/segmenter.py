@@ -10,10 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, overload
+from typing import TYPE_CHECKING, Literal, overload
 
 import numpy as np
 import torch
@@ -31,6 +31,11 @@ from omniseg.tasks.semantic import semantic_segmentation
 from omniseg.text.encoder import TextEncoder, default_text_encoder
 from omniseg.viz import overlay
 from omniseg.vocab import Vocabulary
+
+if TYPE_CHECKING:
+    from omniseg.tasks.interactive import Box, Click, ClickResult
+    from omniseg.tasks.refer import ReferResult
+    from omniseg.tasks.video import VideoConfig
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "weights" / "default"
 UINT8_UNLABELED = 255
@@ -133,7 +138,55 @@ class Segmenter:
             embeddings=out["embeddings"][0],
             scores=out["objectness"][0].sigmoid(),
             image_size=tuple(array.shape[:2]),
+            pixel_features=out["pixel_features"][0] if "pixel_features" in out else None,
         )
+
+    def refer(self, image: ImageLike, phrase: str, margin: float = 0.03, max_regions: int = 4) -> ReferResult:
+        """The region(s) ``phrase`` refers to ("the dog on the left"): a mask, its score and the ranking."""
+        from omniseg.tasks.refer import refer
+
+        return refer(self, image, phrase, margin=margin, max_regions=max_regions)
+
+    def click(
+        self,
+        image: ImageLike,
+        points: Sequence[Click | tuple[float, float] | tuple[float, float, bool]] = (),
+        boxes: Sequence[Box] = (),
+        classes: Sequence[str] | str | Vocabulary | None = None,
+    ) -> ClickResult:
+        """The object under positive points (x, y[, True]) / away from negative ones (x, y, False) / in
+        the boxes (x0, y0, x1, y1); with ``classes``, also its name (open-vocabulary interactive)."""
+        from omniseg.tasks.interactive import click
+
+        return click(self, image, points, boxes, classes)
+
+    def incontext(
+        self,
+        examples: Sequence[tuple[ImageLike, np.ndarray | str]],
+        targets: ImageLike | Sequence[ImageLike],
+        level: Literal["category", "instance"] = "category",
+        ignore_index: int | None = None,
+    ) -> list[np.ndarray]:
+        """Segment in the targets what the example (image, id mask) pairs mark: one id map per target.
+
+        Several examples are combined by feature ensemble; ids keep the example masks' values.
+        """
+        from omniseg.tasks.incontext import incontext
+
+        many = isinstance(targets, Sequence) and not isinstance(targets, (str, bytes))
+        target_list = list(targets) if many else [targets]  # type: ignore[list-item]
+        return incontext(self, examples, target_list, level=level, ignore_index=ignore_index)
+
+    def video(
+        self, frames: Sequence[ImageLike], first_mask: np.ndarray | str, config: VideoConfig | None = None
+    ) -> Iterator[np.ndarray]:
+        """Propagate the objects of ``first_mask`` (ids, 0 = background) through ``frames``; yields
+        one id map per frame, lazily, so long videos stream."""
+        from omniseg.tasks.common import load_mask
+        from omniseg.tasks.video import video
+
+        mask = load_mask(first_mask, "first mask") if isinstance(first_mask, (str, Path)) else np.asarray(first_mask)
+        return video(self, frames, mask, config)
 
     def vocabulary(self, classes: Sequence[str] | str | Vocabulary) -> Vocabulary:
         if isinstance(classes, Vocabulary):

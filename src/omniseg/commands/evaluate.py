@@ -1,7 +1,9 @@
 """`omniseg eval`: metrics of a model on a dataset in the uniform format.
 
 --task semantic (default): mIoU / grounding mIoU; --task panoptic: PQ, SQ, RQ (all/things/stuff,
-panopticapi's rules); --task instance: mask AP, AP50, AP75 (pycocotools COCOeval).
+panopticapi's rules); --task instance: mask AP, AP50, AP75 (pycocotools COCOeval); --task incontext:
+few-shot mIoU (FSS episodes); --task video: J&F (DAVIS) with the copy-first-mask baseline;
+--task interactive: NoC@85/90 with simulated clicks.
 """
 
 from __future__ import annotations
@@ -19,10 +21,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("dataset", metavar="DATASET_DIR")
     ev.add_argument(
         "--task",
-        choices=("semantic", "panoptic", "instance"),
+        choices=("semantic", "panoptic", "instance", "incontext", "video", "interactive"),
         default="semantic",
-        help="semantic: mIoU; panoptic: PQ/SQ/RQ; instance: mask AP (needs instances/) (default: %(default)s)",
+        help="semantic: mIoU; panoptic: PQ/SQ/RQ; instance: mask AP (needs instances/); incontext: few-shot "
+        "mIoU; video: J&F on images/<sequence>/<frame>; interactive: NoC@85/90 (default: %(default)s)",
     )
+    ev.add_argument(
+        "--shots",
+        default="1",
+        help="incontext: support images per episode, or a comma-separated list to compare, e.g. 1,2,4,8 "
+        "(the same episodes for every K) (default: %(default)s)",
+    )
+    ev.add_argument("--episodes", type=int, default=40, help="incontext: episodes (default: %(default)s)")
+    ev.add_argument("--seed", type=int, default=0, help="incontext: episode sampling seed (default: %(default)s)")
+    ev.add_argument(
+        "--level",
+        choices=("category", "instance"),
+        default="category",
+        help="incontext: SegGPT's category or instance prompt (default: %(default)s)",
+    )
+    ev.add_argument(
+        "--method",
+        choices=("knn", "prototype"),
+        default="knn",
+        help="incontext: match target pixels to the examples' feature memory (knn) or to the ensemble "
+        "prototypes (default: %(default)s)",
+    )
+    ev.add_argument("--max-clicks", type=int, default=20, help="interactive: click budget (default: %(default)s)")
     ev.add_argument("--grounding", action="store_true", help="per image, only the classes in its ground truth")
     ev.add_argument(
         "--stuff",
@@ -30,12 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "every class is a thing, without every class is stuff; 'background' is void)",
     )
     ev.add_argument("--json", help="write the report as JSON here")
-    ev.add_argument("--limit", type=int, help="evaluate the first N images only")
+    ev.add_argument("--limit", type=int, help="evaluate the first N images (video: sequences) only")
     ev.add_argument(
         "--split",
         choices=("all", "train", "val"),
-        default="all",
-        help="which part of the fixed-seed split to evaluate (default: %(default)s)",
+        help="which part of the fixed-seed split to evaluate (default: all; incontext and interactive: val, "
+        "few-shot supports then come from the rest)",
     )
     ev.add_argument("--val-fraction", type=float, default=0.2)
     ev.add_argument("--split-seed", type=int, default=0)
@@ -43,6 +68,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--max-size", type=image_size_arg, default=512)
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=run)
+
+
+def parse_shots(text: str) -> list[int]:
+    try:
+        shots = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise InputError(f"--shots takes whole numbers, e.g. 1 or 1,2,4,8; got {text!r}") from None
+    if not shots or min(shots) < 1:
+        raise InputError(f"--shots must be at least 1, got {text!r}")
+    return sorted(set(shots))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,9 +91,42 @@ def run(args: argparse.Namespace) -> int:
     if args.stuff is not None and args.task == "semantic":
         raise InputError("--stuff applies to --task panoptic and --task instance only")
     stuff = tuple(n.strip() for n in (args.stuff or "").split(",") if n.strip())
-    split = {"split": args.split, "val_fraction": args.val_fraction, "split_seed": args.split_seed}
+    default_split = "val" if args.task in ("incontext", "interactive") else "all"
+    split = {"split": args.split or default_split, "val_fraction": args.val_fraction, "split_seed": args.split_seed}
+    shots = parse_shots(args.shots) if args.task == "incontext" else [1]
+    if args.task == "incontext" and args.limit is not None:
+        raise InputError("--limit does not apply to --task incontext: use --episodes")
+    if args.task == "video" and args.split:
+        raise InputError("--split does not apply to --task video (every sequence of the dataset is scored)")
     segmenter = omniseg.load(args.model, max_size=args.max_size)
-    if args.task == "panoptic":
+    if args.task == "incontext":
+        from omniseg.eval.fewshot import evaluate_incontext, format_fewshot
+
+        report = evaluate_incontext(
+            segmenter,
+            args.dataset,
+            shots=shots if len(shots) > 1 else shots[0],
+            episodes=args.episodes,
+            seed=args.seed,
+            level=args.level,
+            method=args.method,
+            progress=not args.quiet,
+            **split,
+        )
+        table = format_fewshot(report)
+    elif args.task == "video":
+        from omniseg.eval.video import evaluate_video, format_video
+
+        report = evaluate_video(segmenter, args.dataset, limit=args.limit, progress=not args.quiet)
+        table = format_video(report)
+    elif args.task == "interactive":
+        from omniseg.eval.interactive import evaluate_interactive, format_interactive
+
+        report = evaluate_interactive(
+            segmenter, args.dataset, limit=args.limit, max_clicks=args.max_clicks, progress=not args.quiet, **split
+        )
+        table = format_interactive(report)
+    elif args.task == "panoptic":
         from omniseg.eval import panoptic
 
         report = panoptic.evaluate_panoptic(

@@ -49,7 +49,9 @@ class MiniLMTextEncoder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # a "Loading weights" bar on every CLI call is noise, not progress
         self.model_dir = Path(model_dir) if model_dir else _minilm_dir()
         self.encoder_id = "all-MiniLM-L6-v2"
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
