@@ -35,7 +35,8 @@ def default_segmenter():
 def test_default_model_quality_on_val_split(shared_data, default_segmenter, dataset, grounding):
     floors = json.loads((DEFAULT_MODEL_DIR / "quality_floors.json").read_text())
     key = f"{dataset}{'_grounding' if grounding else ''}"
-    report = evaluate_semantic(default_segmenter, shared_data / dataset, grounding=grounding, split="val",
-                               limit=25, progress=False)
+    report = evaluate_semantic(
+        default_segmenter, shared_data / dataset, grounding=grounding, split="val", limit=25, progress=False
+    )
     assert report["images"] == 25
     assert report["mIoU"] >= floors[key], f"{key}: mIoU {report['mIoU']} below floor {floors[key]}"
