@@ -145,10 +145,11 @@ def test_click_picks_the_region_under_the_point():
 def test_click_negative_point_steers_away():
     regions = make_regions([LEFT, SQUARE])
     # positive on the left half outside the square, negative on the square: LEFT scores 1 - 1 = 0,
-    # SQUARE 0 - 1; LEFT wins and the negative click then removes the square from it.
+    # SQUARE 0 - 1; LEFT wins. Per pixel, the square belongs with the negative click (affinity 1 =
+    # mean of LEFT and SQUARE there) as much as with the positive one (1), so it is carved out.
     clicks = [Click(*cell(0, 6)), Click(*cell(3, 3), positive=False)]
     result = interactive_segment(regions, clicks, out_size=(8, 8))
-    assert result.region == 0 and result.removed == [1]
+    assert result.region == 0 and result.method == "clicks"
     np.testing.assert_array_equal(result.mask, LEFT * (1 - SQUARE) > 0)
     uncorrected = interactive_segment(regions, clicks, correct=False, out_size=(8, 8))
     assert uncorrected.mask[3, 3]  # without correction the square stays in
@@ -157,8 +158,8 @@ def test_click_negative_point_steers_away():
 def test_click_second_positive_adds_the_missing_region():
     regions = make_regions([LEFT * (1 - SQUARE), SQUARE, RIGHT])
     result = interactive_segment(regions, [Click(*cell(3, 3)), Click(*cell(0, 6))], out_size=(8, 8))
-    assert result.region == 1 and result.added == [0]  # tie 0.5 : 0.5 goes to the smaller region
-    np.testing.assert_array_equal(result.mask, LEFT > 0)
+    assert result.region == 1  # tie 0.5 : 0.5 goes to the smaller region
+    np.testing.assert_array_equal(result.mask, LEFT > 0)  # each click brings the pixels of its own region
 
 
 def test_click_box_agreement_and_clipping():
@@ -171,7 +172,9 @@ def test_click_box_agreement_and_clipping():
     result = interactive_segment(regions, [], boxes=[(8.0, 8.0, 16.0, 16.0)], out_size=(8, 8))
     assert result.region == 1
     np.testing.assert_array_equal(result.mask, SQUARE > 0)
-    # click + a 3x3-cell box in the corner: LEFT scores 1 + 9/32, SQUARE 1 + 1/12; LEFT is clipped to the box
+    # click + a 3x3-cell box in the corner: LEFT scores 1 + 9/32, SQUARE 1 + 1/12; the box makes LEFT the
+    # more trusted of the two regions under the click (affinity 1.28 / 2.36 > 0.5 off the square), so the
+    # mask is LEFT clipped to the box
     clipped = interactive_segment(regions, [Click(*cell(2, 2))], boxes=[(0.0, 0.0, 12.0, 12.0)], out_size=(8, 8))
     assert clipped.region == 0 and clipped.mask.sum() == 9 and clipped.mask[:3, :3].all()
 
@@ -781,3 +784,16 @@ def test_cli_eval_interactive_noc(tiny_dataset, tiny_model_dir, tmp_path, capsys
     report = json.loads(out.read_text())
     assert 1 <= report["NoC@85"] <= 5 and report["NoC@85"] <= report["NoC@90"]
     assert report["max_clicks"] == 5 and report["objects"] >= 2
+
+
+def test_click_pixel_features_split_a_region_that_is_too_big():
+    """One region covers both halves; the pixel features tell them apart, so a click on the left
+    keeps the left (affinity 0.5 * 1 + 0.5 * 1) and drops the right (0.5 * 1 + 0.5 * 0, not above 0.5)."""
+    whole = np.ones((8, 8), np.float32)
+    features = torch.zeros(2, 8, 8)
+    features[0, :, :4], features[1, :, 4:] = 1.0, 1.0
+    regions = make_regions([whole], features=features)
+    result = interactive_segment(regions, [Click(*cell(1, 4))], out_size=(8, 8))
+    np.testing.assert_array_equal(result.mask, LEFT > 0)
+    regions_only = interactive_segment(regions, [Click(*cell(1, 4))], out_size=(8, 8), feature_weight=0.0)
+    assert regions_only.mask.all()

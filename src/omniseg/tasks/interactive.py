@@ -1,13 +1,19 @@
 """Interactive segmentation: which object is under these clicks / in this box? (DESIGN.md, seeds/002)
 
-Each region is scored by its soft-mask value at the positive points minus its value at the
-negative points (a region that covers a negative click is penalised as much as one that misses a
-positive click), plus, per box, its soft IoU with the box. The best region is the answer. Later
-clicks correct it: a positive click the answer still misses adds the region that best explains
-that click, a negative click inside it removes the region that best explains that one. So every
-click can change the mask, as interactive protocols (NoC) assume, yet the answer stays made of
-the model's regions. Optionally the object is named from a vocabulary by its region embedding
-(open-vocabulary interactive segmentation, OMG-Seg).
+The first answer is a region: each region is scored by its soft-mask value at the positive points
+minus its value at the negative points, plus, per box, its soft IoU with the box; the best region
+names the object (open-vocabulary interactive segmentation, OMG-Seg) and answers a box alone.
+
+With clicks, the mask is decided per pixel by click affinity: how much a pixel belongs with a
+click is (a) the mask of the regions under the click, averaged with weights = how much each holds
+the click (the model's regions vote; no single region has to be right), blended with (b) the
+cosine of the pixel's feature to the click's feature. A pixel is on when its best positive
+affinity passes ``AFFINITY_THRESHOLD`` and beats its best negative affinity. So every click
+changes the mask near it, and corrections are local: a negative click carves out what is more
+like it than like any positive click, instead of removing a whole region (which could wipe out
+the object) or re-choosing the region (which could flip it). Measured on MSRC val objects
+(simulated clicks, BENCHMARKS.md) this raised mIoU after 5 clicks from 68 to about 90 and cut
+NoC@90 markedly against choosing/adding/removing whole regions.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from omniseg.errors import InputError
 from omniseg.io import ImageLike, atomic_save_png, atomic_write_text, load_image
@@ -33,6 +40,8 @@ if TYPE_CHECKING:
     from omniseg.vocab import Vocabulary
 
 MASK_THRESHOLD = 0.5
+AFFINITY_THRESHOLD = 0.5
+FEATURE_WEIGHT = 0.5  # (b) vs (a) in the module doc; 0 when the Regions carry no pixel features
 TIE_BREAK = 1e-3
 Box = tuple[float, float, float, float]
 
@@ -51,8 +60,7 @@ class ClickResult:
     mask: np.ndarray = field(repr=False)  # bool [H, W] at image size
     region: int  # the best region
     region_scores: np.ndarray = field(repr=False)  # [N]
-    added: list[int] = field(default_factory=list)  # regions added for positive clicks it missed
-    removed: list[int] = field(default_factory=list)  # regions removed for negative clicks inside it
+    method: str = "clicks"  # "clicks": per-pixel click affinity; "region": the best region (box only)
     label: str | None = None
     label_score: float | None = None
     image: np.ndarray | None = field(default=None, repr=False)
@@ -61,8 +69,7 @@ class ClickResult:
         return {
             "region": self.region,
             "score": round(float(self.region_scores[self.region]), 5),
-            "added_regions": self.added,
-            "removed_regions": self.removed,
+            "method": self.method,
             "label": self.label,
             "label_score": None if self.label_score is None else round(self.label_score, 5),
             "mask": {
@@ -144,6 +151,29 @@ def _validate(clicks: Sequence[Click], boxes: Sequence[Box], image_size: tuple[i
             raise InputError(f"box ({x0:g},{y0:g},{x1:g},{y1:g}) lies outside the {width}x{height} image")
 
 
+def click_affinity(
+    regions: Regions, clicks: Sequence[Click], region_weights: torch.Tensor | None = None, feature_weight: float = 0.5
+) -> torch.Tensor:
+    """[P, h, w] in 0..1: how much each grid cell belongs with each click (see the module doc).
+
+    region_weights [N]: extra trust per region (e.g. its agreement with a box), multiplying how
+    much it holds a positive click; negative clicks use the plain masks.
+    """
+    xy = torch.tensor([[c.x, c.y] for c in clicks], dtype=regions.masks.dtype)
+    held = sample_at_points(regions.masks, xy, regions.image_size)  # [N, P]
+    if region_weights is not None:
+        positive = torch.tensor([c.positive for c in clicks])
+        held = torch.where(positive[None, :], held * region_weights[:, None], held)
+    weights = held / held.sum(0, keepdim=True).clamp(min=1e-6)
+    affinity = torch.einsum("nhw,np->phw", regions.masks, weights)
+    if feature_weight > 0 and regions.pixel_features is not None:
+        features = regions.pixel_features
+        at_clicks = F.normalize(sample_at_points(features, xy.to(features.dtype), regions.image_size), dim=0)
+        cosine = torch.einsum("dhw,dp->phw", features, at_clicks).clamp(min=0).to(affinity.dtype)
+        affinity = (1 - feature_weight) * affinity + feature_weight * cosine
+    return affinity
+
+
 def interactive_segment(
     regions: Regions,
     clicks: Sequence[Click],
@@ -151,11 +181,12 @@ def interactive_segment(
     box_weight: float = 1.0,
     correct: bool = True,
     out_size: tuple[int, int] | None = None,
+    feature_weight: float = FEATURE_WEIGHT,
 ) -> ClickResult:
-    """The best region for the clicks and boxes as a binary mask at ``out_size`` (default: image size).
+    """The object the clicks and boxes point at, as a binary mask at ``out_size`` (default: image size).
 
-    correct: let clicks the best region disagrees with add or remove regions (see the module doc).
-    A box also clips the mask to the box.
+    correct: decide the mask per pixel from the clicks (module doc); False keeps the best region
+    as it is. A box also clips the mask to the box.
     """
     _validate(clicks, boxes, regions.image_size)
     scores = region_scores(regions, clicks, boxes, box_weight)
@@ -164,30 +195,24 @@ def interactive_segment(
     area = regions.masks.flatten(1).mean(1)
     best = int((scores - TIE_BREAK * area).argmax())
     size = tuple(out_size or regions.image_size)
-    added: list[int] = []
-    removed: list[int] = []
     if correct and clicks:
-        xy = torch.tensor([[c.x, c.y] for c in clicks], dtype=regions.masks.dtype)
-        values = sample_at_points(regions.masks, xy, regions.image_size)  # [N, P]
+        trust = None
+        if boxes:
+            ious = torch.stack([box_agreement(regions.masks, b, regions.image_size) for b in boxes])
+            trust = 1 + box_weight * ious.mean(0)
+        affinity = upsample(click_affinity(regions, clicks, trust, feature_weight), size)
         positive = torch.tensor([c.positive for c in clicks])
-        on = values > MASK_THRESHOLD
-        for p in range(len(clicks)):
-            if bool(positive[p]) and not bool(on[best, p]):
-                # the region that holds this click and as few negative clicks as possible
-                gain = values[:, p] - values[:, ~positive].sum(1)
-                added.append(int(gain.argmax()))
-            elif not bool(positive[p]) and bool(on[best, p]):
-                # the region that holds this negative click and as few positive clicks as possible
-                loss = values[:, p] - values[:, positive].sum(1)
-                removed.append(int(loss.argmax()))
-        added = [i for i in dict.fromkeys(added) if i != best]
-        removed = [i for i in dict.fromkeys(removed) if i != best and i not in added]
-    keep = upsample(regions.masks[[best, *added]], size).amax(0) > MASK_THRESHOLD
-    if removed:
-        keep &= ~(upsample(regions.masks[removed], size).amax(0) > MASK_THRESHOLD)
+        on = affinity[positive].amax(0)
+        keep = on > AFFINITY_THRESHOLD
+        if (~positive).any():
+            keep &= on > affinity[~positive].amax(0)
+        method = "clicks"
+    else:
+        keep = upsample(regions.masks[best : best + 1], size)[0] > MASK_THRESHOLD
+        method = "region"
     if boxes:
         keep &= _boxes_mask(boxes, size, regions.image_size)
-    return ClickResult(mask=keep.numpy(), region=best, region_scores=scores.numpy(), added=added, removed=removed)
+    return ClickResult(mask=keep.numpy(), region=best, region_scores=scores.numpy(), method=method)
 
 
 def _boxes_mask(boxes: Sequence[Box], size: tuple[int, int], image_size: tuple[int, int]) -> torch.Tensor:
