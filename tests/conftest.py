@@ -27,6 +27,7 @@ except RuntimeError:  # already set (e.g. by another plugin); harmless
     pass
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+FUZZ_COUNTS: dict[str, int] = {}  # inputs each fuzz target of test_properties.py ran this session
 TINY_CLASSES = ["sky", "road", "car"]
 TINY_MODEL_CONFIG = {"num_queries": 8, "feature_dim": 32, "fpn_dim": 32, "ffn_dim": 64, "num_heads": 2}
 
@@ -112,3 +113,10 @@ def write_uniform_dataset(root: Path, n: int = 6, classes: list[str] | None = No
 def tiny_dataset(tmp_path_factory) -> Path:
     """6 images 64 (H) x 80 (W) in the uniform layout; treat as read-only."""
     return write_uniform_dataset(tmp_path_factory.mktemp("data") / "tiny")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line in every CI log: how many inputs each loader was fuzzed with."""
+    if FUZZ_COUNTS:
+        counts = ", ".join(f"{name} {n}" for name, n in sorted(FUZZ_COUNTS.items()))
+        terminalreporter.write_line(f"fuzz iterations: {counts}")

@@ -70,15 +70,16 @@ def test_load_image_truncated_png(tmp_path):
         load_image(path)
 
 
-@pytest.mark.parametrize("shape", [(4, 5, 2), (4, 5, 1), (2, 4, 5, 3), (7,)])
+@pytest.mark.parametrize("shape", [(4, 5, 2), (4, 5, 5), (2, 4, 5, 3), (7,)])
 def test_load_image_wrong_array_shape(shape):
     with pytest.raises(InputError, match="shape"):
         load_image(np.zeros(shape, np.uint8))
 
 
-def test_load_image_grayscale_array_becomes_rgb():
+@pytest.mark.parametrize("channel_axis", [False, True])
+def test_load_image_grayscale_array_becomes_rgb(channel_axis):
     gray = np.arange(20, dtype=np.uint8).reshape(4, 5)
-    out = load_image(gray)
+    out = load_image(gray[..., None] if channel_axis else gray)
     assert out.shape == (4, 5, 3) and out.dtype == np.uint8
     for c in range(3):
         np.testing.assert_array_equal(out[..., c], gray)

@@ -1,6 +1,7 @@
 """The `omniseg` command. Subcommands parse arguments and call the library, never the reverse.
 
 Exit codes: 0 success, 2 bad input or usage (one line on stderr), 1 internal error.
+Warnings (input accepted with a caveat, e.g. the first frame of a GIF) are one line each on stderr.
 """
 
 from __future__ import annotations
@@ -9,11 +10,12 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import NoReturn
 
 from omniseg.commands import COMMAND_MODULES, EXIT_INPUT, EXIT_INTERNAL, EXIT_OK
-from omniseg.errors import OmnisegError
+from omniseg.errors import OmnisegError, OmnisegWarning
 
 __all__ = ["EXIT_INPUT", "EXIT_INTERNAL", "EXIT_OK", "build_parser", "main"]
 
@@ -46,10 +48,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """OmnisegWarning -> one 'omniseg: warning: ...' line; other warnings as Python shows them."""
+    if issubclass(category, OmnisegWarning):
+        print(f"omniseg: warning: {message}", file=sys.stderr)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _quiet_libraries()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", OmnisegWarning)  # one line per file, every run
+        warnings.showwarning = _show_warning
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
     except OmnisegError as exc:

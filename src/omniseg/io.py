@@ -1,63 +1,219 @@
-"""Image loading with clear errors, and atomic writes (a crash never leaves half a file)."""
+"""Image loading with clear errors, and atomic writes (a crash never leaves half a file).
+
+Every image and mask file the library reads goes through ``read_image``: it refuses empty, non-image,
+truncated and oversized files (the size is checked from the header, before any pixel is decoded:
+a few-KB PNG claiming 40000x40000 costs nothing) with an ``InputError``, and warns
+(``MultiFrameWarning``) when a file has several frames and only the first is used. Every result the
+library writes goes through ``_atomic_write``: a temporary file in the target directory, then a
+rename; a failure (permissions, disk full) raises ``OutputError`` and leaves no partial file.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Union
+from typing import TypeVar, Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
-from omniseg.errors import InputError
+from omniseg.errors import InputError, MultiFrameWarning, OutputError
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 MAX_IMAGE_PIXELS = 64_000_000
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+T = TypeVar("T")
+
+
+def _open_checked(path: Path, what: str) -> Image.Image:
+    """Open (lazily: header only) an image file after the checks every reader needs."""
+    if not path.is_file():
+        raise InputError(f"{what} not found: {path}" if not path.exists() else f"{what} is not a file: {path}")
+    if path.stat().st_size == 0:
+        raise InputError(f"{what} is an empty file (0 bytes): {path}")
+    try:
+        with warnings.catch_warnings():
+            # Pillow's own bomb warning (89-179 MP) would print two lines; our limit is lower anyway.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"{what} too large: {path} (over {MAX_IMAGE_PIXELS} pixels)") from exc
+    except Exception as exc:  # noqa: BLE001 - any failure to identify a user's file is bad input
+        raise InputError(f"cannot read {what} {path}: not an image file (PNG, JPEG, ...) or an unknown format") from exc
+    if im.width * im.height > MAX_IMAGE_PIXELS or im.width * im.height == 0:
+        im.close()
+        problem = "too large" if im.width * im.height else "empty"
+        raise InputError(f"{what} {problem}: {path} is {im.width}x{im.height} (limit {MAX_IMAGE_PIXELS} pixels)")
+    return im
+
+
+def read_image(path: str | os.PathLike, convert: Callable[[Image.Image], T], what: str = "image") -> T:
+    """Open the image file ``path`` (first frame), check it, and return ``convert(image)``.
+
+    Raises InputError for a missing, empty, unreadable, truncated or corrupt file, and for one with
+    more than MAX_IMAGE_PIXELS pixels (from its header, before decoding). Warns MultiFrameWarning
+    for an animated or multi-page file.
+    """
+    path = Path(path)
+    with _open_checked(path, what) as im:
+        try:
+            frames = getattr(im, "n_frames", 1)  # seeks through the file: may meet the corruption
+            if frames > 1:
+                im.seek(0)
+            im.load()
+            array = convert(im)
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - decoders raise OSError, SyntaxError, KeyError, IndexError, ...
+            raise InputError(f"cannot read {what} {path}: the file is truncated or corrupt") from exc
+    if frames > 1:
+        warnings.warn(
+            f"{path} has {frames} frames (animated or multi-page): only the first is used",
+            MultiFrameWarning,
+            stacklevel=3,
+        )
+    return array
+
+
+def image_size(path: str | os.PathLike, what: str = "image", exif: bool = True) -> tuple[int, int]:
+    """(width, height) from the file header only (as shown: EXIF rotation applied when ``exif``), so
+    bad input fails before a model loads. The same checks and errors as ``read_image``."""
+    with _open_checked(Path(path), what) as im:
+        width, height = im.size
+        if exif and _exif_orientation(im) in (5, 6, 7, 8):  # rotated by 90 degrees when loaded
+            width, height = height, width
+        return width, height
+
+
+def _exif_orientation(im: Image.Image) -> int | None:
+    try:
+        return im.getexif().get(0x0112)
+    except Exception:  # noqa: BLE001 - a broken EXIF block is ignored, not fatal
+        return None
+
+
+def _exif_transpose(im: Image.Image) -> Image.Image:
+    """Phone photos store rotation in EXIF; segment what the user sees, not the raw buffer."""
+    if _exif_orientation(im) in (None, 1):
+        return im
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception:  # noqa: BLE001 - a malformed orientation tag: use the pixels as stored
+        return im
+
+
+def to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Pixel values -> uint8: bool -> 0/255; uint16 (and integer images beyond 255, up to 65535)
+    -> / 257, the 16-bit scale; floats in 0..1 -> x 255, other floats clipped to 0..255 (NaN -> 0).
+    Negative or > 65535 integers and non-numeric arrays are InputError."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * 255
+    if np.issubdtype(arr.dtype, np.integer):
+        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+        if lo < 0 or hi > 65535:
+            raise InputError(f"integer image values must lie in 0..255 (8-bit) or 0..65535 (16-bit), got {lo}..{hi}")
+        if arr.dtype == np.uint16 or hi > 255:
+            return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+        return arr.astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.floating):
+        arr = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        if arr.size and float(arr.max()) <= 1.0:
+            arr = arr * 255.0
+        return np.clip(arr, 0, 255).astype(np.uint8)
+    raise InputError(f"image array must hold numbers (uint8, uint16, bool or float), got dtype {arr.dtype}")
+
+
+def pil_to_rgb(im: Image.Image, exif: bool = True) -> np.ndarray:
+    """A PIL image -> uint8 RGB [H, W, 3] (see load_image), EXIF rotation applied when ``exif``."""
+    if exif:
+        im = _exif_transpose(im)
+    if im.mode in _SIXTEEN_BIT_MODES or im.mode in ("I", "F"):
+        # 16-bit and 32-bit grayscale: Pillow's convert("RGB") clips at 255 (a 16-bit photo turns white).
+        arr = np.asarray(im)
+        if im.mode == "I" and arr.size and int(arr.max()) > 65535:
+            arr = arr.astype(np.float64) / float(arr.max())
+        return np.repeat(to_uint8(arr)[..., None], 3, axis=2)
+    if im.mode in ("P", "PA") and "transparency" in im.info:
+        im = im.convert("RGBA")  # the direct conversion warns about palette transparency
+    return np.asarray(im.convert("RGB"))
 
 
 def load_image(image: ImageLike) -> np.ndarray:
-    """path | PIL image | array -> uint8 RGB array [H, W, 3]."""
+    """path | PIL image | array -> uint8 RGB array [H, W, 3].
+
+    Grayscale becomes RGB, alpha is dropped (the colour channels are kept as stored), 16-bit images
+    are scaled to 8 bits, CMYK and palette images are converted, EXIF rotation is applied, and only
+    the first frame of an animated/multi-page file is read (with a MultiFrameWarning). Raises
+    InputError for anything that is not a readable image (see ``read_image``).
+    """
     if isinstance(image, np.ndarray):
         arr = image
         if arr.ndim == 2:
-            arr = np.stack([arr] * 3, axis=-1)
-        if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-            raise InputError(f"image array must be HxW, HxWx3 or HxWx4, got shape {arr.shape}")
-        arr = arr[..., :3]
-        if arr.dtype != np.uint8:
-            if np.issubdtype(arr.dtype, np.floating) and arr.size and float(np.nanmax(arr)) <= 1.0:
-                arr = arr * 255.0
-            arr = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
+            arr = arr[..., None]
+        if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+            raise InputError(f"image array must be HxW, HxWx3 or HxWx4, got shape {image.shape}")
+        if arr.shape[0] * arr.shape[1] == 0:
+            raise InputError(f"image array has no pixels: shape {image.shape}")
+        arr = to_uint8(arr[..., :3])
+        if arr.shape[2] == 1:
+            arr = np.repeat(arr, 3, axis=2)
         return np.ascontiguousarray(arr)
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
-    path = Path(image)
-    if not path.is_file():
-        raise InputError(f"image not found: {path}")
-    try:
-        with Image.open(path) as im:
-            if im.width * im.height > MAX_IMAGE_PIXELS:
-                raise InputError(f"image too large: {path} is {im.width}x{im.height} (limit {MAX_IMAGE_PIXELS} pixels)")
-            im.load()
-            # Phone photos store rotation in EXIF; segment what the user sees, not the raw buffer.
-            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-        raise InputError(f"cannot read image {path}: {exc.__class__.__name__}") from exc
+        if image.width * image.height == 0:
+            raise InputError(f"image has no pixels: {image.width}x{image.height}")
+        try:
+            return pil_to_rgb(image)
+        except (OSError, SyntaxError, ValueError) as exc:  # a lazily opened file that is truncated
+            raise InputError(f"cannot read the PIL image: {exc.__class__.__name__}: {exc}") from exc
+    if not isinstance(image, (str, os.PathLike)):
+        raise InputError(f"an image is a path, a PIL image or an array, got {type(image).__name__}")
+    return read_image(image, pil_to_rgb)
 
 
-def _atomic_write(path: Path, write) -> None:
+# Characters that would let a name escape the output directory or break a file system.
+_UNSAFE_NAME = re.compile(r"[/\\\x00-\x1f]")
+
+
+def output_path(out_dir: str | os.PathLike, stem: str, suffix: str) -> Path:
+    """``out_dir / (stem + suffix)``, refusing a stem that would escape ``out_dir`` (path separators,
+    '..', control characters) or is empty: names come from users (and, with the server, from uploads)."""
+    stem = str(stem)
+    if not stem or stem in (".", "..") or _UNSAFE_NAME.search(stem) or (os.altsep and os.altsep in stem):
+        raise InputError(f"unsafe output name {stem!r}: no path separators, '..' or control characters")
+    return Path(out_dir) / f"{stem}{suffix}"
+
+
+def _open_temp(fd: int):  # noqa: ANN202 - a seam: tests simulate a full disk here
+    return os.fdopen(fd, "wb")
+
+
+def _atomic_write(path: Path, write: Callable) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
-        with os.fdopen(fd, "wb") as fh:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with _open_temp(fd) as fh:
             write(fh)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, OutputError):
+            error = OutputError(f"cannot write {path}: {exc.strerror or exc}")
+            error.errno = exc.errno
+            raise error from exc
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    _atomic_write(Path(path), lambda fh: fh.write(data))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from omniseg import formats
-from omniseg.io import atomic_save_png
+from omniseg.io import atomic_save_png, output_path
 from omniseg.tasks.instance import Instance
 from omniseg.tasks.panoptic import PanopticSegment
 from omniseg.viz import overlay
@@ -90,8 +90,10 @@ class InstanceResult:
         }
 
     def save(self, out_dir: str | Path, stem: str) -> dict[str, Path]:
-        out = Path(out_dir)
-        paths = {"instances": out / f"{stem}_instances.json", "overlay": out / f"{stem}_overlay.png"}
+        paths = {
+            "instances": output_path(out_dir, stem, "_instances.json"),
+            "overlay": output_path(out_dir, stem, "_overlay.png"),
+        }
         formats.write_instances_json(paths["instances"], self.coco(formats.coco_image_id(stem)))
         atomic_save_png(paths["overlay"], self.overlay())
         return paths
@@ -155,11 +157,10 @@ class PanopticResult:
         }
 
     def save(self, out_dir: str | Path, stem: str) -> dict[str, Path]:
-        out = Path(out_dir)
         paths = {
-            "panoptic": out / f"{stem}_panoptic.png",
-            "json": out / f"{stem}_panoptic.json",
-            "overlay": out / f"{stem}_overlay.png",
+            "panoptic": output_path(out_dir, stem, "_panoptic.png"),
+            "json": output_path(out_dir, stem, "_panoptic.json"),
+            "overlay": output_path(out_dir, stem, "_overlay.png"),
         }
         record = self.record(formats.coco_image_id(stem), paths["panoptic"].name)
         formats.write_panoptic(paths["panoptic"], paths["json"], self.id_map, record)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from omniseg.errors import InputError
-from omniseg.io import ImageLike, atomic_save_png, atomic_write_text, load_image
+from omniseg.io import ImageLike, atomic_save_png, atomic_write_text, load_image, output_path
 from omniseg.models.openseg import OpenSegModel
 from omniseg.regions import Regions
 from omniseg.results import InstanceResult, PanopticResult
@@ -93,8 +94,8 @@ class SemanticResult:
         }
 
     def save(self, out_dir: str | Path, stem: str) -> dict[str, Path]:
-        out = Path(out_dir)
-        paths = {"label_map": out / f"{stem}.png", "overlay": out / f"{stem}_overlay.png", "json": out / f"{stem}.json"}
+        suffixes = {"label_map": ".png", "overlay": "_overlay.png", "json": ".json"}
+        paths = {key: output_path(out_dir, stem, suffix) for key, suffix in suffixes.items()}
         atomic_save_png(paths["label_map"], self.label_map)
         atomic_save_png(paths["overlay"], self.overlay())
         atomic_write_text(paths["json"], json.dumps(self.to_json(), indent=2))
@@ -182,11 +183,9 @@ class Segmenter:
     ) -> Iterator[np.ndarray]:
         """Propagate the objects of ``first_mask`` (ids, 0 = background) through ``frames``; yields
         one id map per frame, lazily, so long videos stream."""
-        from omniseg.tasks.common import load_mask
         from omniseg.tasks.video import video
 
-        mask = load_mask(first_mask, "first mask") if isinstance(first_mask, (str, Path)) else np.asarray(first_mask)
-        return video(self, frames, mask, config)
+        return video(self, frames, first_mask, config)
 
     def vocabulary(self, classes: Sequence[str] | str | Vocabulary) -> Vocabulary:
         if isinstance(classes, Vocabulary):
@@ -267,6 +266,8 @@ class Segmenter:
             raise InputError("give exactly one of classes or vocab")
         if task not in TASKS:
             raise InputError(f"unknown task {task!r}: use one of {', '.join(TASKS)}")
+        if threshold is not None and not math.isfinite(threshold):
+            raise InputError(f"threshold must be a finite number, got {threshold}")
         t0 = time.perf_counter()
         if classes is not None:
             vocabulary = self.vocabulary(classes)

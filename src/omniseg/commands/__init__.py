@@ -6,11 +6,29 @@ Modules parse arguments and call the library; the library never imports them.
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from omniseg.errors import InputError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
 
 # Order = order in `omniseg --help`.
 COMMAND_MODULES = ("segment", "refer", "click", "incontext", "video", "evaluate", "train")
+# Files refer and click write per image (omniseg.tasks.common.save_binary_mask).
+BINARY_MASK_SUFFIXES = (".png", ".json", "_overlay.png")
+
+
+def finite_float(text: str) -> float:
+    """A float argument; 'nan' and 'inf' are refused (every comparison with NaN is False)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
 def image_size_arg(text: str) -> int:
@@ -21,3 +39,39 @@ def image_size_arg(text: str) -> int:
     if value < 32:
         raise argparse.ArgumentTypeError(f"must be at least 32, got {value}")
     return value
+
+
+def require_files(paths: Sequence[str | Path], what: str) -> list[Path]:
+    """The paths as Path objects; InputError naming the first missing one (and how many more)."""
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        problem = "is not a file" if Path(missing[0]).exists() else "not found"
+        raise InputError(f"{what} {problem}: {missing[0]}{more}")
+    return [Path(p) for p in paths]
+
+
+def plan_outputs(
+    inputs: Sequence[str | Path], out_dir: str | Path, suffixes: Sequence[str], protected: Sequence[str | Path] = ()
+) -> list[str]:
+    """The output stem of each input (its file name without extension), after checking that no two
+    inputs write the same output file and that no output would overwrite an input (``inputs`` and
+    ``protected``, e.g. example masks or the vocabulary file): both would lose data silently."""
+    from omniseg.io import output_path
+
+    keep = {Path(p).resolve() for p in [*inputs, *protected]}
+    written: dict[Path, Path] = {}
+    stems = []
+    for source in map(Path, inputs):
+        for suffix in suffixes:
+            target = output_path(out_dir, source.stem, suffix)
+            resolved = target.resolve()
+            if resolved in written:
+                raise InputError(
+                    f"{written[resolved]} and {source} would both write {target}: rename one or run them separately"
+                )
+            if resolved in keep:
+                raise InputError(f"the output {target} would overwrite an input file: choose another --out directory")
+            written[resolved] = source
+        stems.append(source.stem)
+    return stems

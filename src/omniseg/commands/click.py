@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from omniseg.commands import EXIT_OK, image_size_arg
+from omniseg.commands import BINARY_MASK_SUFFIXES, EXIT_OK, image_size_arg, plan_outputs, require_files
 from omniseg.errors import InputError
 
 
@@ -62,15 +61,15 @@ def run(args: argparse.Namespace) -> int:
     from omniseg.tasks.interactive import Click, click
     from omniseg.vocab import Vocabulary
 
-    if not Path(args.image).is_file():
-        raise InputError(f"image not found: {args.image}")
+    (image,) = require_files([args.image], "image")
+    (stem,) = plan_outputs([image], args.out, BINARY_MASK_SUFFIXES)
     if not any(p[2] for p in args.point) and not args.box:
         raise InputError("give at least one positive --point X,Y or a --box X0,Y0,X1,Y1")
     vocab = Vocabulary.from_string(args.classes) if args.classes is not None else None
     segmenter = omniseg.load(args.model, max_size=args.max_size)
     clicks = [Click(x, y, positive) for x, y, positive in args.point]
     result = click(segmenter, args.image, clicks, args.box, classes=vocab)
-    paths = result.save(args.out, Path(args.image).stem)
+    paths = result.save(args.out, stem)
     if not args.quiet:
         named = f", {result.label} ({result.label_score:.2f})" if result.label is not None else ""
         print(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from omniseg.commands import EXIT_OK, image_size_arg
+from omniseg.commands import EXIT_OK, image_size_arg, plan_outputs, require_files
 from omniseg.errors import InputError
 
 
@@ -35,60 +35,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     ic.set_defaults(func=run)
 
 
-def header_size(path: Path) -> tuple[int, int]:
-    """(width, height) as the image is shown (EXIF rotation applied), from the file header only,
-    so bad input fails before the model loads."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            width, height = im.size
-            if im.getexif().get(0x0112) in (5, 6, 7, 8):  # rotated by 90 degrees when loaded
-                width, height = height, width
-            return width, height
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(f"cannot read {path}: {exc.__class__.__name__}") from exc
-
-
 def check_mask_size(image: Path, mask: Path, what: str) -> None:
-    (w, h), (mw, mh) = header_size(image), header_size(mask)
+    """From the file headers only, so bad input fails before the model loads."""
+    from omniseg.io import image_size
+
+    (w, h), (mw, mh) = image_size(image, "image"), image_size(mask, what, exif=False)
     if (w, h) != (mw, mh):
         raise InputError(f"{what} is {mw}x{mh} but its image is {w}x{h}: {mask}")
 
 
-def check_inputs(examples: list[list[str]], targets: list[str]) -> None:
+def check_inputs(examples: list[list[str]], targets: list[str], out: str) -> list[str]:
+    """The targets' output stems, after checking every input file and output name."""
     for n, (image, mask) in enumerate(examples, start=1):
-        for path, what in ((image, "example image"), (mask, "example mask")):
-            if not Path(path).is_file():
-                raise InputError(f"{what} {n} not found: {path}")
+        require_files([image], f"example image {n}")
+        require_files([mask], f"example mask {n}")
         check_mask_size(Path(image), Path(mask), f"example mask {n}")
-    missing = [t for t in targets if not Path(t).is_file()]
-    if missing:
-        raise InputError(
-            f"target not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-        )
-    stems = [Path(t).stem for t in targets]
-    if len(set(stems)) != len(stems):
-        raise InputError("two targets share a file name; outputs would overwrite each other")
+    return plan_outputs(require_files(targets, "target"), out, (".png",), [p for pair in examples for p in pair])
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     import omniseg
-    from omniseg.io import atomic_save_png
+    from omniseg.io import atomic_save_png, output_path
     from omniseg.tasks.common import image_regions
     from omniseg.tasks.incontext import prototypes_from_examples, segment_with_prototypes
 
-    check_inputs(args.example, args.targets)
+    stems = check_inputs(args.example, args.targets, args.out)
     segmenter = omniseg.load(args.model, max_size=args.max_size)
     prototypes = prototypes_from_examples(segmenter, [(Path(i), Path(m)) for i, m in args.example])
     out = Path(args.out)
     bar = tqdm(args.targets, desc="incontext", disable=len(args.targets) < 2 or args.quiet, dynamic_ncols=True)
-    for target in bar:
+    for target, stem in zip(bar, stems, strict=True):
         _, regions = image_regions(segmenter, target)
         label = segment_with_prototypes(regions, prototypes, level=args.level)
-        path = out / f"{Path(target).stem}.png"
+        path = output_path(out, stem, ".png")
         atomic_save_png(path, label)
         if not args.quiet:
             found = ", ".join(f"id {i}: {(label == i).mean():.0%}" for i in prototypes.ids if i != 0)

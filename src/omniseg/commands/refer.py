@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from omniseg.commands import EXIT_OK, image_size_arg
+from omniseg.commands import BINARY_MASK_SUFFIXES, EXIT_OK, finite_float, image_size_arg, plan_outputs, require_files
 from omniseg.errors import InputError
 
 
@@ -17,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ref.add_argument("--model", help="model directory (default: the embedded default model)")
     ref.add_argument(
         "--margin",
-        type=float,
+        type=finite_float,
         default=0.03,
         help="merge every region whose similarity is within this of the best (cosine; default: %(default)s)",
     )
@@ -33,15 +32,15 @@ def run(args: argparse.Namespace) -> int:
     import omniseg
     from omniseg.tasks.refer import refer
 
-    if not Path(args.image).is_file():
-        raise InputError(f"image not found: {args.image}")
+    (image,) = require_files([args.image], "image")
+    (stem,) = plan_outputs([image], args.out, BINARY_MASK_SUFFIXES)
     if not args.phrase.strip():
         raise InputError("the phrase is empty: say what to segment, e.g. 'the dog on the left'")
     if args.margin < 0:
         raise InputError(f"--margin must be >= 0, got {args.margin}")
     segmenter = omniseg.load(args.model, max_size=args.max_size)
     result = refer(segmenter, args.image, args.phrase, margin=args.margin, use_spatial=not args.no_spatial)
-    paths = result.save(args.out, Path(args.image).stem)
+    paths = result.save(args.out, stem)
     if not args.quiet:
         print(f"{args.image} -> {paths['mask']}  [regions {result.selected}, {result.mask.mean():.0%} of the image]")
     return EXIT_OK

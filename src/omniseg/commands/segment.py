@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from omniseg.commands import EXIT_INPUT, EXIT_OK, image_size_arg
+from omniseg.commands import EXIT_INPUT, EXIT_OK, finite_float, image_size_arg, plan_outputs, require_files
 from omniseg.errors import InputError
 
 if TYPE_CHECKING:  # the CLI imports torch lazily, only when a command runs
@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     seg.add_argument(
         "--threshold",
-        type=float,
+        type=finite_float,
         help="semantic: mark pixels whose best score (cosine) is below this unlabeled; "
         "instance/panoptic: drop regions whose score (class probability x objectness) is below this",
     )
@@ -62,20 +62,14 @@ def run(args: argparse.Namespace) -> int:
     vocab = Vocabulary.from_string(args.classes) if args.classes is not None else Vocabulary.from_file(args.vocab)
     if args.stuff is not None:
         vocab.mark_stuff(args.stuff)
-    missing = [p for p in args.images if not Path(p).is_file()]
-    if missing:
-        raise InputError(
-            f"image not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-        )
-    stems = [Path(p).stem for p in args.images]
-    if len(set(stems)) != len(stems):
-        raise InputError("two input images share a file name; outputs would overwrite each other")
+    images = require_files(args.images, "image")
+    stems = plan_outputs(images, args.out, OUTPUT_SUFFIXES[args.task], protected=[args.vocab] if args.vocab else [])
     segmenter = omniseg.load(args.model, max_size=args.max_size)
     segmenter.vocabulary(vocab)
     out = Path(args.out)
     failed = 0
-    for path in tqdm(args.images, desc="segment", disable=len(args.images) < 2 or args.quiet, dynamic_ncols=True):
-        stem = Path(path).stem
+    bar = tqdm(images, desc="segment", disable=len(images) < 2 or args.quiet, dynamic_ncols=True)
+    for path, stem in zip(bar, stems, strict=True):
         if args.skip_existing and all((out / f"{stem}{s}").is_file() for s in OUTPUT_SUFFIXES[args.task]):
             continue
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from omniseg.commands import EXIT_OK, image_size_arg
+from omniseg.commands import EXIT_OK, image_size_arg, plan_outputs
 from omniseg.errors import InputError
 
 
@@ -39,9 +39,6 @@ def list_frames(directory: str | Path) -> list[Path]:
     frames = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
     if not frames:
         raise InputError(f"no frames (images) in {folder}")
-    stems = [p.stem for p in frames]
-    if len(set(stems)) != len(stems):
-        raise InputError(f"two frames in {folder} share a file name; outputs would overwrite each other")
     return frames
 
 
@@ -50,23 +47,22 @@ def run(args: argparse.Namespace) -> int:
 
     import omniseg
     from omniseg.commands.incontext import check_mask_size
-    from omniseg.io import atomic_save_png
-    from omniseg.tasks.common import load_mask
+    from omniseg.io import atomic_save_png, output_path
+    from omniseg.tasks.common import as_id_mask
     from omniseg.tasks.video import VideoConfig, video
 
     frames = list_frames(args.frames)
-    first_mask = load_mask(args.first_mask, "first mask")
+    stems = plan_outputs(frames, args.out, (".png",), protected=[args.first_mask])
+    first_mask = as_id_mask(args.first_mask, "first mask")
     check_mask_size(frames[0], Path(args.first_mask), "first mask")
     if args.context < 0:
         raise InputError(f"--context must be >= 0, got {args.context}")
     segmenter = omniseg.load(args.model, max_size=args.max_size)
     out = Path(args.out)
     labels = video(segmenter, frames, first_mask, VideoConfig(context=args.context))
-    bar = tqdm(
-        zip(frames, labels, strict=False), total=len(frames), desc="video", disable=args.quiet, dynamic_ncols=True
-    )
-    for frame, label in bar:
-        atomic_save_png(out / f"{frame.stem}.png", label)
+    bar = tqdm(zip(frames, stems, strict=True), total=len(frames), desc="video", disable=args.quiet, dynamic_ncols=True)
+    for (_, stem), label in zip(bar, labels, strict=False):
+        atomic_save_png(output_path(out, stem, ".png"), label)
     if not args.quiet:
         print(f"{len(frames)} frames -> {out}")
     return EXIT_OK

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from omniseg.data.uniform import IGNORE, Sample, UniformDataset
 from omniseg.errors import InputError
@@ -70,11 +69,9 @@ def instance_path(dataset: UniformDataset, sample: Sample) -> Path | None:
 
 
 def read_instance_map(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        ids = np.asarray(im)
-    if ids.ndim != 2:
-        raise InputError(f"instance map must be single-channel ids: {path}")
-    return ids.astype(np.int64)
+    from omniseg.tasks.common import load_mask
+
+    return load_mask(path, "instance map").astype(np.int64)
 
 
 def bbox_of(mask: np.ndarray) -> tuple[int, int, int, int]:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from omniseg.errors import InputError
 
@@ -64,13 +63,25 @@ class UniformDataset:
         return [labelled[i] for i in chosen]
 
 
-def read_mask(path: Path) -> np.ndarray:
-    mask = np.asarray(Image.open(path))
-    if mask.ndim != 2:
-        raise InputError(f"mask must be single-channel class ids: {path}")
+def read_mask(path: Path, num_classes: int | None = None) -> np.ndarray:
+    """Class ids (255 = ignore); with ``num_classes``, an id that is neither a class nor 255 is an
+    InputError (a silent skip would score a model on part of the ground truth)."""
+    from omniseg.tasks.common import load_mask
+
+    mask = load_mask(path)
+    if num_classes is not None:
+        ids = np.unique(mask)
+        beyond = ids[(ids >= num_classes) & (ids != IGNORE)]
+        if beyond.size:
+            raise InputError(
+                f"mask {path} has class id {int(beyond[0])} but classes.json lists {num_classes} classes "
+                f"(ids 0..{num_classes - 1}, {IGNORE} = ignore)"
+            )
     return mask
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+    """The image as stored (no EXIF rotation: masks are aligned with the stored pixels)."""
+    from omniseg.io import pil_to_rgb, read_image
+
+    return read_image(path, lambda im: pil_to_rgb(im, exif=False))

@@ -193,12 +193,12 @@ def evaluate_incontext(
     scores = {k: FewShotScores(len(dataset.classes)) for k in ks}
     start = time.perf_counter()
     for ep in tqdm(drawn, desc=f"few-shot {dataset.name}", disable=not progress, dynamic_ncols=True):
-        query_gt = _binary(read_mask(ep.query.mask_path), ep.class_id)
+        query_gt = _binary(read_mask(ep.query.mask_path, len(dataset.classes)), ep.class_id)
         per_example = []
         for s in ep.supports:
             support_regions = cache(s.image_path)
             assert support_regions.pixel_features is not None
-            support_mask = _binary(read_mask(s.mask_path), ep.class_id)
+            support_mask = _binary(read_mask(s.mask_path, len(dataset.classes)), ep.class_id)
             per_example.append(encode_example(support_regions.pixel_features, support_mask, IGNORE))
         query_regions = cache(ep.query.image_path)
         for k in ks:

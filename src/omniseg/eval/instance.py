@@ -113,7 +113,7 @@ def evaluate_instances(
     for image_id, sample in enumerate(
         tqdm(samples, desc=f"instances {dataset.name}", disable=not progress, dynamic_ncols=True), start=1
     ):
-        image, gt_classes = read_rgb(sample.image_path), read_mask(sample.mask_path)
+        image, gt_classes = read_rgb(sample.image_path), read_mask(sample.mask_path, len(dataset.classes))
         if gt_classes.shape != image.shape[:2]:
             raise InputError(f"mask and image differ in size for {sample.id}")
         inst_path = instance_path(dataset, sample)

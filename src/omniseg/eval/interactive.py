@@ -96,7 +96,7 @@ def evaluate_interactive(
     start = time.perf_counter()
     for sample in tqdm(samples, desc=f"interactive {dataset.name}", disable=not progress, dynamic_ncols=True):
         assert sample.mask_path is not None
-        mask = read_mask(sample.mask_path)
+        mask = read_mask(sample.mask_path, len(dataset.classes))
         valid = mask != IGNORE
         ids, counts = np.unique(mask[valid], return_counts=True)
         objects = [int(i) for i, n in zip(ids, counts, strict=True) if n >= min_fraction * max(valid.sum(), 1)]

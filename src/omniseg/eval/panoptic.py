@@ -164,7 +164,7 @@ def evaluate_panoptic(
     pq = PanopticQuality()
     start = time.perf_counter()
     for sample in tqdm(samples, desc=f"panoptic {dataset.name}", disable=not progress, dynamic_ncols=True):
-        image, gt_classes = read_rgb(sample.image_path), read_mask(sample.mask_path)
+        image, gt_classes = read_rgb(sample.image_path), read_mask(sample.mask_path, len(dataset.classes))
         if gt_classes.shape != image.shape[:2]:
             raise InputError(f"mask and image differ in size for {sample.id}")
         inst_path = instance_path(dataset, sample)

@@ -46,7 +46,7 @@ def evaluate_semantic(
     start = time.perf_counter()
     evaluated = 0
     for sample in tqdm(samples, desc=f"eval {dataset.name}", disable=not progress, dynamic_ncols=True):
-        image, gt = read_rgb(sample.image_path), read_mask(sample.mask_path)
+        image, gt = read_rgb(sample.image_path), read_mask(sample.mask_path, len(dataset.classes))
         if gt.shape != image.shape[:2]:
             raise InputError(f"mask and image differ in size for {sample.id}")
         regions = segmenter.regions(image)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from omniseg.errors import MissingResourceError
+from omniseg.errors import MissingResourceError, ModelLoadError
 
 # (repeats, kernel, stride, expand ratio, in channels, out channels) per stage, EfficientNet-Lite0.
 _STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
@@ -134,6 +134,11 @@ def pretrained_weights_path() -> str:
 def load_pretrained_backbone() -> EfficientNetLite0:
     """The backbone with ImageNet weights, loaded without unpickling arbitrary objects."""
     model = EfficientNetLite0()
-    state = torch.load(pretrained_weights_path(), map_location="cpu", weights_only=True)
-    model.load_state_dict(state, strict=True)
+    path = pretrained_weights_path()
+    try:
+        # weights_only: tensors and plain containers only; any other pickled object is refused unbuilt.
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state, strict=True)
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError, ... : all unusable weights
+        raise ModelLoadError(f"backbone weights at {path} cannot be loaded: {exc.__class__.__name__}") from exc
     return model

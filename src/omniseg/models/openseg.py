@@ -19,13 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from omniseg.errors import MissingResourceError
+from omniseg.errors import MissingResourceError, ModelLoadError
 from omniseg.models.backbone import FEATURE_CHANNELS, IMAGE_MEAN, IMAGE_STD, EfficientNetLite0, load_pretrained_backbone
 
 IMAGE_MEAN_T = torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1)
 IMAGE_STD_T = torch.tensor(IMAGE_STD).view(1, 3, 1, 1)
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+_CONFIG_LIMITS = {"pos_grid": 512, "num_blocks": 64, "trainable_backbone_from": 16}
 
 
 @dataclass
@@ -45,6 +46,25 @@ class OpenSegConfig:
     def from_dict(cls, data: dict) -> OpenSegConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def from_file(cls, path: Path) -> OpenSegConfig:
+        """config.json -> config, checked (types and sane sizes) before any tensor is allocated."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelLoadError(f"{path} is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ModelLoadError(f"{path} must hold a JSON object, got {type(data).__name__}")
+        config = cls.from_dict(data)
+        for f in fields(cls):
+            value = getattr(config, f.name)
+            top = _CONFIG_LIMITS.get(f.name, 4096)  # bounds what a hostile config can make us allocate
+            if f.type == "int" and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= top):
+                raise ModelLoadError(f"{path}: {f.name} must be a whole number in 0..{top}, got {value!r}")
+            if f.type == "str" and not isinstance(value, str):
+                raise ModelLoadError(f"{path}: {f.name} must be a string, got {value!r}")
+        return config
 
 
 class SeparableConv(nn.Sequential):
@@ -195,9 +215,9 @@ class OpenSegModel(nn.Module):
         return {k: v for k, v in self.state_dict().items() if k not in frozen}
 
     def save_pretrained(self, directory: str | Path, extra_config: dict | None = None) -> None:
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
-        from omniseg.io import atomic_write_text
+        from omniseg.io import atomic_write_bytes, atomic_write_text
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -205,29 +225,45 @@ class OpenSegModel(nn.Module):
             k: v.detach().to(torch.float16 if v.is_floating_point() else v.dtype).contiguous()
             for k, v in self.trainable_state_dict().items()
         }
-        tmp = directory / (WEIGHTS_NAME + ".tmp")
-        save_file(tensors, str(tmp))
-        tmp.replace(directory / WEIGHTS_NAME)
+        atomic_write_bytes(directory / WEIGHTS_NAME, save(tensors))
         atomic_write_text(
             directory / CONFIG_NAME, json.dumps({**asdict(self.config), **(extra_config or {})}, indent=2)
         )
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> OpenSegModel:
+        """Load a directory written by ``save_pretrained``: config.json + model.safetensors.
+
+        Only safetensors is read (a pickle named model.safetensors is refused without being
+        unpickled). MissingResourceError when the files are absent; ModelLoadError when they are
+        corrupt, truncated or invalid, or when the config does not match the weights.
+        """
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         directory = Path(directory)
         cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
         if not cfg_path.is_file() or not w_path.is_file():
             raise MissingResourceError(f"no model at {directory}: expected {CONFIG_NAME} and {WEIGHTS_NAME}")
-        config = OpenSegConfig.from_dict(json.loads(cfg_path.read_text()))
-        model = cls(config)
-        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(w_path)).items()}
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        config = OpenSegConfig.from_file(cfg_path)
+        try:
+            tensors = load_file(str(w_path))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise ModelLoadError(f"{w_path} is not a valid safetensors file (corrupt or truncated?): {exc}") from exc
+        try:
+            model = cls(config)
+        except (ValueError, RuntimeError, AssertionError, TypeError) as exc:  # e.g. heads not dividing the dim
+            raise ModelLoadError(f"{cfg_path} describes no valid model: {exc}") from exc
+        state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shape mismatches raise even with strict=False
+            first = str(exc).split("\n\t")[1] if "\n\t" in str(exc) else str(exc)
+            raise ModelLoadError(f"weights at {w_path} do not match {cfg_path}: {first.strip()}") from exc
         expected = set(model.trainable_state_dict())
         if unexpected or expected & set(missing):
-            raise MissingResourceError(
-                f"weights at {w_path} do not match the config (missing "
+            raise ModelLoadError(
+                f"weights at {w_path} do not match {cfg_path} (missing "
                 f"{sorted(expected & set(missing))[:3]}, unexpected {unexpected[:3]})"
             )
         return model.eval()

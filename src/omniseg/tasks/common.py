@@ -7,16 +7,18 @@ All conversions between the two go through here so every task uses the same conv
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from omniseg.errors import InputError
-from omniseg.io import ImageLike, load_image
+from omniseg.io import ImageLike, atomic_save_png, atomic_write_text, load_image, output_path, read_image
 from omniseg.regions import Regions
 
 if TYPE_CHECKING:
@@ -83,6 +85,9 @@ def label_dtype(max_id: int) -> type[np.unsignedinteger]:
     raise InputError(f"object id {max_id} does not fit a 16-bit PNG (at most 65,535)")
 
 
+MAX_OBJECT_IDS = 64  # distinct ids an example/first mask may hold; more is a soft or JPEG mask
+
+
 def check_mask_matches(mask: np.ndarray, image: np.ndarray, what: str) -> None:
     if mask.ndim != 2:
         raise InputError(f"{what} must be a single-channel id mask, got shape {mask.shape}")
@@ -92,21 +97,66 @@ def check_mask_matches(mask: np.ndarray, image: np.ndarray, what: str) -> None:
         )
 
 
-def load_mask(path: str | Path, what: str = "mask") -> np.ndarray:
-    """A single-channel id mask (L, P with palette indices, I;16) -> 2-D integer array."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{what} not found: {path}")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("RGB", "RGBA", "LA", "CMYK", "YCbCr"):
-                raise InputError(f"{what} must be single-channel ids (L or P mode PNG), got {im.mode}: {path}")
-            array = np.asarray(im)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(f"cannot read {what} {path}: {exc.__class__.__name__}") from exc
+def as_id_mask(mask: np.ndarray | str | os.PathLike, what: str = "mask", ignore_index: int | None = None) -> np.ndarray:
+    """An object-id mask (0 = background, 1.. = objects) from a path or array, checked.
+
+    bool becomes 0/1; floats are accepted only when every value is a whole number (a soft mask must
+    be thresholded by the caller: which threshold is theirs to choose). Negative ids, ids beyond
+    65,535 and more than MAX_OBJECT_IDS distinct ids (a soft or JPEG-compressed mask) are InputError.
+    """
+    is_path = isinstance(mask, (str, bytes, os.PathLike))
+    array = load_mask(os.fsdecode(mask), what) if is_path else np.asarray(mask)
     if array.dtype == bool:
         array = array.astype(np.uint8)
-    if array.ndim != 2 or not np.issubdtype(array.dtype, np.integer):
-        raise InputError(f"{what} must be single-channel integer ids: {path}")
+    if np.issubdtype(array.dtype, np.floating):
+        if not (np.isfinite(array).all() and np.array_equal(array, np.round(array))):
+            raise InputError(f"{what} holds fractional values: give integer ids (threshold a soft mask first)")
+        array = array.astype(np.int64)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise InputError(f"{what} must hold integer ids, got dtype {array.dtype}")
+    if array.ndim != 2:
+        raise InputError(f"{what} must be a single-channel id mask, got shape {array.shape}")
+    ids = np.unique(array)
+    if ignore_index is not None:
+        ids = ids[ids != ignore_index]
+    if ids.size and (int(ids[0]) < 0 or int(ids[-1]) > 65535):
+        raise InputError(f"{what} has ids {int(ids[0])}..{int(ids[-1])}: ids must lie in 0..65535")
+    if ids.size > MAX_OBJECT_IDS:
+        raise InputError(
+            f"{what} has {ids.size} distinct values: expected object ids (0 = background, at most "
+            f"{MAX_OBJECT_IDS}); is it a soft or JPEG-compressed mask? Threshold it first"
+        )
     return array
+
+
+def _mask_array(im: Image.Image, path: Path, what: str) -> np.ndarray:
+    if im.mode not in ("1", "L", "P", "I", "I;16", "I;16L", "I;16B", "I;16N"):
+        raise InputError(f"{what} must be single-channel ids (L, P or 16-bit PNG), got mode {im.mode}: {path}")
+    array = np.asarray(im)
+    return array.astype(np.uint8) if array.dtype == bool else array
+
+
+def load_mask(path: str | Path, what: str = "mask") -> np.ndarray:
+    """A single-channel id mask file (1-bit, L, P with palette indices, 16-bit) -> 2-D integer array.
+
+    The same file checks as images (omniseg.io.read_image: empty, truncated, oversized, first frame
+    only); colour, alpha and float images are InputError. No EXIF rotation: ids are stored as is.
+    """
+    path = Path(path)
+    return read_image(path, lambda im: _mask_array(im, path, what), what)
+
+
+def save_binary_mask(
+    out_dir: str | Path, stem: str, mask: np.ndarray, record: dict, image: np.ndarray | None, name: str
+) -> dict[str, Path]:
+    """``<stem>.png`` (0 / 255), ``<stem>.json`` and, when the image is known, ``<stem>_overlay.png``
+    (the refer and click results)."""
+    from omniseg.viz import overlay
+
+    paths = {"mask": output_path(out_dir, stem, ".png"), "json": output_path(out_dir, stem, ".json")}
+    atomic_save_png(paths["mask"], mask.astype(np.uint8) * 255)
+    atomic_write_text(paths["json"], json.dumps(record, indent=2))
+    if image is not None:
+        paths["overlay"] = output_path(out_dir, stem, "_overlay.png")
+        atomic_save_png(paths["overlay"], overlay(image, np.where(mask, 0, 255).astype(np.uint8), [name], 255))
+    return paths

@@ -35,7 +35,7 @@ from scipy import ndimage
 from omniseg.errors import InputError
 from omniseg.io import ImageLike
 from omniseg.regions import Regions
-from omniseg.tasks.common import check_mask_matches, id_fractions, image_regions, label_dtype, load_mask, upsample
+from omniseg.tasks.common import as_id_mask, check_mask_matches, id_fractions, image_regions, label_dtype, upsample
 from omniseg.tasks.semantic import semantic_logits
 
 if TYPE_CHECKING:
@@ -288,11 +288,7 @@ def prototypes_from_examples(
     per_example = []
     for n, (image, mask) in enumerate(examples, start=1):
         array, regions = image_regions(segmenter, image)
-        mask_array = (
-            load_mask(mask, f"example mask {n}")
-            if isinstance(mask, (str, bytes)) or hasattr(mask, "__fspath__")
-            else np.asarray(mask)
-        )
+        mask_array = as_id_mask(mask, f"example mask {n}", ignore_index)
         check_mask_matches(mask_array, array, f"example mask {n}")
         assert regions.pixel_features is not None
         per_example.append(encode_example(regions.pixel_features, mask_array, ignore_index))

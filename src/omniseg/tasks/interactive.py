@@ -18,7 +18,7 @@ NoC@90 markedly against choosing/adding/removing whole regions.
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +29,10 @@ import torch
 import torch.nn.functional as F
 
 from omniseg.errors import InputError
-from omniseg.io import ImageLike, atomic_save_png, atomic_write_text, load_image
+from omniseg.io import ImageLike, load_image
 from omniseg.regions import Regions
-from omniseg.tasks.common import sample_at_points, upsample
+from omniseg.tasks.common import sample_at_points, save_binary_mask, upsample
 from omniseg.tasks.semantic import region_class_similarity
-from omniseg.viz import overlay
 
 if TYPE_CHECKING:
     from omniseg.segmenter import Segmenter
@@ -82,15 +81,7 @@ class ClickResult:
 
     def save(self, out_dir: str | Path, stem: str) -> dict[str, Path]:
         """``<stem>.png`` (0 / 255), ``<stem>.json`` and, when the image is known, ``<stem>_overlay.png``."""
-        out = Path(out_dir)
-        paths = {"mask": out / f"{stem}.png", "json": out / f"{stem}.json"}
-        atomic_save_png(paths["mask"], self.mask.astype(np.uint8) * 255)
-        atomic_write_text(paths["json"], json.dumps(self.to_json(), indent=2))
-        if self.image is not None:
-            paths["overlay"] = out / f"{stem}_overlay.png"
-            label = np.where(self.mask, 0, 255).astype(np.uint8)
-            atomic_save_png(paths["overlay"], overlay(self.image, label, [self.label or "object"], 255))
-        return paths
+        return save_binary_mask(out_dir, stem, self.mask, self.to_json(), self.image, self.label or "object")
 
 
 def box_agreement(masks: torch.Tensor, box: Box, image_size: tuple[int, int]) -> torch.Tensor:
@@ -142,9 +133,11 @@ def _validate(clicks: Sequence[Click], boxes: Sequence[Box], image_size: tuple[i
     if not any(c.positive for c in clicks) and not boxes:
         raise InputError("give at least one positive point or a box")
     for c in clicks:
-        if not (0 <= c.x < width and 0 <= c.y < height):
+        if not (0 <= c.x < width and 0 <= c.y < height):  # NaN fails every comparison: refused here too
             raise InputError(f"point ({c.x:g}, {c.y:g}) is outside the {width}x{height} image")
     for x0, y0, x1, y1 in boxes:
+        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+            raise InputError(f"box ({x0:g},{y0:g},{x1:g},{y1:g}) must be four finite numbers")
         if not (x0 < x1 and y0 < y1):
             raise InputError(f"box ({x0:g},{y0:g},{x1:g},{y1:g}) must have x0 < x1 and y0 < y1")
         if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:

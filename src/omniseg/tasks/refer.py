@@ -10,7 +10,7 @@ category far better than the position.
 
 from __future__ import annotations
 
-import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +20,9 @@ import numpy as np
 import torch
 
 from omniseg.errors import InputError
-from omniseg.io import ImageLike, atomic_save_png, atomic_write_text
+from omniseg.io import ImageLike
 from omniseg.regions import Regions
-from omniseg.tasks.common import upsample
-from omniseg.viz import overlay
+from omniseg.tasks.common import save_binary_mask, upsample
 
 if TYPE_CHECKING:
     from omniseg.segmenter import Segmenter
@@ -80,15 +79,7 @@ class ReferResult:
 
     def save(self, out_dir: str | Path, stem: str) -> dict[str, Path]:
         """``<stem>.png`` (0 / 255), ``<stem>.json`` and, when the image is known, ``<stem>_overlay.png``."""
-        out = Path(out_dir)
-        paths = {"mask": out / f"{stem}.png", "json": out / f"{stem}.json"}
-        atomic_save_png(paths["mask"], self.mask.astype(np.uint8) * 255)
-        atomic_write_text(paths["json"], json.dumps(self.to_json(), indent=2))
-        if self.image is not None:
-            paths["overlay"] = out / f"{stem}_overlay.png"
-            label = np.where(self.mask, 0, 255).astype(np.uint8)
-            atomic_save_png(paths["overlay"], overlay(self.image, label, [self.phrase or "referred"], 255))
-        return paths
+        return save_binary_mask(out_dir, stem, self.mask, self.to_json(), self.image, self.phrase or "referred")
 
 
 def _centroids(masks: torch.Tensor) -> torch.Tensor:
@@ -122,8 +113,8 @@ def refer_regions(
     ``spatial`` ('left', 'right', 'top', 'bottom', 'center') keeps the one candidate at that side.
     Returns the merged binary mask at ``out_size`` (default: the image size) and the ranking.
     """
-    if margin < 0:
-        raise InputError(f"margin must be >= 0, got {margin}")
+    if not (math.isfinite(margin) and margin >= 0):
+        raise InputError(f"margin must be a finite number >= 0, got {margin}")
     if spatial is not None and spatial not in {"left", "right", "top", "bottom", "center"}:
         raise InputError(f"unknown spatial hint {spatial!r}")
     phrase = torch.as_tensor(np.asarray(phrase_embedding), dtype=regions.embeddings.dtype).reshape(-1)

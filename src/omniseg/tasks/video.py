@@ -21,6 +21,7 @@ since at equal weight the predicted frames' errors feed back into the prototypes
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from scipy.optimize import linear_sum_assignment
 from omniseg.errors import InputError
 from omniseg.io import ImageLike
 from omniseg.regions import Regions
-from omniseg.tasks.common import check_mask_matches, id_fractions, image_regions, label_dtype, upsample
+from omniseg.tasks.common import as_id_mask, check_mask_matches, id_fractions, image_regions, label_dtype, upsample
 from omniseg.tasks.incontext import (
     BACKGROUND,
     Prototypes,
@@ -193,17 +194,19 @@ def _restrict(protos: dict[int, torch.Tensor], ids: Sequence[int]) -> dict[int, 
 def video(
     segmenter: Segmenter,
     frames: Sequence[ImageLike],
-    first_mask: np.ndarray,
+    first_mask: np.ndarray | str | os.PathLike,
     config: VideoConfig | None = None,
 ) -> Iterator[np.ndarray]:
-    """Propagate the objects of ``first_mask`` (ids, 0 = background) from ``frames[0]`` through the frames.
+    """Propagate the objects of ``first_mask`` (ids, 0 = background; an array or an id mask PNG) from
+    ``frames[0]`` through the frames.
 
     Yields one label map per frame (the first is ``first_mask``), at each frame's size.
     """
     if not frames:
         raise InputError("no frames")
+    first_mask = as_id_mask(first_mask, "first mask")
     first_array, first_regions = image_regions(segmenter, frames[0])
-    check_mask_matches(np.asarray(first_mask), first_array, "first mask")
+    check_mask_matches(first_mask, first_array, "first mask")
 
     def regions() -> Iterator[Regions]:
         yield first_regions
@@ -216,4 +219,4 @@ def video(
                 )
             yield r
 
-    yield from propagate_regions(regions(), np.asarray(first_mask), config)
+    yield from propagate_regions(regions(), first_mask, config)

@@ -69,7 +69,9 @@ class TrainConfig:
         if not path.is_file():
             raise InputError(f"training config not found: {path}")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as exc:
+            raise InputError(f"training config {path} is not UTF-8 text") from exc
         except yaml.YAMLError as exc:
             raise InputError(f"training config {path} is not valid YAML: {exc.__class__.__name__}") from exc
         if not isinstance(data, dict):

@@ -48,7 +48,7 @@ def load_sources(cfg: TrainConfig) -> tuple[list[TrainSource], np.ndarray]:
         vocab = Vocabulary.from_names(ds.classes).embed(encoder)
         names = torch.from_numpy(encoder.encode(ds.classes))
         images = [read_rgb(s.image_path) for s in tqdm(samples, desc=f"load {ds.name}", leave=False)]
-        masks = [read_mask(s.mask_path) for s in samples if s.mask_path is not None]
+        masks = [read_mask(s.mask_path, len(ds.classes)) for s in samples if s.mask_path is not None]
         sources.append(
             TrainSource(
                 ds.name,
