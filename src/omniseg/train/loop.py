@@ -166,13 +166,14 @@ def draw_batch(cfg: TrainConfig, data: TrainData, step: int, part: tuple[int, in
 
 
 def target_segments(
-    src: TrainSource, labels: torch.Tensor, instances: torch.Tensor | None
+    src: TrainSource, label_map: torch.Tensor, instances: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Ground-truth segments of one crop for the source's task.
 
-    labels [P] class ids (pseudo: segment ids), instances [P] or None. Returns binary masks [M, P],
-    their class ids [M] (-1 = class-agnostic) and the valid-pixel mask [P].
+    label_map [h, w] class ids (pseudo: segment ids), instances [h, w] or None. Returns binary masks
+    [M, P] over the P = h*w pixels, their class ids [M] (-1 = class-agnostic) and the valid mask [P].
     """
+    labels = label_map.reshape(-1)
     if src.task == "caption":
         return labels.new_zeros(0, labels.numel()).float(), labels.new_zeros(0), labels.new_zeros(labels.shape).float()
     if src.task == "pseudo":
@@ -184,9 +185,9 @@ def target_segments(
         from omniseg.data.segments import ground_truth_segments
 
         assert instances is not None
-        id_map, segments = ground_truth_segments(labels.numpy(), instances.numpy(), src.roles)
+        id_map, segments = ground_truth_segments(label_map.numpy(), instances.numpy(), src.roles)
         keep = [g for g in segments if not g.iscrowd and (src.task == "panoptic" or src.roles.isthing[g.category_id])]
-        ids = torch.from_numpy(id_map)
+        ids = torch.from_numpy(id_map).reshape(-1)
         empty = labels.new_zeros(0, labels.numel()).float()
         masks = torch.stack([ids == g.id for g in keep]).float() if keep else empty
         return masks, torch.tensor([g.category_id for g in keep], dtype=torch.long), valid.float()
@@ -221,7 +222,7 @@ def compute_losses(model: OpenSegModel, cfg: TrainConfig, data: TrainData, batch
     for b, s in enumerate(batch.which):
         src = data.sources[s]
         labels = y[b].reshape(-1)
-        inst = batch.instances[b][1::2, 1::2].reshape(-1) if batch.instances[b] is not None else None
+        inst = batch.instances[b][1::2, 1::2] if batch.instances[b] is not None else None
         classed = src.task not in ("caption", "pseudo")
         if classed and pixel_emb is not None and cfg.losses.ess > 0:
             ess.append(ess_pixel_loss(model, cfg, data, src, pixel_emb[b], labels, b))
@@ -231,7 +232,7 @@ def compute_losses(model: OpenSegModel, cfg: TrainConfig, data: TrainData, batch
                 class_logits = L.class_max_over_prompts(sim, src.prompt_to_class, len(src.classes))
                 pixel.append(F.cross_entropy((class_logits * scale).T, labels, ignore_index=IGNORE))
             continue
-        target, target_class, valid = target_segments(src, labels, inst)
+        target, target_class, valid = target_segments(src, y[b], inst)
         class_sim = None
         if classed:
             class_sim = L.class_max_over_prompts(src.text @ z[b].T, src.prompt_to_class, len(src.classes))  # [K,N]
