@@ -20,6 +20,10 @@ class Regions:
     scores: torch.Tensor  # [N]
     image_size: tuple[int, int]  # (H, W) of the image the masks describe
     pixel_features: torch.Tensor | None = None  # [D', H, W] on the masks' grid, unit norm per pixel
+    # Per-pixel embeddings in the text space [D, H, W] (ESS head / per-pixel baseline) and the weight
+    # of their class logits against eq. 6 in semantic segmentation (0 = regions only, 1 = pixels only).
+    pixel_embeddings: torch.Tensor | None = None
+    pixel_weight: float = 0.0
 
     def __post_init__(self) -> None:
         n = self.masks.shape[0]
@@ -32,6 +36,9 @@ class Regions:
                 f"pixel_features {tuple(self.pixel_features.shape)} must be [D', H, W] on the masks' grid "
                 f"{tuple(self.masks.shape[-2:])}"
             )
+
+        if self.pixel_weight > 0 and self.pixel_embeddings is None:
+            raise ValueError("pixel_weight > 0 needs pixel_embeddings")
 
     def __len__(self) -> int:
         return int(self.masks.shape[0])

@@ -112,6 +112,8 @@ class Segmenter:
         self.text_encoder = text_encoder
         self.model_id = model_id
         self.max_size = max_size
+        # Semantic logits: (1 - a) * eq. 6 + a * per-pixel (ESS / LSeg+ heads); from the model's config.
+        self.pixel_weight = float(getattr(model.config, "pixel_weight", 0.0))
 
     def _prepare(self, image: np.ndarray) -> torch.Tensor:
         h, w = image.shape[:2]
@@ -140,6 +142,8 @@ class Segmenter:
             scores=out["objectness"][0].sigmoid(),
             image_size=tuple(array.shape[:2]),
             pixel_features=out["pixel_features"][0] if "pixel_features" in out else None,
+            pixel_embeddings=out["pixel_embeddings"][0] if "pixel_embeddings" in out else None,
+            pixel_weight=self.pixel_weight if "pixel_embeddings" in out else 0.0,
         )
 
     def refer(self, image: ImageLike, phrase: str, margin: float = 0.03, max_regions: int = 4) -> ReferResult:

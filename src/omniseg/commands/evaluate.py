@@ -47,6 +47,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="incontext: match target pixels to the examples' feature memory (knn) or to the ensemble "
         "prototypes (default: %(default)s)",
     )
+    ev.add_argument(
+        "--metric",
+        choices=("default", "recall"),
+        default="default",
+        help="recall: class-agnostic mask recall at IoU 0.5/0.7/0.9 of the top --proposals masks over the "
+        "ground-truth segments (seeds/003 Table 1); default: the task's own metric",
+    )
+    ev.add_argument("--proposals", type=int, default=100, help="recall: proposals per image (default: %(default)s)")
+    ev.add_argument(
+        "--proposals-from",
+        choices=("model", "superpixels"),
+        default="model",
+        help="recall: the model's masks ranked by objectness, or the multi-scale superpixel hierarchy baseline",
+    )
+    ev.add_argument(
+        "--work-size", type=int, default=320, help="recall: longer image side scored at (default: %(default)s)"
+    )
+    ev.add_argument(
+        "--pixel-weight",
+        type=float,
+        help="semantic: weight of the per-pixel (ESS) logits against eq. 6; 1 = nearest class per pixel "
+        "(default: the model's own)",
+    )
     ev.add_argument("--max-clicks", type=int, default=20, help="interactive: click budget (default: %(default)s)")
     ev.add_argument("--grounding", action="store_true", help="per image, only the classes in its ground truth")
     ev.add_argument(
@@ -98,7 +121,37 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--limit does not apply to --task incontext: use --episodes")
     if args.task == "video" and args.split:
         raise InputError("--split does not apply to --task video (every sequence of the dataset is scored)")
+    if args.metric == "recall":
+        from omniseg.eval import proposals
+
+        if args.task != "semantic" or args.proposals < 1:
+            raise InputError("--metric recall takes no --task and needs --proposals >= 1")
+        if args.proposals_from == "superpixels":
+            proposer, source = proposals.superpixel_proposer(args.seed), "superpixels"
+        else:
+            segmenter = omniseg.load(args.model, max_size=args.max_size)
+            proposer, source = proposals.model_proposer(segmenter), segmenter.model_id
+        report = proposals.evaluate_recall(
+            proposer,
+            args.dataset,
+            source,
+            proposals=args.proposals,
+            work_size=args.work_size,
+            limit=args.limit,
+            progress=not args.quiet,
+            **split,
+        )
+        print(proposals.format_recall(report))
+        if args.json:
+            atomic_write_text(args.json, json.dumps(report, indent=2))
+        return EXIT_OK
     segmenter = omniseg.load(args.model, max_size=args.max_size)
+    if args.pixel_weight is not None:
+        if not 0 <= args.pixel_weight <= 1 or "pixel_head" not in vars(segmenter.model.config):
+            raise InputError("--pixel-weight must be in [0, 1]")
+        if args.pixel_weight > 0 and not segmenter.model.config.pixel_head:
+            raise InputError("--pixel-weight > 0 needs a model with a pixel head (ESS or lseg)")
+        segmenter.pixel_weight = args.pixel_weight
     if args.task == "incontext":
         from omniseg.eval.fewshot import evaluate_incontext, format_fewshot
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from omniseg.commands import EXIT_OK
 
@@ -26,5 +27,6 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         cfg.out_dir = args.out
     final = train(cfg, resume=not args.no_resume)
-    print(f"model written to {final}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one line for the whole job
+        print(f"model written to {final}")
     return EXIT_OK

@@ -38,20 +38,29 @@ class UniformDataset:
         if not images_dir.is_dir():
             raise InputError(f"dataset has no images/ folder: {self.root}")
         samples = []
-        for path in sorted(images_dir.iterdir()):
-            if path.suffix.lower() in IMAGE_EXTS:
-                mask = self.root / "masks" / f"{path.stem}.png"
-                samples.append(Sample(path.stem, path, mask if mask.is_file() else None))
+        for entry in sorted(images_dir.iterdir()):
+            # Video layout (images/<sequence>/<frame>): every frame is a sample "<sequence>/<frame>".
+            paths = sorted(entry.iterdir()) if entry.is_dir() else [entry]
+            for path in paths:
+                if path.suffix.lower() in IMAGE_EXTS:
+                    sid = path.relative_to(images_dir).with_suffix("").as_posix()
+                    mask = self.root / "masks" / f"{sid}.png"
+                    samples.append(Sample(sid, path, mask if mask.is_file() else None))
         if not samples:
             raise InputError(f"dataset has no images: {images_dir}")
         self.samples = samples
+
+    def labelled(self) -> bool:
+        return any(s.mask_path is not None for s in self.samples)
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def split(self, part: str, val_fraction: float = 0.2, seed: int = 0) -> list[Sample]:
-        """Fixed-seed split of the labelled samples; part is 'train', 'val' or 'all'."""
-        labelled = [s for s in self.samples if s.mask_path is not None]
+        """Fixed-seed split of the labelled samples; part is 'train', 'val' or 'all'.
+
+        A dataset without any mask (images only, e.g. for captions) splits all of its images."""
+        labelled = [s for s in self.samples if s.mask_path is not None] if self.labelled() else self.samples
         if part == "all":
             return labelled
         order = list(range(len(labelled)))

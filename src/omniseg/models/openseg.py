@@ -41,6 +41,21 @@ class OpenSegConfig:
     pos_grid: int = 32  # learnable PE is a grid resized to the feature map
     trainable_backbone_from: int = 11  # blocks >= this index are fine-tuned; 16 freezes all
     text_encoder: str = "all-MiniLM-L6-v2"
+    # "openseg": mask proposals + region embeddings (eq. 6); "lseg": the per-pixel baseline of
+    # seeds/003 ("LSeg+"): pixel embeddings classified by text embeddings, no mask proposals.
+    arch: str = "openseg"
+    # Per-pixel text-space embeddings (ESSNet head, seeds/004; always on for arch "lseg").
+    pixel_head: bool = False
+    # Inference: logits = (1 - a) * eq. 6 + a * <class, pixel embedding>; 1 = nearest class per pixel.
+    pixel_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.arch not in ("openseg", "lseg"):
+            raise ValueError(f"model arch must be 'openseg' or 'lseg', got {self.arch!r}")
+        if self.arch == "lseg":
+            self.pixel_head, self.pixel_weight = True, 1.0
+        if not 0.0 <= self.pixel_weight <= 1.0 or (self.pixel_weight > 0 and not self.pixel_head):
+            raise ValueError("pixel_weight must be in [0, 1] and needs pixel_head: true")
 
     @classmethod
     def from_dict(cls, data: dict) -> OpenSegConfig:
@@ -121,22 +136,31 @@ class OpenSegModel(nn.Module):
         self.backbone = backbone if backbone is not None else load_pretrained_backbone()
         d = config.feature_dim
         self.fpn = FPN(FEATURE_CHANNELS, config.fpn_dim, d)
-        self.mask_features = nn.Sequential(nn.Conv2d(d, d, 1), nn.ReLU(inplace=True), nn.Conv2d(d, d, 1))  # F_s
+        if config.arch == "openseg":  # construction order kept: the same seed gives the same init as before
+            self.mask_features = nn.Sequential(nn.Conv2d(d, d, 1), nn.ReLU(inplace=True), nn.Conv2d(d, d, 1))  # F_s
         self.embed_features = nn.Sequential(nn.Conv2d(d, d, 1), nn.ReLU(inplace=True), nn.Conv2d(d, d, 1))  # F_z
-        self.pos_embed = nn.Parameter(torch.randn(1, d, config.pos_grid, config.pos_grid) * 0.02)
-        # Unit-scale queries (as nn.Embedding): at 0.02 the cross-attention update, identical for all
-        # queries at the start, swamps their differences and every query collapses to the same mask.
-        self.queries = nn.Parameter(torch.randn(config.num_queries, d))
-        self.blocks = nn.ModuleList(
-            CrossAttentionBlock(d, config.num_heads, config.ffn_dim) for _ in range(config.num_blocks)
-        )
-        self.query_norm = nn.LayerNorm(d)
-        self.mask_embed = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, d))
-        self.objectness = nn.Linear(d, 1)
-        self.text_proj = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, config.text_dim))
+        if config.arch == "openseg":
+            self.pos_embed = nn.Parameter(torch.randn(1, d, config.pos_grid, config.pos_grid) * 0.02)
+            # Unit-scale queries (as nn.Embedding): at 0.02 the cross-attention update, identical for all
+            # queries at the start, swamps their differences and every query collapses to the same mask.
+            self.queries = nn.Parameter(torch.randn(config.num_queries, d))
+            self.blocks = nn.ModuleList(
+                CrossAttentionBlock(d, config.num_heads, config.ffn_dim) for _ in range(config.num_blocks)
+            )
+            self.query_norm = nn.LayerNorm(d)
+            self.mask_embed = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, d))
+            self.objectness = nn.Linear(d, 1)
+            self.text_proj = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, config.text_dim))
         # Learnable temperatures (log 1/tau): grounding loss (eq. 2) and the classification terms.
         self.logit_scale_grounding = nn.Parameter(torch.tensor(2.3))
         self.logit_scale_class = nn.Parameter(torch.tensor(2.3))
+        if config.pixel_head:
+            # Pixel embedding e' = W^T normalise(proj(F)). The ESS class embeddings are W t_c for text
+            # embeddings t_c, so <W t_c, e> = <t_c, W^T e>: inference needs only the raw text side.
+            self.pixel_embed = nn.Sequential(
+                nn.Conv2d(d, d, 1), nn.ReLU(inplace=True), nn.Conv2d(d, config.text_dim, 1)
+            )
+            self.class_map = nn.Parameter(torch.eye(config.text_dim))
         self._freeze_backbone()
 
     # -- parameters -------------------------------------------------------------------------
@@ -180,12 +204,24 @@ class OpenSegModel(nn.Module):
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Returns mask logits [B,N,H/4,W/4], region embeddings [B,N,text_dim] (unit norm),
         objectness logits [B,N] and pixel features [B,feature_dim,H/4,W/4] (F_z, unit norm per pixel:
-        the features the region embeddings are pooled from, for example-based tasks)."""
+        the features the region embeddings are pooled from, for example-based tasks); with the pixel
+        head also pixel embeddings [B,text_dim,H/4,W/4] in the text space. arch "lseg" has N = 0."""
         feats = self.image_features(images)
         b, d, h, w = feats.shape
+        f_z = self.embed_features(feats)
+        extra = {"pixel_features": F.normalize(f_z, dim=1)}
+        if self.config.pixel_head:
+            e = F.normalize(self.pixel_embed(feats), dim=1)
+            extra["pixel_embeddings"] = torch.einsum("ed,bdhw->behw", self.class_map.T, e)
+        if self.config.arch == "lseg":
+            return {
+                "mask_logits": feats.new_zeros(b, 0, h, w),
+                "embeddings": feats.new_zeros(b, 0, self.config.text_dim),
+                "objectness": feats.new_zeros(b, 0),
+                **extra,
+            }
         pe = F.interpolate(self.pos_embed, size=(h, w), mode="bilinear", align_corners=False)
         f_s = self.mask_features(feats) + pe
-        f_z = self.embed_features(feats)
         keys = f_s.flatten(2).transpose(1, 2)  # [B, HW, d]
         values = feats.flatten(2).transpose(1, 2)
         q = self.queries.unsqueeze(0).expand(b, -1, -1)
@@ -200,7 +236,7 @@ class OpenSegModel(nn.Module):
             "mask_logits": mask_logits,
             "embeddings": z,
             "objectness": self.objectness(q).squeeze(-1),
-            "pixel_features": F.normalize(f_z, dim=1),
+            **extra,
         }
 
     # -- persistence (safetensors + JSON config; never unpickle) -----------------------------

@@ -52,12 +52,56 @@ def semantic_segmentation(
     Logits are computed at the masks' resolution and upsampled bilinearly: cheaper than
     upsampling N masks, and identical in the limit of smooth masks.
     """
-    class_sim = region_class_similarity(regions, prompt_embeddings, prompt_to_class, num_classes)
-    logits = semantic_logits(regions.masks, class_sim)  # [K, h, w]
+    a = regions.pixel_weight
     size = out_size or regions.image_size
+    if a >= 1.0 and threshold is None:
+        assert regions.pixel_embeddings is not None
+        return nearest_class_per_pixel(regions.pixel_embeddings, prompt_embeddings, prompt_to_class, size)
+    logits: torch.Tensor | float = 0.0
+    if a < 1.0:
+        class_sim = region_class_similarity(regions, prompt_embeddings, prompt_to_class, num_classes)
+        logits = (1 - a) * semantic_logits(regions.masks, class_sim)  # [K, h, w]
+    if a > 0.0:
+        assert regions.pixel_embeddings is not None
+        pixel = pixel_class_logits(regions.pixel_embeddings, prompt_embeddings, prompt_to_class, num_classes)
+        logits = logits + a * pixel
+    assert isinstance(logits, torch.Tensor)
     if tuple(logits.shape[-2:]) != tuple(size):
         logits = F.interpolate(logits[None], size=size, mode="bilinear", align_corners=False)[0]
     score, label = logits.max(dim=0)
     if threshold is not None:
         label = torch.where(score < threshold, torch.full_like(label, -1), label)
     return label, score
+
+
+def pixel_class_logits(
+    pixel_embeddings: torch.Tensor, prompt_embeddings: torch.Tensor, prompt_to_class: torch.Tensor, num_classes: int
+) -> torch.Tensor:
+    """[K, h, w]: <class, pixel embedding>, max over each class's prompts (per-pixel / ESS head)."""
+    d, h, w = pixel_embeddings.shape
+    sim = prompt_embeddings.to(pixel_embeddings.dtype) @ pixel_embeddings.reshape(d, -1)  # [M, hw]
+    return class_max_over_prompts(sim, prompt_to_class, num_classes).reshape(num_classes, h, w)
+
+
+def nearest_class_per_pixel(
+    pixel_embeddings: torch.Tensor,
+    prompt_embeddings: torch.Tensor,
+    prompt_to_class: torch.Tensor,
+    out_size: tuple[int, int],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """ESS inference (seeds/004): each pixel takes the class of its nearest prompt in the FAISS index.
+
+    The nearest prompt over all of a class's prompts is the max over prompts, so the label is the
+    argmax of pixel_class_logits; the search costs h*w*M*D at the embeddings' stride, then the
+    label map is upsampled (nearest) and the score bilinearly.
+    """
+    from omniseg.knn import InnerProductIndex
+
+    d, h, w = pixel_embeddings.shape
+    scores, ids = InnerProductIndex(prompt_embeddings).search(pixel_embeddings.reshape(d, -1).T, 1)
+    label = prompt_to_class.to(torch.int64)[ids[:, 0]].reshape(1, 1, h, w).float()
+    score = scores[:, 0].reshape(1, 1, h, w).to(pixel_embeddings.dtype)
+    if (h, w) != tuple(out_size):
+        label = F.interpolate(label, size=out_size, mode="nearest")
+        score = F.interpolate(score, size=out_size, mode="bilinear", align_corners=False)
+    return label[0, 0].long(), score[0, 0]

@@ -24,11 +24,39 @@ def _build(kind: type, values: dict, where: str):
         raise InputError(f"{where}: {exc}") from exc
 
 
+TASKS = ("semantic", "instance", "panoptic", "binary", "caption", "pseudo")
+
+
 @dataclass
 class DatasetSpec:
+    """One training source. Sampling: ``weight`` is its share of the batches (SegGPT's dataset
+    weights); ``ratio`` instead makes its share proportional to ratio x number of images (MQ-Former
+    Table G's upsampling ratios). Give at most one; neither means weight 1.
+
+    task: what the source supervises. semantic: one segment per class present (class names in the
+    text space); instance: one segment per object (instances/); panoptic: objects + one segment per
+    stuff class; binary: foreground/background sets, segments of the non-void classes only;
+    caption: images + captions.json only (grounding loss); pseudo: class-agnostic masks written by
+    ``omniseg pseudo-label`` (mask losses, plus grounding when captions.json is there).
+    loss_weight scales this source's mask terms (segmentation, mask BCE, objectness; seeds/003
+    Table 8 sets it to 0 for pseudo-labelled data). captions: use captions.json when present.
+    """
+
     path: str
-    weight: float = 1.0  # sampling weight (SegGPT's dataset weights / MQ-Former's upsampling ratios)
+    weight: float | None = None
+    ratio: float | None = None
     val_fraction: float = 0.2
+    task: str = "semantic"
+    loss_weight: float = 1.0
+    captions: bool = True
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise InputError(f"dataset {self.path}: unknown task {self.task!r} (use one of {', '.join(TASKS)})")
+        if self.weight is not None and self.ratio is not None:
+            raise InputError(f"dataset {self.path}: give weight or ratio, not both")
+        if (self.weight is not None and self.weight <= 0) or (self.ratio is not None and self.ratio <= 0):
+            raise InputError(f"dataset {self.path}: weight and ratio must be positive")
 
 
 @dataclass
@@ -39,6 +67,8 @@ class LossWeights:
     region_class: float = 1.0  # matched region vs its class name, over the dataset vocabulary
     pixel_class: float = 1.0  # per-pixel CE on the eq. 6 logits
     objectness: float = 0.2  # matched queries are objects
+    ess: float = 0.0  # ESS head (seeds/004): pixel vs class embeddings with k nearest negative classes
+    ess_reg: float = 0.1  # ESS regularisation of the learned class map (norms, spread)
 
 
 @dataclass
@@ -60,6 +90,9 @@ class TrainConfig:
     log_every: int = 10
     threads: int = 2
     one_to_one_matching: bool = True  # eq. 1's max restricted to distinct queries (see losses.py)
+    keep_prob: float = 0.75  # kp: each caption word is kept with this probability (seeds/003 appendix H)
+    ess_negatives: int = 8  # k nearest negative classes per pixel (FAISS)
+    ess_pixels: int = 256  # labelled pixels sampled per image for the ESS loss
     losses: LossWeights = field(default_factory=LossWeights)
     model: OpenSegConfig = field(default_factory=OpenSegConfig)
 

@@ -18,122 +18,281 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from omniseg.data.segments import ClassRoles
 from omniseg.data.transforms import random_crop_flip
 from omniseg.data.uniform import IGNORE, UniformDataset, read_mask, read_rgb
+from omniseg.errors import InputError
 from omniseg.io import atomic_write_text
 from omniseg.models.openseg import OpenSegModel
 from omniseg.text.encoder import default_text_encoder
 from omniseg.train import losses as L
 from omniseg.train.config import TrainConfig
+from omniseg.train.words import keep_words
 from omniseg.vocab import Vocabulary
 
 
 @dataclass
 class TrainSource:
     name: str
+    task: str
     classes: list[str]
     images: list[np.ndarray]
-    masks: list[np.ndarray]
+    masks: list[np.ndarray]  # class ids (pseudo: segment ids, 0 = none; caption: all IGNORE)
+    instances: list[np.ndarray] | None  # instance ids per image (instance / panoptic tasks)
     text: torch.Tensor  # [M, D] prompt embeddings
     prompt_to_class: torch.Tensor  # [M]
-    name_text: torch.Tensor  # [K, D] one embedding per class name (the grounding "words")
+    name_text: torch.Tensor  # [K, D] one embedding per class name (the image-level label "words")
+    union_ids: torch.Tensor  # [K] each class's row in TrainData.union_text (same name = same row)
+    roles: ClassRoles
+    caption_words: list[list[int]] | None  # per image, rows of TrainData.word_text
+    loss_weight: float = 1.0
 
 
-def load_sources(cfg: TrainConfig) -> tuple[list[TrainSource], np.ndarray]:
+@dataclass
+class TrainData:
+    sources: list[TrainSource]
+    weights: np.ndarray  # sampling probability per source
+    word_text: torch.Tensor  # [W, D] embeddings of every caption word
+    union_text: torch.Tensor  # [U, D] every class name of every source, once (the ESS vocabulary)
+
+
+def _source_weights(cfg: TrainConfig, sizes: list[int]) -> np.ndarray:
+    w = np.asarray(
+        [
+            spec.weight if spec.weight is not None else (spec.ratio * n if spec.ratio is not None else 1.0)
+            for spec, n in zip(cfg.datasets, sizes, strict=True)
+        ],
+        dtype=np.float64,
+    )
+    return w / w.sum()
+
+
+def load_sources(cfg: TrainConfig) -> TrainData:
+    from omniseg.data.segments import class_roles, instance_path, read_instance_map
+    from omniseg.train.words import image_words
+
     encoder = default_text_encoder()
-    sources, weights = [], []
+    sources: list[TrainSource] = []
+    words: dict[str, int] = {}
+    union: dict[str, int] = {}
     for spec in cfg.datasets:
         ds = UniformDataset(spec.path)
         samples = ds.split("train", spec.val_fraction, cfg.split_seed)
+        if spec.task in ("instance", "panoptic") and not (ds.root / "instances").is_dir():
+            raise InputError(f"dataset {ds.name}: task {spec.task} needs an instances/ folder")
+        if spec.task not in ("caption",) and any(s.mask_path is None for s in samples):
+            raise InputError(f"dataset {ds.name}: task {spec.task} needs a mask for every image")
+        captions_file = ds.root / "captions.json"
+        caption_words = None
+        if spec.captions and captions_file.is_file():
+            captions = json.loads(captions_file.read_text())
+            caption_words = []
+            for s in samples:
+                ids = []
+                for w in image_words(captions.get(s.id, [])):
+                    ids.append(words.setdefault(w, len(words)))
+                caption_words.append(ids)
+        elif spec.task == "caption":
+            raise InputError(f"dataset {ds.name}: task caption needs captions.json")
         vocab = Vocabulary.from_names(ds.classes).embed(encoder)
         names = torch.from_numpy(encoder.encode(ds.classes))
         images = [read_rgb(s.image_path) for s in tqdm(samples, desc=f"load {ds.name}", leave=False)]
-        masks = [read_mask(s.mask_path, len(ds.classes)) for s in samples if s.mask_path is not None]
+        if spec.task == "caption":
+            masks = [np.full(im.shape[:2], IGNORE, np.uint8) for im in images]
+        else:
+            masks = [read_mask(s.mask_path, len(ds.classes)) for s in samples if s.mask_path is not None]
+        instances = None
+        if spec.task in ("instance", "panoptic"):
+            instances = []
+            for s, m in zip(samples, masks, strict=True):
+                path = instance_path(ds, s)
+                instances.append(read_instance_map(path) if path else np.zeros(m.shape, np.int64))
         sources.append(
             TrainSource(
                 ds.name,
+                spec.task,
                 ds.classes,
                 images,
                 masks,
+                instances,
                 torch.from_numpy(vocab.embeddings),
                 torch.from_numpy(vocab.prompt_to_class),
                 names,
+                torch.tensor([union.setdefault(c, len(union)) for c in ds.classes]),
+                class_roles(ds),
+                caption_words,
+                spec.loss_weight,
             )
         )
-        weights.append(spec.weight)
-    w = np.asarray(weights, dtype=np.float64)
-    return sources, w / w.sum()
+    word_list, union_list = sorted(words, key=words.get), sorted(union, key=union.get)
+    dim = sources[0].text.shape[1]
+    word_text = torch.from_numpy(encoder.encode(word_list)) if word_list else torch.zeros(0, dim)
+    union_text = F.normalize(torch.from_numpy(encoder.encode(union_list)), dim=-1)
+    return TrainData(sources, _source_weights(cfg, [len(s.images) for s in sources]), word_text, union_text)
 
 
-def draw_batch(cfg: TrainConfig, sources: list[TrainSource], weights: np.ndarray, step: int):
-    rng = np.random.default_rng([cfg.seed, step])
-    images, labels, which = [], [], []
-    for _ in range(cfg.batch_size):
-        s = int(rng.choice(len(sources), p=weights))
-        i = int(rng.integers(len(sources[s].images)))
-        im, mk = random_crop_flip(
-            sources[s].images[i], sources[s].masks[i], rng, cfg.short_side, cfg.crop, cfg.scale_range
-        )
-        images.append(im)
-        labels.append(mk)
+@dataclass
+class Batch:
+    x: torch.Tensor  # [B, 3, H, W] in 0..1
+    y: torch.Tensor  # [B, H, W] class ids (pseudo: segment ids)
+    instances: list[torch.Tensor | None]
+    which: list[int]  # source per item
+    words: list[list[int]]  # kept caption words per item (rows of word_text)
+
+
+def draw_batch(cfg: TrainConfig, data: TrainData, step: int, part: tuple[int, int] = (0, 1)) -> Batch:
+    """The items of the global batch of ``step`` that belong to process ``part`` = (rank, world).
+
+    Item b depends only on (seed, step, b): any split of the batch over processes, and any resume,
+    sees exactly the items of an uninterrupted single-process run.
+    """
+    rank, world = part
+    images, labels, instances, which, words = [], [], [], [], []
+    for b in range(rank, cfg.batch_size, world):
+        rng = np.random.default_rng([cfg.seed, step, b])
+        s = int(rng.choice(len(data.sources), p=data.weights))
+        src = data.sources[s]
+        i = int(rng.integers(len(src.images)))
+        inst = src.instances[i] if src.instances is not None else None
+        out = random_crop_flip(src.images[i], src.masks[i], rng, cfg.short_side, cfg.crop, cfg.scale_range, inst)
+        images.append(out[0])
+        labels.append(out[1])
+        instances.append(torch.from_numpy(out[2].astype(np.int64)) if inst is not None else None)
         which.append(s)
+        words.append(keep_words(src.caption_words[i], cfg.keep_prob, rng) if src.caption_words else [])
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
     y = torch.from_numpy(np.stack(labels).astype(np.int64))
-    return x, y, which
+    return Batch(x, y, instances, which, words)
 
 
-def compute_losses(
-    model: OpenSegModel,
-    cfg: TrainConfig,
-    sources: list[TrainSource],
-    x: torch.Tensor,
-    y: torch.Tensor,
-    which: list[int],
-) -> dict[str, torch.Tensor]:
-    out = model(x)
+def target_segments(
+    src: TrainSource, label_map: torch.Tensor, instances: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Ground-truth segments of one crop for the source's task.
+
+    label_map [h, w] class ids (pseudo: segment ids), instances [h, w] or None. Returns binary masks
+    [M, P] over the P = h*w pixels, their class ids [M] (-1 = class-agnostic) and the valid mask [P].
+    """
+    labels = label_map.reshape(-1)
+    if src.task == "caption":
+        return labels.new_zeros(0, labels.numel()).float(), labels.new_zeros(0), labels.new_zeros(labels.shape).float()
+    if src.task == "pseudo":
+        valid = (labels != IGNORE) & (labels > 0)
+        ids = torch.unique(labels[valid])
+        return (labels.unsqueeze(0) == ids.unsqueeze(1)).float(), torch.full_like(ids, -1), valid.float()
+    valid = labels != IGNORE
+    if src.task in ("instance", "panoptic"):
+        from omniseg.data.segments import ground_truth_segments
+
+        assert instances is not None
+        id_map, segments = ground_truth_segments(label_map.numpy(), instances.numpy(), src.roles)
+        keep = [g for g in segments if not g.iscrowd and (src.task == "panoptic" or src.roles.isthing[g.category_id])]
+        ids = torch.from_numpy(id_map).reshape(-1)
+        empty = labels.new_zeros(0, labels.numel()).float()
+        masks = torch.stack([ids == g.id for g in keep]).float() if keep else empty
+        return masks, torch.tensor([g.category_id for g in keep], dtype=torch.long), valid.float()
+    present = torch.unique(labels[valid])
+    if src.task == "binary":
+        present = present[~torch.tensor(src.roles.void, dtype=torch.bool)[present.clamp(max=len(src.classes) - 1)]]
+    return (labels.unsqueeze(0) == present.unsqueeze(1)).float(), present, valid.float()
+
+
+def _weighted_mean(items: list[tuple[torch.Tensor, float]], zero: torch.Tensor) -> torch.Tensor:
+    return torch.stack([v * w for v, w in items]).sum() / len(items) if items else zero
+
+
+def compute_losses(model: OpenSegModel, cfg: TrainConfig, data: TrainData, batch: Batch) -> dict[str, torch.Tensor]:
+    out = model(batch.x)
     # Losses at stride 2: a quarter of the pixels of the crop, 3x faster backward, thin classes kept.
-    y = y[:, 1::2, 1::2]
-    logits = F.interpolate(out["mask_logits"], size=y.shape[-2:], mode="bilinear", align_corners=False)
-    logits_flat = logits.flatten(2)  # [B, N, P]
-    masks = logits_flat.sigmoid()
-    z = out["embeddings"]
-    seg, bce, region, pixel, objness = [], [], [], [], []
+    y = batch.y[:, 1::2, 1::2]
+    zero = batch.x.new_zeros(())
+    scale = model.logit_scale_class.exp()
+    lseg = model.config.arch == "lseg"
+    pixel_emb = None
+    if "pixel_embeddings" in out:
+        pixel_emb = F.interpolate(out["pixel_embeddings"], size=y.shape[-2:], mode="bilinear", align_corners=False)
+    if not lseg:
+        logits = F.interpolate(out["mask_logits"], size=y.shape[-2:], mode="bilinear", align_corners=False)
+        logits_flat = logits.flatten(2)  # [B, N, P]
+        masks = logits_flat.sigmoid()
+        z = out["embeddings"]
+    seg, bce, objness = [], [], []
+    region, pixel, ess = [], [], []
     regions_for_grounding, words = [], []
-    for b, s in enumerate(which):
-        src = sources[s]
+    for b, s in enumerate(batch.which):
+        src = data.sources[s]
         labels = y[b].reshape(-1)
-        valid = (labels != IGNORE).float()
-        present = torch.unique(labels[labels != IGNORE])
-        class_sim = L.class_max_over_prompts(src.text @ z[b].T, src.prompt_to_class, len(src.classes))  # [K,N]
-        pixel.append(L.pixel_class_loss(masks[b], class_sim, labels, model.logit_scale_class.exp()))
-        if len(present) == 0:
+        inst = batch.instances[b][1::2, 1::2] if batch.instances[b] is not None else None
+        classed = src.task not in ("caption", "pseudo")
+        if classed and pixel_emb is not None and cfg.losses.ess > 0:
+            ess.append(ess_pixel_loss(model, cfg, data, src, pixel_emb[b], labels, b))
+        if lseg:
+            if classed:  # LSeg+: per-pixel cross-entropy against the dataset's class names
+                sim = src.text @ pixel_emb[b].flatten(1)  # [M, P]
+                class_logits = L.class_max_over_prompts(sim, src.prompt_to_class, len(src.classes))
+                pixel.append(F.cross_entropy((class_logits * scale).T, labels, ignore_index=IGNORE))
             continue
-        target = (labels.unsqueeze(0) == present.unsqueeze(1)).float()  # [M, P]
+        target, target_class, valid = target_segments(src, y[b], inst)
+        class_sim = None
+        if classed:
+            class_sim = L.class_max_over_prompts(src.text @ z[b].T, src.prompt_to_class, len(src.classes))  # [K,N]
+            pixel.append(L.pixel_class_loss(masks[b], class_sim, labels, scale))
+        image_words = [data.word_text[batch.words[b]]] if batch.words[b] else []
+        if classed:
+            named = torch.unique(target_class[target_class >= 0])  # image-level labels
+            if len(named):
+                image_words.insert(0, src.name_text[named])
+        if image_words:
+            regions_for_grounding.append(z[b])
+            words.append(torch.cat(image_words))
+        if len(target) == 0:
+            continue
         loss_s, best = L.dice_best_match_loss(masks[b], target, valid, one_to_one=cfg.one_to_one_matching)
-        seg.append(loss_s)
-        bce.append(L.matched_mask_bce(logits_flat[b], best, target, valid))
-        region.append(L.region_class_loss(class_sim, best, present, model.logit_scale_class.exp()))
+        seg.append((loss_s, src.loss_weight))
+        bce.append((L.matched_mask_bce(logits_flat[b], best, target, valid), src.loss_weight))
         obj_target = torch.zeros_like(out["objectness"][b])
         obj_target[best] = 1.0
-        objness.append(F.binary_cross_entropy_with_logits(out["objectness"][b], obj_target))
-        regions_for_grounding.append(z[b])
-        words.append(src.name_text[present])
-    zero = x.new_zeros(())
+        objness.append((F.binary_cross_entropy_with_logits(out["objectness"][b], obj_target), src.loss_weight))
+        if class_sim is not None:
+            region.append(L.region_class_loss(class_sim, best, target_class, scale))
     terms = {
-        "segmentation": torch.stack(seg).mean() if seg else zero,
-        "mask_bce": torch.stack(bce).mean() if bce else zero,
+        "segmentation": _weighted_mean(seg, zero),
+        "mask_bce": _weighted_mean(bce, zero),
         "region_class": torch.stack(region).mean() if region else zero,
-        "pixel_class": torch.stack(pixel).mean(),
-        "objectness": torch.stack(objness).mean() if objness else zero,
+        "pixel_class": torch.stack(pixel).mean() if pixel else zero,
+        "objectness": _weighted_mean(objness, zero),
         "grounding": (
             L.grounding_loss(regions_for_grounding, words, model.logit_scale_grounding.exp())
-            if len(words) > 1
+            if len(words) > 1 and not lseg
             else zero
         ),
     }
+    if pixel_emb is not None and cfg.losses.ess > 0:
+        terms["ess"] = torch.stack(ess).mean() if ess else zero
+        terms["ess_reg"] = L.ess_regularization(model.class_map, data.union_text)
     weights = cfg.losses
     terms["total"] = sum(getattr(weights, k) * v for k, v in terms.items())
     return terms
+
+
+def ess_pixel_loss(
+    model: OpenSegModel,
+    cfg: TrainConfig,
+    data: TrainData,
+    src: TrainSource,
+    pixel_emb: torch.Tensor,
+    labels: torch.Tensor,
+    b: int,
+) -> torch.Tensor:
+    """ESS loss of one image on up to cfg.ess_pixels labelled pixels (sampled with a fixed seed)."""
+    valid = torch.nonzero((labels != IGNORE) & (labels < len(src.classes))).squeeze(1)
+    if len(valid) == 0:
+        return pixel_emb.new_zeros(())
+    gen = torch.Generator().manual_seed(int(labels.sum()) * 1000003 + b)
+    pick = valid[torch.randperm(len(valid), generator=gen)[: cfg.ess_pixels]]
+    emb = pixel_emb.flatten(1)[:, pick].T  # [S, D]
+    positive = src.union_ids[labels[pick]]
+    return L.ess_loss(emb, positive, data.union_text, cfg.ess_negatives, model.logit_scale_class.exp())
 
 
 def lr_factor(cfg: TrainConfig, step: int) -> float:
@@ -191,57 +350,112 @@ def _truncate_log(log_path: Path, step: int) -> None:
     atomic_write_text(log_path, "".join(line + "\n" for line in kept))
 
 
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); under torchrun, joins the gloo process group (CPU)."""
+    import os
+
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
+    """All-reduce the gradients as one flat tensor: each process then holds the mean over the
+    global batch (equal shares), so every process applies the same update."""
+    import torch.distributed as dist
+
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for p, g in zip(params, grads, strict=True):
+        n = g.numel()
+        p.grad = flat[offset : offset + n].view_as(p)
+        offset += n
+
+
 def train(cfg: TrainConfig, resume: bool = True) -> Path:
-    torch.set_num_threads(cfg.threads)
+    """Train (or resume) the run in cfg.out_dir. Under torchrun every process takes its share of
+    each global batch (batch_size is global); rank 0 writes the log, checkpoints and the model."""
+    import torch.distributed as dist
+
+    rank, world = _distributed()
+    if cfg.batch_size % world:
+        raise InputError(f"batch_size {cfg.batch_size} must be divisible by the {world} processes")
+    torch.set_num_threads(max(1, cfg.threads // world))
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "train_config.json", json.dumps(cfg.to_dict(), indent=2))
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "train_config.json", json.dumps(cfg.to_dict(), indent=2))
     model = OpenSegModel(cfg.model)
     model.train()
     optimizer = build_optimizer(model, cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
     ckpt = out / "checkpoint"
     step = load_checkpoint(ckpt, model, optimizer) if resume and (ckpt / "state.json").is_file() else 0
-    sources, weights = load_sources(cfg)
+    data = load_sources(cfg)
     log_path = out / "log.jsonl"
-    _truncate_log(log_path, step)
-    bar = tqdm(total=cfg.steps, initial=step, desc="train", dynamic_ncols=True)
-    start = time.time()
+    if rank == 0:
+        _truncate_log(log_path, step)
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", dynamic_ncols=True, disable=rank != 0)
+    start, first_step = time.time(), step
     running: dict[str, float] = {}
     while step < cfg.steps:
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * lr_factor(cfg, step)
-        x, y, which = draw_batch(cfg, sources, weights, step)
-        terms = compute_losses(model, cfg, sources, x, y, which)
+        batch = draw_batch(cfg, data, step, (rank, world))
+        terms = compute_losses(model, cfg, data, batch)
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+        if world > 1:
+            _average_gradients(params, world)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         with torch.no_grad():
             model.logit_scale_class.clamp_(0, math.log(100))
             model.logit_scale_grounding.clamp_(0, math.log(100))
         step += 1
-        for k, v in terms.items():
-            running[k] = running.get(k, 0.0) + float(v.detach())
+        values = torch.stack([v.detach() for v in terms.values()])
+        if world > 1:
+            dist.all_reduce(values)
+            values /= world
+        for k, v in zip(terms, values.tolist(), strict=True):
+            running[k] = running.get(k, 0.0) + v
         bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.steps:
+        if rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps):
             n = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
+            elapsed = time.time() - start
             record = {
                 "step": step,
                 "lr": optimizer.param_groups[0]["lr"],
-                "elapsed": round(time.time() - start, 1),
+                "elapsed": round(elapsed, 1),
+                "images_per_s": round((step - first_step) * cfg.batch_size / max(elapsed, 1e-9), 3),
                 **{k: round(v / n, 5) for k, v in running.items()},
             }
             with open(log_path, "a") as fh:
                 fh.write(json.dumps(record) + "\n")
             bar.set_postfix(loss=f"{record['total']:.3f}")
+        if step % cfg.log_every == 0:
             running = {}
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            save_checkpoint(ckpt, model, optimizer, step)
+            if rank == 0:
+                save_checkpoint(ckpt, model, optimizer, step)
+            if world > 1:
+                dist.barrier()
     bar.close()
     final = out / "model"
-    model.eval().save_pretrained(final, {"trained_steps": step})
-    from omniseg.train.plot import plot_log
+    if rank == 0:
+        model.eval().save_pretrained(final, {"trained_steps": step})
+        from omniseg.train.plot import plot_log
 
-    plot_log(log_path, out / "loss_curve.png")
+        plot_log(log_path, out / "loss_curve.png")
+    if world > 1:
+        dist.barrier()
     return final

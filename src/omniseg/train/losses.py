@@ -14,6 +14,8 @@ from omniseg.tasks.semantic import class_max_over_prompts, semantic_logits
 __all__ = [
     "class_max_over_prompts",
     "dice_best_match_loss",
+    "ess_loss",
+    "ess_regularization",
     "grounding_loss",
     "matched_mask_bce",
     "pixel_class_loss",
@@ -104,3 +106,44 @@ def pixel_class_loss(
     """Per-pixel cross-entropy on the eq. 6 logits, so training optimises the inference path."""
     y = semantic_logits(masks, class_sim)  # [K, P]
     return F.cross_entropy((y * scale).T, labels.reshape(-1), ignore_index=ignore_index)
+
+
+def ess_loss(
+    pixels: torch.Tensor, positive: torch.Tensor, class_text: torch.Tensor, k: int, scale: torch.Tensor
+) -> torch.Tensor:
+    """ESSNet's embedding loss (seeds/004): each pixel against its class and its k nearest negatives.
+
+    pixels [S, D]: pixel embeddings already mapped to the text side (W^T e, see OpenSegModel);
+    positive [S]: row of each pixel's class in class_text [U, D] (unit text embeddings of the whole
+    training vocabulary). The negatives are the k classes nearest to each pixel other than its own,
+    found by FAISS on the detached embeddings, so the cost is S*U*D for the search and S*(k+1)*D for
+    the loss, whatever the size of the vocabulary.
+    """
+    from omniseg.knn import InnerProductIndex
+
+    k = min(k, class_text.shape[0] - 1)
+    if k < 1:
+        return pixels.new_zeros(())
+    _, ids = InnerProductIndex(class_text).search(pixels.detach(), k + 1)
+    # Drop the positive where it is among the k + 1 found; otherwise drop the farthest.
+    is_pos = ids == positive.unsqueeze(1)
+    drop = torch.where(is_pos.any(1), is_pos.float().argmax(1), torch.full_like(positive, k))
+    keep = torch.ones_like(ids, dtype=torch.bool)
+    keep[torch.arange(len(ids)), drop] = False
+    negatives = ids[keep].view(len(ids), k)
+    candidates = torch.cat([positive.unsqueeze(1), negatives], dim=1)  # [S, k+1], positive first
+    logits = torch.einsum("sd,skd->sk", pixels, class_text[candidates]) * scale
+    return F.cross_entropy(logits, torch.zeros(len(pixels), dtype=torch.long))
+
+
+def ess_regularization(class_map: torch.Tensor, class_text: torch.Tensor) -> torch.Tensor:
+    """Keeps the learned class embeddings c = W t well spread: unit norm (ESSNet's normalisation
+    against class-frequency bias, seeds/004 Fig. 4) and no pair closer than its text embeddings.
+    class_map W [D, D], class_text [U, D] unit rows."""
+    c = class_text @ class_map.T  # rows W t
+    norm = c.norm(dim=1)
+    cos_c = F.normalize(c, dim=1) @ F.normalize(c, dim=1).T
+    cos_t = class_text @ class_text.T
+    off = ~torch.eye(len(c), dtype=torch.bool)
+    spread = F.relu(cos_c - cos_t)[off].mean() if len(c) > 1 else c.new_zeros(())
+    return ((norm - 1) ** 2).mean() + spread

@@ -16,7 +16,7 @@ def plot_log(log_path: str | Path, out_path: str | Path, smooth: int = 10) -> Pa
     records = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
     if not records:
         raise ValueError(f"no records in {log_path}")
-    terms = [k for k in records[0] if k not in ("step", "lr", "elapsed")]
+    terms = [k for k in records[0] if k not in ("step", "lr", "elapsed", "images_per_s")]
     steps = np.asarray([r["step"] for r in records])
     cols = 3
     rows = -(-len(terms) // cols)

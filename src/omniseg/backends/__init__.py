@@ -1,0 +1,1 @@
+"""Sources of Regions/proposals other than the native model."""
