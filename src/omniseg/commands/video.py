@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from omniseg.commands import EXIT_OK, image_size_arg
+from omniseg.commands.backend_args import add_backend_arguments, load_segmenter
 from omniseg.errors import InputError
 
 
@@ -26,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     vd.add_argument(
         "--max-size", type=image_size_arg, default=512, help="longest side the model sees (default: %(default)s)"
     )
+    add_backend_arguments(vd)
     vd.add_argument("--quiet", action="store_true")
     vd.set_defaults(func=run)
 
@@ -48,7 +50,6 @@ def list_frames(directory: str | Path) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    import omniseg
     from omniseg.commands.incontext import check_mask_size
     from omniseg.io import atomic_save_png
     from omniseg.tasks.common import load_mask
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     check_mask_size(frames[0], Path(args.first_mask), "first mask")
     if args.context < 0:
         raise InputError(f"--context must be >= 0, got {args.context}")
-    segmenter = omniseg.load(args.model, max_size=args.max_size)
+    segmenter = load_segmenter(args)
     out = Path(args.out)
     labels = video(segmenter, frames, first_mask, VideoConfig(context=args.context))
     bar = tqdm(
