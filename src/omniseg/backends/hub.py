@@ -86,9 +86,13 @@ def load_tokenizer(directory: Path, what: str) -> Any:
     try:
         return AutoTokenizer.from_pretrained(directory, local_files_only=True)
     except (OSError, ValueError, KeyError, ImportError) as exc:
-        raise MissingResourceError(
-            f"no usable tokenizer for {what} in {directory}: {str(exc).splitlines()[0]}"
-        ) from None
+        hint = (
+            " (SigLIP's tokenizer needs: pip install 'omniseg[backends]')"
+            if "sentencepiece" in str(exc).lower()
+            else ""
+        )
+        first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise MissingResourceError(f"no usable tokenizer for {what} in {directory}: {first}{hint}") from None
 
 
 def preprocessor_config(directory: Path) -> dict:
