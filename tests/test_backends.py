@@ -235,6 +235,21 @@ def test_seggpt_incontext_with_feature_ensemble(hf, scene, level):
         seggpt.incontext([(image, np.zeros_like(ids))], [image])
 
 
+def test_seggpt_video_uses_previous_frames_as_examples(hf, scene, monkeypatch):
+    from omniseg.backends.seggpt import SegGptBackend
+
+    image, ids = scene
+    seggpt = SegGptBackend(hf["seggpt"])
+    seen = []
+    real = seggpt.incontext
+    monkeypatch.setattr(seggpt, "incontext", lambda ex, t, **k: seen.append(len(ex)) or real(ex, t, **k))
+    frames = [np.roll(image, 2 * i, axis=1) for i in range(5)]
+    labels = list(seggpt.video(frames, ids, context=2))
+    assert len(labels) == 5 and np.array_equal(labels[0], ids)
+    assert all(lab.shape == image.shape[:2] and set(np.unique(lab)) <= {0, 1} for lab in labels)
+    assert seen == [1, 2, 3, 3]  # the first frame + at most 2 previous frames with their predictions
+
+
 # ------------------------------------------------------------------------------ specs and errors
 def test_parse_spec():
     assert parse_spec("sam:/x/y") == ("sam", "/x/y")
@@ -301,7 +316,8 @@ def test_cli_segment_composes_masks_and_embeddings(hf, tiny_model_dir, scene_fil
     assert code == 0, err
     assert (out / "street.png").is_file() and "masks=sam:" in (out / "street.json").read_text()
     code, _, err = _run([*argv, "--task", "panoptic", "--embed", f"siglip:{hf['siglip']}"], capsys)
-    assert code == 0, err and (out / "street_panoptic.png").is_file()
+    assert code == 0, err
+    assert (out / "street_panoptic.png").is_file()
 
 
 def test_cli_segment_with_mask2former_labels_needs_no_classes(hf, scene_files, tmp_path, capsys):
@@ -353,6 +369,12 @@ def test_cli_incontext_with_seggpt(hf, scene_files, tmp_path, capsys):
     assert code == 0, err
     with Image.open(out / "street.png") as im, Image.open(street) as src:
         assert im.size == src.size
+    code, _, err = _run(
+        ["video", scene_files / "frames", "--first-mask", ids, "--model", f"seggpt:{hf['seggpt']}", "--out", out],
+        capsys,
+    )
+    assert code == 0, err
+    assert (out / "002.png").is_file()
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from the local Hugging Face cache; downloads only with HF_HUB_OFFLINE=0). Kinds:
 | sam | yes (point grid + NMS; clicks/boxes as prompts) | no | all, with an embedding source |
 | mask2former, oneformer | yes | their labels, by name, in the MiniLM space | all |
 | clip, siglip | no | yes (dense features, own text tower) | all, with a mask source |
-| seggpt | - | - | incontext (SegGptBackend) |
+| seggpt | - | - | incontext, video (SegGptBackend) |
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ embedding, level="instance" its instance one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +115,27 @@ class SegGptBackend:
             label = np.asarray(ids)[distance.argmin(-1).numpy()]
             out.append(label.astype(label_dtype(max(ids))))
         return out
+
+    def video(
+        self, frames: Sequence[ImageLike], first_mask: np.ndarray, context: int = 3, level: str = "instance"
+    ) -> Iterator[np.ndarray]:
+        """Follow the first mask's objects through the frames (seeds/000, video): each frame is painted
+        from the first frame's mask plus the ``context`` previous frames with their predicted masks as
+        extra examples (context ensemble). Yields one label map per frame, the first is ``first_mask``."""
+        if not frames:
+            raise InputError("no frames")
+        first = load_image(frames[0])
+        check_mask_matches(np.asarray(first_mask), first, "first mask")
+        yield np.asarray(first_mask)
+        history: list[tuple[np.ndarray, np.ndarray]] = []
+        for frame in frames[1:]:
+            array = load_image(frame)
+            if array.shape != first.shape:
+                raise InputError(
+                    f"frames differ in size: {array.shape[1]}x{array.shape[0]} vs the first frame's "
+                    f"{first.shape[1]}x{first.shape[0]}"
+                )
+            recent = history[-context:] if context > 0 else []
+            (label,) = self.incontext([(first, np.asarray(first_mask)), *recent], [array], level=level)
+            history.append((array, label))
+            yield label

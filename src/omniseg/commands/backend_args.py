@@ -43,3 +43,17 @@ def load_segmenter(args: argparse.Namespace) -> Segmenter:
     if runtime == "onnx" and (masks or embed):
         raise InputError("--runtime onnx runs the native model only: drop --masks/--embed or use --runtime torch")
     return omniseg.load(args.model, max_size=args.max_size, masks=masks, embed=embed, runtime=runtime)
+
+
+def seggpt_from_args(args: argparse.Namespace):
+    """The SegGPT backend when --model is seggpt:PATH (example-based commands), else None."""
+    from omniseg.errors import InputError
+
+    if not (args.model or "").lower().startswith("seggpt:"):
+        return None
+    if getattr(args, "masks", None) or getattr(args, "embed", None):
+        raise InputError("--model seggpt:PATH paints the targets itself: drop --masks/--embed")
+    from omniseg.backends import parse_spec
+    from omniseg.backends.seggpt import SegGptBackend
+
+    return SegGptBackend(parse_spec(args.model, ("seggpt",), "--model")[1])  # type: ignore[arg-type]

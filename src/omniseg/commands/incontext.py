@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from omniseg.commands import EXIT_OK, image_size_arg
-from omniseg.commands.backend_args import add_backend_arguments, load_segmenter
+from omniseg.commands.backend_args import add_backend_arguments, load_segmenter, seggpt_from_args
 from omniseg.errors import InputError
 
 
@@ -88,14 +88,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_inputs(args.example, args.targets)
     examples = [(Path(i), Path(m)) for i, m in args.example]
-    if (args.model or "").lower().startswith("seggpt:"):
-        if args.masks or args.embed:
-            raise InputError("--model seggpt:PATH paints the targets itself: drop --masks/--embed")
-        from omniseg.backends import parse_spec
-        from omniseg.backends.seggpt import SegGptBackend
-
-        _, path = parse_spec(args.model, ("seggpt",), "--model")
-        seggpt = SegGptBackend(path)  # type: ignore[arg-type]
+    seggpt = seggpt_from_args(args)
+    if seggpt is not None:
 
         def predict(target: str):
             return seggpt.incontext(examples, [target], level=args.level)[0]

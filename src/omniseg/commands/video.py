@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from omniseg.commands import EXIT_OK, image_size_arg
-from omniseg.commands.backend_args import add_backend_arguments, load_segmenter
+from omniseg.commands.backend_args import add_backend_arguments, load_segmenter, seggpt_from_args
 from omniseg.errors import InputError
 
 
@@ -23,7 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=3,
         help="previous frames (with their predicted masks) used as extra examples (default: %(default)s)",
     )
-    vd.add_argument("--model", help="model directory (default: the embedded default model)")
+    vd.add_argument(
+        "--model",
+        help="model directory (default: the embedded default model), or seggpt:PATH to run SegGPT "
+        "(a save_pretrained directory or a hub id in the local cache)",
+    )
     vd.add_argument(
         "--max-size", type=image_size_arg, default=512, help="longest side the model sees (default: %(default)s)"
     )
@@ -60,9 +64,12 @@ def run(args: argparse.Namespace) -> int:
     check_mask_size(frames[0], Path(args.first_mask), "first mask")
     if args.context < 0:
         raise InputError(f"--context must be >= 0, got {args.context}")
-    segmenter = load_segmenter(args)
+    seggpt = seggpt_from_args(args)
+    if seggpt is not None:
+        labels = seggpt.video(frames, first_mask, context=args.context)
+    else:
+        labels = video(load_segmenter(args), frames, first_mask, VideoConfig(context=args.context))
     out = Path(args.out)
-    labels = video(segmenter, frames, first_mask, VideoConfig(context=args.context))
     bar = tqdm(
         zip(frames, labels, strict=False), total=len(frames), desc="video", disable=args.quiet, dynamic_ncols=True
     )
