@@ -108,11 +108,11 @@ def compose(
 
     embed_source: EmbedSource | None
     if embed_kind == "native":
-        embed_source = native
+        embed_source = native  # type: ignore[assignment]
     elif embed_kind in ("clip", "siglip"):
         from omniseg.backends.clip import ClipBackend
 
-        embed_source = ClipBackend(embed_path, kind=embed_kind)  # type: ignore[arg-type]
+        embed_source = ClipBackend(embed_path, kind=embed_kind)  # type: ignore[arg-type,assignment]
     else:
         if (embed_kind, embed_path) != (mask_kind, mask_path):
             raise InputError(

@@ -70,7 +70,7 @@ class EmbedSource(Protocol):
     def dense(self, image: np.ndarray) -> DenseFeatures: ...
 
 
-def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def resize_maps(maps: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     """[C,h,w] -> [C,H,W], bilinear (area when shrinking a lot would cost more than it is worth here)."""
     if tuple(maps.shape[-2:]) == tuple(size):
         return maps
@@ -113,7 +113,8 @@ class ComposedSegmenter(Segmenter):
         max_size: int = 512,
     ) -> None:
         model_id = model_id or f"masks={masks.name},embed={embed.name if embed else masks.name}"
-        super().__init__(_Sources(masks, embed), text_encoder, model_id=model_id, max_size=max_size)
+        sources = _Sources(masks, embed)
+        super().__init__(sources, text_encoder, model_id=model_id, max_size=max_size)  # type: ignore[arg-type]
         self.masks_source, self.embed_source = masks, embed
 
     @property

@@ -39,10 +39,12 @@ def load_segmenter(args: argparse.Namespace) -> Segmenter:
     from omniseg.errors import InputError
 
     masks, embed = getattr(args, "masks", None), getattr(args, "embed", None)
-    runtime = getattr(args, "runtime", "torch")
-    if runtime == "onnx" and (masks or embed):
+    onnx = getattr(args, "runtime", "torch") == "onnx"
+    if onnx and (masks or embed):
         raise InputError("--runtime onnx runs the native model only: drop --masks/--embed or use --runtime torch")
-    return omniseg.load(args.model, max_size=args.max_size, masks=masks, embed=embed, runtime=runtime)
+    return omniseg.load(
+        args.model, max_size=args.max_size, masks=masks, embed=embed, runtime="onnx" if onnx else "torch"
+    )
 
 
 def seggpt_from_args(args: argparse.Namespace):
