@@ -45,6 +45,17 @@ CLASSES = [
 ]
 
 
+def test_image(size: int) -> np.ndarray:
+    """scikit-image's astronaut photo resized to size x size (random pixels without scikit-image)."""
+    try:
+        import skimage.data
+        from PIL import Image
+
+        return np.asarray(Image.fromarray(skimage.data.astronaut()).resize((size, size)))
+    except ImportError:
+        return np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=30)
@@ -53,13 +64,7 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    try:
-        import skimage.data
-        from PIL import Image
-
-        image = np.asarray(Image.fromarray(skimage.data.astronaut()).resize((args.size, args.size)))
-    except ImportError:
-        image = np.random.default_rng(0).integers(0, 255, (args.size, args.size, 3), dtype=np.uint8)
+    image = test_image(args.size)
     t0 = time.perf_counter()
     seg = omniseg.load()
     load_s = time.perf_counter() - t0

@@ -337,8 +337,30 @@ class Segmenter:
         return result
 
 
-def load(model: str | Path | None = None, text_encoder: TextEncoder | None = None, max_size: int = 512) -> Segmenter:
-    """Load the embedded default model (or a directory written by ``save_pretrained``)."""
+def load(
+    model: str | Path | None = None,
+    text_encoder: TextEncoder | None = None,
+    max_size: int = 512,
+    masks: str | None = None,
+    embed: str | None = None,
+    runtime: Literal["torch", "onnx"] = "torch",
+) -> Segmenter:
+    """Load the embedded default model (or a directory written by ``save_pretrained``).
+
+    masks / embed: other backends as ``KIND:PATH`` specs (omniseg.backends), e.g.
+    ``masks="sam:facebook/sam-vit-base", embed="clip:openai/clip-vit-base-patch32"``.
+    runtime="onnx": the native model through ONNX Runtime (omniseg.export.onnx).
+    """
+    if masks is not None or embed is not None:
+        from omniseg.backends import compose
+
+        return compose(masks, embed, model=model, text_encoder=text_encoder, max_size=max_size)
+    if runtime == "onnx":
+        from omniseg.export.onnx import load_onnx_segmenter
+
+        return load_onnx_segmenter(model, text_encoder=text_encoder, max_size=max_size)
+    if runtime != "torch":
+        raise InputError(f"unknown runtime {runtime!r}: use torch or onnx")
     directory = Path(model) if model else DEFAULT_MODEL_DIR
     net = OpenSegModel.from_pretrained(directory)
     torch.set_num_threads(max(1, torch.get_num_threads()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from omniseg.commands import BINARY_MASK_SUFFIXES, EXIT_OK, image_size_arg, plan_outputs, require_files
+from omniseg.commands.backend_args import add_backend_arguments, load_segmenter
 from omniseg.errors import InputError
 
 
@@ -52,12 +53,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     cl.add_argument(
         "--max-size", type=image_size_arg, default=512, help="longest side the model sees (default: %(default)s)"
     )
+    add_backend_arguments(cl)
     cl.add_argument("--quiet", action="store_true")
     cl.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import omniseg
     from omniseg.tasks.interactive import Click, click
     from omniseg.vocab import Vocabulary
 
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if not any(p[2] for p in args.point) and not args.box:
         raise InputError("give at least one positive --point X,Y or a --box X0,Y0,X1,Y1")
     vocab = Vocabulary.from_string(args.classes) if args.classes is not None else None
-    segmenter = omniseg.load(args.model, max_size=args.max_size)
+    segmenter = load_segmenter(args)
     clicks = [Click(x, y, positive) for x, y, positive in args.point]
     result = click(segmenter, args.image, clicks, args.box, classes=vocab)
     paths = result.save(args.out, stem)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from omniseg.commands import EXIT_OK, image_size_arg, plan_outputs, require_files
+from omniseg.commands.backend_args import add_backend_arguments, load_segmenter, seggpt_from_args
 from omniseg.errors import InputError
 
 
@@ -27,10 +28,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="category: everything that looks like the example; instance: the one best-matching part per id",
     )
     ic.add_argument("--out", default="omniseg_out", help="output directory (default: %(default)s)")
-    ic.add_argument("--model", help="model directory (default: the embedded default model)")
+    ic.add_argument(
+        "--model",
+        help="model directory (default: the embedded default model), or seggpt:PATH to run SegGPT "
+        "(a save_pretrained directory or a hub id in the local cache)",
+    )
     ic.add_argument(
         "--max-size", type=image_size_arg, default=512, help="longest side the model sees (default: %(default)s)"
     )
+    add_backend_arguments(ic)
     ic.add_argument("--quiet", action="store_true")
     ic.set_defaults(func=run)
 
@@ -54,24 +60,34 @@ def check_inputs(examples: list[list[str]], targets: list[str], out: str) -> lis
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
     from tqdm import tqdm
 
-    import omniseg
     from omniseg.io import atomic_save_png, output_path
     from omniseg.tasks.common import image_regions
     from omniseg.tasks.incontext import prototypes_from_examples, segment_with_prototypes
 
     stems = check_inputs(args.example, args.targets, args.out)
-    segmenter = omniseg.load(args.model, max_size=args.max_size)
-    prototypes = prototypes_from_examples(segmenter, [(Path(i), Path(m)) for i, m in args.example])
+    examples = [(Path(i), Path(m)) for i, m in args.example]
+    seggpt = seggpt_from_args(args)
+    if seggpt is not None:
+
+        def predict(target: str):
+            return seggpt.incontext(examples, [target], level=args.level)[0]
+    else:
+        segmenter = load_segmenter(args)
+        prototypes = prototypes_from_examples(segmenter, examples)
+
+        def predict(target: str):
+            return segment_with_prototypes(image_regions(segmenter, target)[1], prototypes, level=args.level)
+
     out = Path(args.out)
     bar = tqdm(args.targets, desc="incontext", disable=len(args.targets) < 2 or args.quiet, dynamic_ncols=True)
     for target, stem in zip(bar, stems, strict=True):
-        _, regions = image_regions(segmenter, target)
-        label = segment_with_prototypes(regions, prototypes, level=args.level)
+        label = predict(target)
         path = output_path(out, stem, ".png")
         atomic_save_png(path, label)
         if not args.quiet:
-            found = ", ".join(f"id {i}: {(label == i).mean():.0%}" for i in prototypes.ids if i != 0)
-            tqdm.write(f"{target} -> {path}  [{found}]")
+            found = ", ".join(f"id {i}: {(label == i).mean():.0%}" for i in np.unique(label) if i != 0)
+            tqdm.write(f"{target} -> {path}  [{found or 'nothing found'}]")
     return EXIT_OK

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from omniseg.commands import BINARY_MASK_SUFFIXES, EXIT_OK, finite_float, image_size_arg, plan_outputs, require_files
+from omniseg.commands.backend_args import add_backend_arguments, load_segmenter
 from omniseg.errors import InputError
 
 
@@ -24,12 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     ref.add_argument(
         "--max-size", type=image_size_arg, default=512, help="longest side the model sees (default: %(default)s)"
     )
+    add_backend_arguments(ref)
     ref.add_argument("--quiet", action="store_true")
     ref.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import omniseg
     from omniseg.tasks.refer import refer
 
     (image,) = require_files([args.image], "image")
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("the phrase is empty: say what to segment, e.g. 'the dog on the left'")
     if args.margin < 0:
         raise InputError(f"--margin must be >= 0, got {args.margin}")
-    segmenter = omniseg.load(args.model, max_size=args.max_size)
+    segmenter = load_segmenter(args)
     result = refer(segmenter, args.image, args.phrase, margin=args.margin, use_spatial=not args.no_spatial)
     paths = result.save(args.out, stem)
     if not args.quiet:

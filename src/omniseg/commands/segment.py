@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from omniseg.commands import EXIT_INPUT, EXIT_OK, finite_float, image_size_arg, plan_outputs, require_files
+from omniseg.commands.backend_args import add_backend_arguments, load_segmenter
 from omniseg.errors import InputError
 
 if TYPE_CHECKING:  # the CLI imports torch lazily, only when a command runs
@@ -45,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     seg.add_argument(
         "--max-size", type=image_size_arg, default=512, help="longest side the model sees (default: %(default)s)"
     )
+    add_backend_arguments(seg, runtime=True)
     seg.add_argument("--skip-existing", action="store_true", help="resume: skip images whose outputs exist")
     seg.add_argument("--quiet", action="store_true")
     seg.set_defaults(func=run)
@@ -53,18 +55,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    import omniseg
     from omniseg.results import OUTPUT_SUFFIXES
     from omniseg.vocab import Vocabulary
 
-    if args.classes is None and args.vocab is None:
+    own_labels = (args.masks or "").split(":")[0].lower() in ("mask2former", "oneformer") and args.embed is None
+    if args.classes is None and args.vocab is None and not own_labels:
         raise InputError("give the classes: --classes 'sky,road,car' or --vocab FILE")
-    vocab = Vocabulary.from_string(args.classes) if args.classes is not None else Vocabulary.from_file(args.vocab)
-    if args.stuff is not None:
+    vocab = None
+    if args.classes is not None or args.vocab is not None:
+        vocab = Vocabulary.from_string(args.classes) if args.classes is not None else Vocabulary.from_file(args.vocab)
+    if args.stuff is not None and vocab is not None:
         vocab.mark_stuff(args.stuff)
     images = require_files(args.images, "image")
     stems = plan_outputs(images, args.out, OUTPUT_SUFFIXES[args.task], protected=[args.vocab] if args.vocab else [])
-    segmenter = omniseg.load(args.model, max_size=args.max_size)
+    segmenter = load_segmenter(args)
+    if vocab is None:  # Mask2Former/OneFormer without --classes: the model's own label set
+        vocab = segmenter.masks_source.label_vocabulary()  # type: ignore[attr-defined]
+        if args.stuff is not None:
+            vocab.mark_stuff(args.stuff)
     segmenter.vocabulary(vocab)
     out = Path(args.out)
     failed = 0

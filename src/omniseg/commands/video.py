@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from omniseg.commands import EXIT_OK, image_size_arg, plan_outputs
+from omniseg.commands.backend_args import add_backend_arguments, load_segmenter, seggpt_from_args
 from omniseg.errors import InputError
 
 
@@ -22,10 +23,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=3,
         help="previous frames (with their predicted masks) used as extra examples (default: %(default)s)",
     )
-    vd.add_argument("--model", help="model directory (default: the embedded default model)")
+    vd.add_argument(
+        "--model",
+        help="model directory (default: the embedded default model), or seggpt:PATH to run SegGPT "
+        "(a save_pretrained directory or a hub id in the local cache)",
+    )
     vd.add_argument(
         "--max-size", type=image_size_arg, default=512, help="longest side the model sees (default: %(default)s)"
     )
+    add_backend_arguments(vd)
     vd.add_argument("--quiet", action="store_true")
     vd.set_defaults(func=run)
 
@@ -45,7 +51,6 @@ def list_frames(directory: str | Path) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    import omniseg
     from omniseg.commands.incontext import check_mask_size
     from omniseg.io import atomic_save_png, output_path
     from omniseg.tasks.common import as_id_mask
@@ -57,9 +62,12 @@ def run(args: argparse.Namespace) -> int:
     check_mask_size(frames[0], Path(args.first_mask), "first mask")
     if args.context < 0:
         raise InputError(f"--context must be >= 0, got {args.context}")
-    segmenter = omniseg.load(args.model, max_size=args.max_size)
+    seggpt = seggpt_from_args(args)
+    if seggpt is not None:
+        labels = seggpt.video(frames, first_mask, context=args.context)
+    else:
+        labels = video(load_segmenter(args), frames, first_mask, VideoConfig(context=args.context))
     out = Path(args.out)
-    labels = video(segmenter, frames, first_mask, VideoConfig(context=args.context))
     bar = tqdm(zip(frames, stems, strict=True), total=len(frames), desc="video", disable=args.quiet, dynamic_ncols=True)
     for (_, stem), label in zip(bar, labels, strict=False):
         atomic_save_png(output_path(out, stem, ".png"), label)

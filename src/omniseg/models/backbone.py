@@ -49,11 +49,22 @@ class SameConv2d(nn.Conv2d):
         ih, iw = x.shape[-2:]
         kh, kw = self.weight.shape[-2:]
         sh, sw = self.stride
-        pad_h = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
-        pad_w = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
+        pad_h, pad_w = _same_padding(ih, kh, sh), _same_padding(iw, kw, sw)
         if pad_h or pad_w:
             x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+def _same_padding(size: int, kernel: int, stride: int) -> int:
+    """Total TF "SAME" padding: max((ceil(size / stride) - 1) * stride + kernel - size, 0).
+
+    For kernel >= stride (every conv here) that is kernel - stride + (-size) % stride, the same
+    number written without ceil and max: a symbolic size (ONNX export with dynamic height and
+    width) then stays a small expression instead of one that grows with every stride-2 stage.
+    """
+    if kernel >= stride:
+        return kernel - stride + (-size) % stride
+    return max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:

@@ -247,7 +247,9 @@ def click(
         for p in points
     ]
     array = load_image(image)
-    regions = segmenter.regions(array)
+    # a backend that takes prompts (SAM) answers the clicks/boxes itself; others give every region
+    prompted = getattr(segmenter, "prompt_regions", None)
+    regions = prompted(array, clicks, boxes) if callable(prompted) else segmenter.regions(array)
     result = interactive_segment(regions, clicks, [tuple(map(float, b)) for b in boxes], correct=correct)
     if classes is not None:
         result.label, result.label_score = name_region(regions, result.region, segmenter.vocabulary(classes))
