@@ -44,10 +44,11 @@ def one_model_load(monkeypatch, segmenter, tiny_model_dir):
     """The CLI loads the tiny model once per module, not once per case (other model dirs load for real)."""
     real = omniseg.load
 
-    def load(model=None, text_encoder=None, max_size=512):
-        if model is not None and Path(model) == Path(tiny_model_dir) and max_size == segmenter.max_size:
+    def load(model=None, text_encoder=None, max_size=512, **backends):
+        plain = not any(backends.values())  # no --masks/--embed/--runtime: the native model itself
+        if plain and model is not None and Path(model) == Path(tiny_model_dir) and max_size == segmenter.max_size:
             return segmenter
-        return real(model, text_encoder, max_size)
+        return real(model, text_encoder, max_size, **backends)
 
     monkeypatch.setattr(omniseg, "load", load)
 

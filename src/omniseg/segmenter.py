@@ -113,7 +113,7 @@ class Segmenter:
         self.model_id = model_id
         self.max_size = max_size
         # Semantic logits: (1 - a) * eq. 6 + a * per-pixel (ESS / LSeg+ heads); from the model's config.
-        self.pixel_weight = float(getattr(model.config, "pixel_weight", 0.0))
+        self.pixel_weight = float(getattr(getattr(model, "config", None), "pixel_weight", 0.0))
 
     def _prepare(self, image: np.ndarray) -> torch.Tensor:
         h, w = image.shape[:2]
