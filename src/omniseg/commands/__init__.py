@@ -15,7 +15,7 @@ from omniseg.errors import InputError
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
 
 # Order = order in `omniseg --help`.
-COMMAND_MODULES = ("segment", "refer", "click", "incontext", "video", "evaluate", "train", "pseudo_label")
+COMMAND_MODULES = ("segment", "refer", "click", "incontext", "video", "evaluate", "train", "pseudo_label", "serve")
 # Files refer and click write per image (omniseg.tasks.common.save_binary_mask).
 BINARY_MASK_SUFFIXES = (".png", ".json", "_overlay.png")
 

@@ -1,0 +1,81 @@
+"""`omniseg serve`: the REST API and the web page on http://HOST:PORT/ (FastAPI + uvicorn)."""
+
+from __future__ import annotations
+
+import argparse
+
+from omniseg.commands import EXIT_OK, image_size_arg
+from omniseg.errors import MissingResourceError
+
+
+def _positive(kind: type) -> object:
+    def parse(text: str) -> float | int:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+        return value
+
+    return parse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from omniseg.server.limits import ServerLimits
+
+    d = ServerLimits()
+    sv = sub.add_parser("serve", help="serve the REST API (/v1/..., docs at /docs) and the web page (/)")
+    sv.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)"
+    )
+    sv.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    sv.add_argument("--model", help="model directory (default: the embedded default model)")
+    sv.add_argument(
+        "--max-size", type=image_size_arg, default=512, help="longest side the model sees (default: %(default)s)"
+    )
+    sv.add_argument(
+        "--max-upload-mb", type=_positive(float), default=d.max_upload_bytes / 2**20,
+        help="largest request body in MB; more gets 413 (default: %(default)g)",
+    )  # fmt: skip
+    sv.add_argument(
+        "--max-pixels", type=_positive(int), default=d.max_pixels,
+        help="largest image in pixels (width x height); more gets 413 (default: %(default)d)",
+    )  # fmt: skip
+    sv.add_argument(
+        "--timeout", type=_positive(float), default=d.timeout_s,
+        help="seconds a request may take, queueing included; more gets 504 (default: %(default)g)",
+    )  # fmt: skip
+    sv.add_argument(
+        "--concurrency", type=_positive(int), default=d.concurrency,
+        help="requests computed at once (default: %(default)d)",
+    )  # fmt: skip
+    sv.add_argument(
+        "--queue", type=int, default=d.queue,
+        help="requests that may wait for a slot; one more gets 503 (default: %(default)d)",
+    )  # fmt: skip
+    sv.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    sv.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from omniseg.server import ServerLimits, create_app
+    except ImportError as exc:
+        raise MissingResourceError(f"omniseg serve needs {exc.name}: pip install 'omniseg[serve]'") from exc
+    from omniseg.errors import InputError
+
+    if args.queue < 0:
+        raise InputError("--queue must be 0 or more")
+    limits = ServerLimits(
+        max_upload_bytes=int(args.max_upload_mb * 2**20),
+        max_pixels=args.max_pixels,
+        timeout_s=args.timeout,
+        concurrency=args.concurrency,
+        queue=args.queue,
+    )
+    app = create_app(model=args.model, limits=limits, max_size=args.max_size)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.log_level == "debug")
+    return EXIT_OK
