@@ -219,7 +219,7 @@ function hover(event) {
   const [x, y] = imageXY(event, $("marks"), state.width, state.height);
   const k = state.map[y * state.width + x];
   const name = k === state.unlabeled ? "unlabeled" : state.names[k];
-  $("hover").textContent = `${name}  (${x}, ${y})`;
+  $("hover").textContent = `${name} (${x}, ${y})`;
 }
 
 // ---- the image ----
