@@ -276,3 +276,11 @@ def test_queue_full_answers_503_and_timeout_504(seg, picture, monkeypatch):
         message = assert_json_error(client.post("/v1/segment", files=upload(picture), data={"classes": "a"}), 504)
         assert "timed out" in message
         slow.release.set()
+
+
+def test_serve_command_fails_fast_on_a_missing_model(tmp_path, capsys):
+    from omniseg.cli import main
+
+    assert main(["serve", "--model", str(tmp_path / "nothing"), "--port", "1"]) == 2
+    assert "no model at" in capsys.readouterr().err
+    assert main(["serve", "--queue", "-1"]) == 2

@@ -14,11 +14,6 @@ import json
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -47,48 +42,18 @@ if os.environ.get("OMNISEG_SKIP_BROWSER") == "1":
     pytest.skip("OMNISEG_SKIP_BROWSER=1", allow_module_level=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.loads(response.read())
-
-
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, tmp_path_factory):
     """A live `omniseg serve` subprocess; yields its base URL."""
-    port = free_port()
+    from omniseg.server.launch import live_server
+
     log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "omniseg", "serve", "--model", str(tiny_model_dir), "--port", str(port)]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_S
+    args = ["--model", str(tiny_model_dir)]
     try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"omniseg serve exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                if get_json(f"{base}/healthz")["status"] == "ok":
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"omniseg serve did not answer within {STARTUP_S} s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        with live_server(args, log_path, STARTUP_S, env={"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}) as live:
+            yield live.base_url
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")

@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from omniseg.server import ServerLimits, create_app
+        from omniseg.server.app import create_app, server_segmenter
+        from omniseg.server.limits import ServerLimits
     except ImportError as exc:
         raise MissingResourceError(f"omniseg serve needs {exc.name}: pip install 'omniseg[serve]'") from exc
     from omniseg.errors import InputError
@@ -76,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         queue=args.queue,
     )
-    app = create_app(model=args.model, limits=limits, max_size=args.max_size)
+    # Loaded here, not in the app's startup, so a bad --model is one line and exit 2, before listening.
+    segmenter = server_segmenter(args.model, args.max_size)
+    app = create_app(segmenter, limits=limits)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.log_level == "debug")
     return EXIT_OK
