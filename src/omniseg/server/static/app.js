@@ -169,6 +169,7 @@ function showAnswer(answer) {
   state.unlabeled = display.unlabeled;
   drawOverlay();
   drawLegend();
+  $("hover").textContent = "\u00a0"; // the last hover read the previous answer
   $("download-png").disabled = false;
   $("download-json").disabled = false;
 }
