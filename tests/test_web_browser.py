@@ -248,3 +248,10 @@ def test_drop_an_image_and_errors_are_shown(page, street):
     page.click("#run")
     page.wait_for_function("document.getElementById('status').textContent === 'Failed.'")
     assert page.inner_text("#error").startswith("400: ")
+
+
+def test_api_docs_render_offline(page, server):
+    page.goto(server + "/docs")
+    page.wait_for_selector(".swagger-ui .info .title")
+    assert "omniseg" in page.inner_text(".swagger-ui .info .title")
+    assert page.get_by_text("/v1/segment", exact=True).count() >= 1

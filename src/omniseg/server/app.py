@@ -209,7 +209,7 @@ def create_app(
         yield
         gate.shutdown()
 
-    app = FastAPI(
+    app = _fastapi(
         title="omniseg",
         version=_version(),
         summary="Open-vocabulary image segmentation: words, clicks and examples.",
@@ -388,6 +388,16 @@ def segment_answer(result: Any, task: str, fmt: Format, rle: bool, display: bool
     if display:
         answer["display"] = display_json(index, names, unlabeled)
     return answer
+
+
+def _fastapi(**kwargs: Any) -> FastAPI:
+    """FastAPI whose /docs page is served from local files (fastapi-offline), so the docs work
+    without internet; plain FastAPI (docs assets from a CDN) when that package is missing."""
+    try:
+        from fastapi_offline import FastAPIOffline
+    except ImportError:
+        return FastAPI(**kwargs)
+    return FastAPIOffline(**kwargs)
 
 
 def _version() -> str:
