@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import threading
 import time
 
@@ -284,3 +285,29 @@ def test_serve_command_fails_fast_on_a_missing_model(tmp_path, capsys):
     assert main(["serve", "--model", str(tmp_path / "nothing"), "--port", "1"]) == 2
     assert "no model at" in capsys.readouterr().err
     assert main(["serve", "--queue", "-1"]) == 2
+
+
+def test_a_full_queue_refuses_before_reading_the_body():
+    import asyncio
+
+    from omniseg.server.limits import AdmissionControl, Gate
+
+    gate = Gate(concurrency=1, queue=0, timeout_s=5)
+    ticket = gate.admit()
+    sent: list[dict] = []
+
+    async def app(scope, receive, send):
+        raise AssertionError("the app must not run")
+
+    async def receive():
+        raise AssertionError("the body must not be read")
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/segment", "headers": []}
+    asyncio.run(AdmissionControl(app, gate)(scope, receive, send))
+    assert sent[0]["status"] == 503 and (b"retry-after", b"1") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"])["error"].startswith("server busy")
+    ticket.release()
+    assert gate.admitted == 0 and gate.rejected == 1

@@ -9,6 +9,7 @@ no file of its own (text embeddings are cached in memory).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import io
@@ -33,7 +34,15 @@ from omniseg.errors import InputError, TooLargeError
 from omniseg.io import ImageLike, decode_image, load_image
 from omniseg.regions import Regions
 from omniseg.segmenter import Segmenter
-from omniseg.server.limits import BodySizeLimit, Gate, RequestTimeout, ServerBusy, ServerLimits
+from omniseg.server.limits import (
+    TICKET_KEY,
+    AdmissionControl,
+    BodySizeLimit,
+    Gate,
+    RequestTimeout,
+    ServerBusy,
+    ServerLimits,
+)
 from omniseg.vocab import Vocabulary
 
 log = logging.getLogger("omniseg.server")
@@ -217,6 +226,7 @@ def create_app(
     )
     app.state.gate = gate
     app.state.limits = limits
+    app.add_middleware(AdmissionControl, gate=gate)  # inner: admitted only once the size is known to be fine
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_upload_bytes)
     _error_handlers(app)
 
@@ -239,8 +249,8 @@ def create_app(
             raise InputError(f"{len(parsed)} classes, over this server's limit of {limits.max_classes}")
         return parsed
 
-    async def run(job: Callable[[], Any]) -> Any:
-        return await gate.run(job)
+    async def run(request: Request, job: Callable[[], Any]) -> Any:
+        return await gate.run(job, ticket=getattr(request.state, TICKET_KEY, None))
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -260,10 +270,11 @@ def create_app(
 
     @app.get("/v1/vocabularies", summary="The shipped vocabularies this server accepts by name")
     async def list_vocabularies() -> dict:
-        return {"vocabularies": await run(store.listing)}
+        return {"vocabularies": await asyncio.to_thread(store.listing)}
 
     @app.post("/v1/segment", summary="Semantic, instance or panoptic segmentation with the given classes")
     async def segment(
+        request: Request,
         image: UploadFile = File(..., description="the image (PNG, JPEG, WebP, ...)"),
         classes: str | None = Form(None, description="comma-separated class names, e.g. 'sky,road,red car'"),
         vocab: str | None = Form(None, description="a shipped vocabulary name (GET /v1/vocabularies)"),
@@ -286,10 +297,11 @@ def create_app(
             result = seg().segment(array, classes=vocabulary, task=task, threshold=threshold, stuff=stuff or None)
             return segment_answer(result, task, format, rle, display)
 
-        return await run(job)
+        return await run(request, job)
 
     @app.post("/v1/refer", summary="The region a phrase refers to ('the dog on the left')")
     async def refer(
+        request: Request,
         image: UploadFile = File(...),
         phrase: str = Form(..., description="what to find, in words"),
         rle: bool = Form(False),
@@ -304,10 +316,11 @@ def create_app(
             result = seg().refer(image_of(data), phrase)
             return mask_answer(result, phrase.strip(), format, display, rle)
 
-        return await run(job)
+        return await run(request, job)
 
     @app.post("/v1/click", summary="The object under positive/negative points or in a box")
     async def click(
+        request: Request,
         image: UploadFile = File(...),
         points: str = Form("[]", description="JSON [[x, y, 1 (on it) or 0 (not on it)], ...] in image pixels"),
         boxes: str = Form("[]", description="JSON [[x0, y0, x1, y1], ...] in image pixels"),
@@ -325,10 +338,11 @@ def create_app(
             result = seg().click(image_of(data), points=pts, boxes=bxs, classes=names)
             return mask_answer(result, result.label or "object", format, display, rle)
 
-        return await run(job)
+        return await run(request, job)
 
     @app.post("/v1/incontext", summary="Segment in the target what the example masks mark")
     async def incontext(
+        request: Request,
         example: list[UploadFile] = File(..., description="example image(s)"),
         example_mask: list[UploadFile] = File(
             ..., description="id mask PNG per example (single channel, 0 = background), at the example's size"
@@ -362,7 +376,7 @@ def create_app(
                 answer["display"] = display_json(id_map, names, 0)
             return answer
 
-        return await run(job)
+        return await run(request, job)
 
     return app
 

@@ -42,12 +42,31 @@ class RequestTimeout(Exception):
     """The request did not finish within the timeout: 504."""
 
 
-class Gate:
-    """Runs blocking jobs in ``concurrency`` threads with at most ``queue`` jobs waiting.
+class Ticket:
+    """One admitted request. It holds its place in the queue bound until the request has left and
+    its job (which may outlive a timed-out request: Python cannot stop a thread) has ended."""
 
-    A job that times out keeps its thread (Python cannot stop it) and its slot until it ends, so
-    the number of computations in memory never exceeds ``concurrency``; it also still counts
-    against the queue bound until then.
+    def __init__(self, gate: Gate) -> None:
+        self._gate = gate
+        self._refs = 1
+
+    def hold(self) -> None:
+        with self._gate._lock:
+            self._refs += 1
+
+    def release(self) -> None:
+        with self._gate._lock:
+            self._refs -= 1
+            if self._refs == 0:
+                self._gate.admitted -= 1
+
+
+class Gate:
+    """Admits at most ``concurrency + queue`` requests (``admit``; more: ServerBusy) and runs their
+    blocking jobs in ``concurrency`` threads (``run``), each request within ``timeout_s``.
+
+    A job that times out keeps its thread and its slot until it ends, so the number of computations
+    in memory never exceeds ``concurrency``.
     """
 
     def __init__(self, concurrency: int, queue: int, timeout_s: float) -> None:
@@ -55,19 +74,29 @@ class Gate:
         self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="omniseg-worker")
         self._slots: asyncio.Semaphore | None = None
         self._lock = threading.Lock()
-        self.admitted = 0  # running + waiting
+        self.admitted = 0  # requests running or waiting (+ jobs still running after their request timed out)
         self.rejected = 0
 
-    def _leave(self) -> None:
-        with self._lock:
-            self.admitted -= 1
-
-    async def run(self, job: Callable[..., T], *args: Any) -> T:
+    def admit(self) -> Ticket:
         with self._lock:
             if self.admitted >= self.concurrency + self.queue:
                 self.rejected += 1
                 raise ServerBusy(f"server busy: {self.concurrency} running and {self.queue} waiting; retry later")
             self.admitted += 1
+        return Ticket(self)
+
+    async def run(self, job: Callable[..., T], *args: Any, ticket: Ticket | None = None) -> T:
+        """``job(*args)`` in a worker thread, once a slot is free; ``ticket``: the request's admission
+        (taken by AdmissionControl before the body was read), else one is taken here."""
+        own = ticket is None
+        ticket = ticket or self.admit()
+        try:
+            return await self._run(job, args, ticket)
+        finally:
+            if own:
+                ticket.release()
+
+    async def _run(self, job: Callable[..., T], args: tuple, ticket: Ticket) -> T:
         if self._slots is None:  # made in the event loop that uses it
             self._slots = asyncio.Semaphore(self.concurrency)
         slots = self._slots
@@ -75,15 +104,13 @@ class Gate:
         deadline = loop.time() + self.timeout_s
         try:
             await asyncio.wait_for(slots.acquire(), self.timeout_s)
-        except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
-            self._leave()
-            if isinstance(exc, asyncio.CancelledError):
-                raise
+        except asyncio.TimeoutError:
             raise RequestTimeout(f"request timed out after {self.timeout_s:g} s waiting in the queue") from None
+        ticket.hold()
 
         def finished(_: object) -> None:
             slots.release()
-            self._leave()
+            ticket.release()
 
         future = loop.run_in_executor(self._executor, job, *args)
         future.add_done_callback(finished)
@@ -98,6 +125,42 @@ class Gate:
 
 def json_error_body(message: str) -> bytes:
     return json.dumps({"error": message}).encode("utf-8")
+
+
+async def send_json_error(send: Callable, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    """A whole JSON error response, at the ASGI level (before any app code ran)."""
+    body = json_error_body(message)
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+TICKET_KEY = "omniseg_ticket"  # in the ASGI scope's "state": request.state.omniseg_ticket
+
+
+class AdmissionControl:
+    """ASGI middleware: a POST under ``prefix`` is admitted by the gate before its body is read (so
+    a flood of uploads is refused with 503 rather than buffered), and its ticket released when the
+    answer has been sent."""
+
+    def __init__(self, app: Any, gate: Gate, prefix: str = "/v1/") -> None:
+        self.app, self.gate, self.prefix = app, gate, prefix
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        try:
+            ticket = self.gate.admit()
+        except ServerBusy as exc:
+            await send_json_error(send, 503, str(exc), {"Retry-After": "1"})
+            return
+        scope.setdefault("state", {})[TICKET_KEY] = ticket
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            ticket.release()
 
 
 class BodySizeLimit:
@@ -115,10 +178,7 @@ class BodySizeLimit:
         return f"request body too large (limit {self.max_bytes / 2**20:.1f} MB)"
 
     async def _send_413(self, send: Callable) -> None:
-        body = json_error_body(self._message())
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_json_error(send, 413, self._message())
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
