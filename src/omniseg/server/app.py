@@ -43,6 +43,7 @@ from omniseg.server.limits import (
     ServerBusy,
     ServerLimits,
 )
+from omniseg.tasks.common import load_mask
 from omniseg.vocab import Vocabulary
 
 log = logging.getLogger("omniseg.server")
@@ -234,9 +235,7 @@ def create_app(
         return state["segmenter"]
 
     def image_of(data: bytes, what: str = "image") -> np.ndarray:
-        if not data:
-            raise InputError(f"field {what!r} is empty")
-        return decode_image(data, max_pixels=limits.max_pixels, name=f"field {what!r}")
+        return decode_image(data, max_pixels=limits.max_pixels, what=f"field {what!r}")
 
     def vocabulary_of(classes: str | None, vocab: str | None) -> Vocabulary:
         if (classes is None or not classes.strip()) == (vocab is None or not vocab.strip()):
@@ -360,7 +359,10 @@ def create_app(
         target_data = await target.read()
 
         def job() -> Any:
-            examples = [(image_of(e, f"example #{n}"), m) for n, (e, m) in enumerate(pairs, start=1)]
+            examples = [
+                (image_of(e, f"example #{n}"), load_mask(m, f"field 'example_mask' #{n}"))
+                for n, (e, m) in enumerate(pairs, start=1)
+            ]
             id_map = seg().incontext(examples, image_of(target_data, "target"), level=level)[0]
             if format == "png":
                 return png_response(id_map)
