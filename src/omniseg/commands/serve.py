@@ -34,26 +34,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     sv.add_argument(
         "--max-size", type=image_size_arg, default=512, help="longest side the model sees (default: %(default)s)"
     )
-    sv.add_argument(
-        "--max-upload-mb", type=_positive(float), default=d.max_upload_bytes / 2**20,
-        help="largest request body in MB; more gets 413 (default: %(default)g)",
-    )  # fmt: skip
-    sv.add_argument(
-        "--max-pixels", type=_positive(int), default=d.max_pixels,
-        help="largest image in pixels (width x height); more gets 413 (default: %(default)d)",
-    )  # fmt: skip
-    sv.add_argument(
-        "--timeout", type=_positive(float), default=d.timeout_s,
-        help="seconds a request may take, queueing included; more gets 504 (default: %(default)g)",
-    )  # fmt: skip
-    sv.add_argument(
-        "--concurrency", type=_positive(int), default=d.concurrency,
-        help="requests computed at once (default: %(default)d)",
-    )  # fmt: skip
-    sv.add_argument(
-        "--queue", type=int, default=d.queue,
-        help="requests that may wait for a slot; one more gets 503 (default: %(default)d)",
-    )  # fmt: skip
+    limit_flags = (  # flag, type, default, help
+        ("--max-upload-mb", _positive(float), d.max_upload_bytes / 2**20, "largest request body in MB; more: 413"),
+        ("--max-pixels", _positive(int), d.max_pixels, "largest image in pixels (width x height); more: 413"),
+        ("--timeout", _positive(float), d.timeout_s, "seconds a request may take, queueing included; more: 504"),
+        ("--concurrency", _positive(int), d.concurrency, "requests computed at once"),
+        ("--queue", int, d.queue, "requests that may wait for a slot; one more: 503"),
+    )
+    for flag, kind, default, text in limit_flags:
+        sv.add_argument(flag, type=kind, default=default, help=f"{text} (default: %(default)s)")
     sv.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     sv.set_defaults(func=run)
 
