@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from omniseg.regions import Regions
 from omniseg.tasks.semantic import region_class_similarity, semantic_logits, semantic_segmentation
@@ -90,3 +91,15 @@ def test_regions_must_agree_on_n():
         Regions(masks=torch.zeros(2, 4, 4), embeddings=torch.zeros(3, 8), scores=torch.zeros(2), image_size=(4, 4))
     r = Regions(masks=torch.zeros(2, 4, 4), embeddings=torch.zeros(2, 8), scores=torch.zeros(2), image_size=(4, 4))
     assert len(r) == 2 and r.dim == 8
+
+
+def test_upsampled_max_in_class_chunks_equals_all_at_once(monkeypatch):
+    from omniseg.tasks import semantic
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(37, 20, 30, generator=gen)
+    logits[5] = logits[30]  # a tie across chunks goes to the lower class index, as torch.max does
+    ref = F.interpolate(logits[None], size=(97, 131), mode="bilinear", align_corners=False)[0].max(0)
+    monkeypatch.setattr(semantic, "UPSAMPLE_BUDGET", 97 * 131 * 4)  # 4 classes at a time
+    score, label = semantic.upsampled_max(logits, (97, 131))
+    assert torch.equal(score, ref[0]) and torch.equal(label, ref[1])

@@ -26,6 +26,10 @@ class InputError(OmnisegError, ValueError):
     empty or duplicated vocabulary; malformed argument; unsafe output name."""
 
 
+class TooLargeError(InputError):
+    """Input over a size limit (bytes or pixels); the server answers 413."""
+
+
 class MissingResourceError(OmnisegError, FileNotFoundError):
     """A model, dataset or package the command needs is not where it was looked for."""
 

@@ -10,6 +10,7 @@ rename; a failure (permissions, disk full) raises ``OutputError`` and leaves no 
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import tempfile
@@ -21,7 +22,7 @@ from typing import TypeVar, Union
 import numpy as np
 from PIL import Image, ImageOps
 
-from omniseg.errors import InputError, MultiFrameWarning, OutputError
+from omniseg.errors import InputError, MultiFrameWarning, OutputError, TooLargeError
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 MAX_IMAGE_PIXELS = 64_000_000
@@ -29,37 +30,55 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 T = TypeVar("T")
 
 
-def _open_checked(path: Path, what: str) -> Image.Image:
-    """Open (lazily: header only) an image file after the checks every reader needs."""
-    if not path.is_file():
-        raise InputError(f"{what} not found: {path}" if not path.exists() else f"{what} is not a file: {path}")
-    if path.stat().st_size == 0:
-        raise InputError(f"{what} is an empty file (0 bytes): {path}")
+def _open_checked(source: Path | bytes, what: str, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Open (lazily: header only) an image file, or encoded bytes (an upload), after the checks every
+    reader needs. Over ``max_pixels``: TooLargeError (an InputError; the server answers 413)."""
+    at = "" if isinstance(source, bytes) else f" {source}"  # messages name the file, never a server's temp path
+    if isinstance(source, bytes):
+        if not source:
+            raise InputError(f"{what} is empty (0 bytes)")
+        opened: Path | io.BytesIO = io.BytesIO(source)
+    else:
+        if not source.is_file():
+            problem = "is not a file" if source.exists() else "not found"
+            raise InputError(f"{what} {problem}: {source}")
+        if source.stat().st_size == 0:
+            raise InputError(f"{what} is an empty file (0 bytes): {source}")
+        opened = source
     try:
         with warnings.catch_warnings():
             # Pillow's own bomb warning (89-179 MP) would print two lines; our limit is lower anyway.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(path)
+            im = Image.open(opened)
     except Image.DecompressionBombError as exc:
-        raise InputError(f"{what} too large: {path} (over {MAX_IMAGE_PIXELS} pixels)") from exc
+        raise TooLargeError(f"{what} too large:{at} (over {max_pixels} pixels)") from exc
     except Exception as exc:  # noqa: BLE001 - any failure to identify a user's file is bad input
-        raise InputError(f"cannot read {what} {path}: not an image file (PNG, JPEG, ...) or an unknown format") from exc
-    if im.width * im.height > MAX_IMAGE_PIXELS or im.width * im.height == 0:
+        raise InputError(f"cannot read {what}{at}: not an image file (PNG, JPEG, ...) or an unknown format") from exc
+    if im.width * im.height > max_pixels or im.width * im.height == 0:
         im.close()
-        problem = "too large" if im.width * im.height else "empty"
-        raise InputError(f"{what} {problem}: {path} is {im.width}x{im.height} (limit {MAX_IMAGE_PIXELS} pixels)")
+        size = f"{at.strip()} is {im.width}x{im.height}" if at else f"{im.width}x{im.height}"
+        if im.width * im.height:
+            raise TooLargeError(f"{what} too large: {size} (limit {max_pixels} pixels)")
+        raise InputError(f"{what} empty: {size}")
     return im
 
 
-def read_image(path: str | os.PathLike, convert: Callable[[Image.Image], T], what: str = "image") -> T:
-    """Open the image file ``path`` (first frame), check it, and return ``convert(image)``.
+def read_image(
+    path: str | os.PathLike | bytes,
+    convert: Callable[[Image.Image], T],
+    what: str = "image",
+    max_pixels: int = MAX_IMAGE_PIXELS,
+) -> T:
+    """Open the image file ``path`` (or encoded image bytes), first frame, check it, and return
+    ``convert(image)``.
 
     Raises InputError for a missing, empty, unreadable, truncated or corrupt file, and for one with
-    more than MAX_IMAGE_PIXELS pixels (from its header, before decoding). Warns MultiFrameWarning
-    for an animated or multi-page file.
+    more than ``max_pixels`` pixels (from its header, before decoding: TooLargeError). Warns
+    MultiFrameWarning for an animated or multi-page file.
     """
-    path = Path(path)
-    with _open_checked(path, what) as im:
+    source = path if isinstance(path, bytes) else Path(path)
+    at = "" if isinstance(source, bytes) else f" {source}"
+    with _open_checked(source, what, max_pixels) as im:
         try:
             frames = getattr(im, "n_frames", 1)  # seeks through the file: may meet the corruption
             if frames > 1:
@@ -69,14 +88,20 @@ def read_image(path: str | os.PathLike, convert: Callable[[Image.Image], T], wha
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001 - decoders raise OSError, SyntaxError, KeyError, IndexError, ...
-            raise InputError(f"cannot read {what} {path}: the file is truncated or corrupt") from exc
+            raise InputError(f"cannot read {what}{at}: the file is truncated or corrupt") from exc
     if frames > 1:
         warnings.warn(
-            f"{path} has {frames} frames (animated or multi-page): only the first is used",
+            f"{at.strip() or what} has {frames} frames (animated or multi-page): only the first is used",
             MultiFrameWarning,
             stacklevel=3,
         )
     return array
+
+
+def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS, what: str = "image") -> np.ndarray:
+    """Encoded image bytes (an upload) -> uint8 RGB [H, W, 3], with the checks of ``read_image``; the
+    pixel limit is read from the header, before the pixels are decoded."""
+    return read_image(data, pil_to_rgb, what, max_pixels)
 
 
 def image_size(path: str | os.PathLike, what: str = "image", exif: bool = True) -> tuple[int, int]:

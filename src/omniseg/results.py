@@ -65,10 +65,13 @@ class InstanceResult:
             self.classes,
         )
 
-    def overlay(self, alpha: float = 0.55, legend: bool = True) -> Image.Image:
+    def display_map(self) -> tuple[np.ndarray, list[str], int]:
+        """(map of instance indices, a name per instance, the 'nothing' value): what the overlay draws."""
         index, unlabeled = _index_map(self.masks(), self.image.shape[:2])
-        names = [f"{self.classes[i.label]} {i.score:.2f}" for i in self.instances]
-        return overlay(self.image, index, names, unlabeled, alpha=alpha, legend=legend)
+        return index, [f"{self.classes[i.label]} {i.score:.2f}" for i in self.instances], unlabeled
+
+    def overlay(self, alpha: float = 0.55, legend: bool = True) -> Image.Image:
+        return overlay(self.image, *self.display_map(), alpha=alpha, legend=legend)
 
     def to_json(self) -> dict:
         return {
@@ -134,13 +137,17 @@ class PanopticResult:
             ),
         }
 
-    def overlay(self, alpha: float = 0.55, legend: bool = True) -> Image.Image:
+    def display_map(self) -> tuple[np.ndarray, list[str], int]:
+        """(map of segment indices, a name per segment, the 'nothing' value): what the overlay draws."""
         masks = [self.id_map == s.id for s in self.segments]
         index, unlabeled = _index_map(masks, self.id_map.shape)
         names = [
             f"{self.classes[s.label]} {s.score:.2f}" if s.isthing else self.classes[s.label] for s in self.segments
         ]
-        return overlay(self.image, index, names, unlabeled, alpha=alpha, legend=legend)
+        return index, names, unlabeled
+
+    def overlay(self, alpha: float = 0.55, legend: bool = True) -> Image.Image:
+        return overlay(self.image, *self.display_map(), alpha=alpha, legend=legend)
 
     def to_json(self) -> dict:
         return {

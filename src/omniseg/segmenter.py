@@ -75,8 +75,12 @@ class SemanticResult:
             if i != self.unlabeled
         }
 
+    def display_map(self) -> tuple[np.ndarray, list[str], int]:
+        """(label map, class names, unlabeled value): what the overlay draws."""
+        return self.label_map, self.classes, self.unlabeled
+
     def overlay(self, alpha: float = 0.55, legend: bool = True) -> Image.Image:
-        return overlay(self.image, self.label_map, self.classes, self.unlabeled, alpha=alpha, legend=legend)
+        return overlay(self.image, *self.display_map(), alpha=alpha, legend=legend)
 
     def to_json(self) -> dict:
         return {

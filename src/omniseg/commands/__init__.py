@@ -15,7 +15,18 @@ from omniseg.errors import InputError
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
 
 # Order = order in `omniseg --help`.
-COMMAND_MODULES = ("segment", "refer", "click", "incontext", "video", "evaluate", "train", "pseudo_label", "export")
+COMMAND_MODULES = (
+    "segment",
+    "refer",
+    "click",
+    "incontext",
+    "video",
+    "evaluate",
+    "train",
+    "pseudo_label",
+    "export",
+    "serve",
+)
 # Files refer and click write per image (omniseg.tasks.common.save_binary_mask).
 BINARY_MASK_SUFFIXES = (".png", ".json", "_overlay.png")
 

@@ -129,21 +129,25 @@ def as_id_mask(mask: np.ndarray | str | os.PathLike, what: str = "mask", ignore_
     return array
 
 
-def _mask_array(im: Image.Image, path: Path, what: str) -> np.ndarray:
+def _mask_array(im: Image.Image, path: Path | None, what: str) -> np.ndarray:
     if im.mode not in ("1", "L", "P", "I", "I;16", "I;16L", "I;16B", "I;16N"):
-        raise InputError(f"{what} must be single-channel ids (L, P or 16-bit PNG), got mode {im.mode}: {path}")
+        at = f": {path}" if path is not None else ""
+        raise InputError(f"{what} must be single-channel ids (L, P or 16-bit PNG), got mode {im.mode}{at}")
     array = np.asarray(im)
     return array.astype(np.uint8) if array.dtype == bool else array
 
 
-def load_mask(path: str | Path, what: str = "mask") -> np.ndarray:
-    """A single-channel id mask file (1-bit, L, P with palette indices, 16-bit) -> 2-D integer array.
+def load_mask(path: str | Path | bytes, what: str = "mask") -> np.ndarray:
+    """A single-channel id mask file (1-bit, L, P with palette indices, 16-bit), or its encoded bytes
+    (an upload) -> 2-D integer array.
 
     The same file checks as images (omniseg.io.read_image: empty, truncated, oversized, first frame
     only); colour, alpha and float images are InputError. No EXIF rotation: ids are stored as is.
     """
-    path = Path(path)
-    return read_image(path, lambda im: _mask_array(im, path, what), what)
+    if isinstance(path, bytes):
+        return read_image(path, lambda im: _mask_array(im, None, what), what)
+    file = Path(path)
+    return read_image(file, lambda im: _mask_array(im, file, what), what)
 
 
 def save_binary_mask(

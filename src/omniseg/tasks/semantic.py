@@ -39,6 +39,32 @@ def region_class_similarity(
     return class_max_over_prompts(sim, prompt_to_class, num_classes)
 
 
+UPSAMPLE_BUDGET = 1 << 26  # floats of upsampled logits held at once (256 MB)
+
+
+def upsampled_max(logits: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """max and argmax over classes of logits [K,h,w] upsampled bilinearly to ``size``.
+
+    A few classes at a time, so a large vocabulary on a large image never holds K x H x W floats;
+    the result is the same as upsampling all at once (ties go to the lower class index).
+    """
+    if tuple(logits.shape[-2:]) == tuple(size):
+        return logits.max(dim=0)
+    step = max(1, UPSAMPLE_BUDGET // max(1, size[0] * size[1]))
+    score = label = None
+    for start in range(0, logits.shape[0], step):
+        chunk = F.interpolate(logits[None, start : start + step], size=size, mode="bilinear", align_corners=False)[0]
+        chunk_score, chunk_label = chunk.max(dim=0)
+        if score is None or label is None:
+            score, label = chunk_score, chunk_label
+        else:
+            better = chunk_score > score
+            score = torch.where(better, chunk_score, score)
+            label = torch.where(better, chunk_label + start, label)
+    assert score is not None and label is not None
+    return score, label
+
+
 def semantic_segmentation(
     regions: Regions,
     prompt_embeddings: torch.Tensor,
@@ -66,9 +92,7 @@ def semantic_segmentation(
         pixel = pixel_class_logits(regions.pixel_embeddings, prompt_embeddings, prompt_to_class, num_classes)
         logits = logits + a * pixel
     assert isinstance(logits, torch.Tensor)
-    if tuple(logits.shape[-2:]) != tuple(size):
-        logits = F.interpolate(logits[None], size=size, mode="bilinear", align_corners=False)[0]
-    score, label = logits.max(dim=0)
+    score, label = upsampled_max(logits, tuple(size))
     if threshold is not None:
         label = torch.where(score < threshold, torch.full_like(label, -1), label)
     return label, score

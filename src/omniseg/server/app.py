@@ -1,0 +1,461 @@
+"""The HTTP API and the web page of ``omniseg serve``: ``create_app()`` builds the FastAPI app.
+
+Every answer that is not a success is JSON ``{"error": "..."}``: 400 bad input, 404/405 unknown
+route, 413 upload or image too large, 422 malformed form, 503 busy (queue full), 504 timeout, 500
+a bug (logged here, never a traceback or a file-system path to the client). The model loads once
+per process; uploads live in memory (or Starlette's spooled temporary files); the server writes
+no file of its own (text embeddings are cached in memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import json
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from omniseg.errors import InputError, TooLargeError
+from omniseg.io import ImageLike, decode_image, load_image
+from omniseg.regions import Regions
+from omniseg.segmenter import Segmenter
+from omniseg.server.limits import (
+    TICKET_KEY,
+    AdmissionControl,
+    BodySizeLimit,
+    Gate,
+    RequestTimeout,
+    ServerBusy,
+    ServerLimits,
+)
+from omniseg.tasks.common import load_mask
+from omniseg.vocab import Vocabulary
+
+log = logging.getLogger("omniseg.server")
+STATIC_DIR = Path(__file__).parent / "static"
+MAX_PHRASE_CHARS = 1000
+REGIONS_CACHE_SIZE = 8
+Format = Literal["json", "png"]
+
+
+def shipped_vocabularies() -> dict[str, Path]:
+    """Name -> file of the vocabularies shipped with omniseg: the one place the server looks them up.
+
+    The server accepts only these names, never a path from a client.
+    """
+    try:
+        from omniseg import vocabularies  # type: ignore[attr-defined]
+    except ImportError:  # a build without shipped vocabularies
+        return {}
+    return {name: vocabularies.vocabulary_path(name) for name in vocabularies.names()}
+
+
+class CachingSegmenter(Segmenter):
+    """A Segmenter that remembers the Regions of the last few images, so a click, a new text query or
+    a new phrase on the image the page already sent costs no model run."""
+
+    def __init__(self, base: Segmenter, model_id: str, size: int = REGIONS_CACHE_SIZE) -> None:
+        super().__init__(base.model, base.text_encoder, model_id=model_id, max_size=base.max_size)
+        self._cache: OrderedDict[bytes, Regions] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def regions(self, image: ImageLike) -> Regions:
+        array = load_image(image)
+        key = hashlib.blake2b(array.tobytes(), digest_size=16, person=str(array.shape).encode()[:16]).digest()
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        regions = super().regions(array)
+        with self._lock:
+            self._cache[key] = regions
+            while len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+        return regions
+
+
+class VocabularyStore:
+    """Shipped vocabularies by name, parsed and embedded once, then shared by all requests."""
+
+    def __init__(self, files: Mapping[str, Path], max_classes: int) -> None:
+        self.files = dict(files)
+        self.max_classes = max_classes
+        self._loaded: dict[str, Vocabulary] = {}
+        self._lock = threading.Lock()
+
+    def _parse(self, name: str) -> Vocabulary:
+        with self._lock:
+            if name not in self._loaded:
+                self._loaded[name] = Vocabulary.from_file(self.files[name])
+            return self._loaded[name]
+
+    def listing(self) -> list[dict]:
+        out = []
+        for name in sorted(self.files):
+            vocab = self._parse(name)
+            if len(vocab) <= self.max_classes:
+                out.append({"name": name, "classes": len(vocab), "preview": vocab.classes[:12]})
+        return out
+
+    def get(self, name: str, segmenter: Segmenter) -> Vocabulary:
+        if name not in self.files:
+            known = ", ".join(sorted(self.files)) or "none on this server"
+            raise InputError(f"unknown vocabulary {name!r} (shipped: {known})")
+        vocab = self._parse(name)
+        if len(vocab) > self.max_classes:
+            raise InputError(f"vocabulary {name!r} has {len(vocab)} classes, over this server's {self.max_classes}")
+        with self._lock:  # embed once; later requests share the embedded vocabulary
+            return segmenter.vocabulary(vocab)
+
+
+def server_segmenter(model: str | Path | None, max_size: int) -> Segmenter:
+    """Load the model for serving: text embeddings cached in memory, not in a file."""
+    import omniseg
+    from omniseg.text.cache import MemoryEmbeddingCache
+    from omniseg.text.encoder import MiniLMTextEncoder
+
+    encoder = MiniLMTextEncoder(cache=MemoryEmbeddingCache("all-MiniLM-L6-v2"))
+    return omniseg.load(model, text_encoder=encoder, max_size=max_size)
+
+
+def display_json(index: np.ndarray, names: list[str], unlabeled: int) -> dict:
+    """A map of indices into ``names`` as raw little-endian bytes (base64): what the page draws and hovers."""
+    dtype = "<u2" if index.dtype.itemsize > 1 else "u1"
+    return {
+        "dtype": "uint16" if dtype == "<u2" else "uint8",
+        "height": int(index.shape[0]),
+        "width": int(index.shape[1]),
+        "unlabeled": int(unlabeled),
+        "names": names,
+        "data": base64.b64encode(np.ascontiguousarray(index, dtype=dtype).tobytes()).decode("ascii"),
+    }
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def png_response(array: np.ndarray) -> Response:
+    return Response(png_bytes(array), media_type="image/png")
+
+
+def mask_answer(result: Any, name: str, fmt: Format, display: bool, rle: bool) -> Response | dict:
+    """refer / click: a binary mask (PNG 0/255, or JSON with the result's summary)."""
+    from omniseg.formats import encode_rle
+
+    if fmt == "png":
+        return png_response(result.mask.astype(np.uint8) * 255)
+    answer = result.to_json()
+    if rle:
+        answer["mask"]["segmentation"] = encode_rle(result.mask)
+    if display:
+        answer["display"] = display_json(np.where(result.mask, 0, 255).astype(np.uint8), [name], 255)
+    return answer
+
+
+def parse_number_lists(text: str, width: tuple[int, ...], what: str) -> list[list[float]]:
+    """'[[x, y, 1], [x, y, 0]]' -> lists of numbers, each of one of the allowed lengths."""
+    try:
+        value = json.loads(text) if text.strip() else []
+    except json.JSONDecodeError:
+        example = "[[120, 80, 1]]" if 3 in width else "[[10, 20, 200, 160]]"
+        raise InputError(f"{what} must be JSON, e.g. {example}") from None
+    if not isinstance(value, list) or not all(isinstance(v, list) and len(v) in width for v in value):
+        raise InputError(f"{what} must be a list of lists of {' or '.join(map(str, width))} numbers")
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for v in value for x in v):
+        raise InputError(f"{what} must hold numbers only")
+    if len(value) > 100:
+        raise InputError(f"at most 100 {what}")
+    return value
+
+
+def create_app(
+    segmenter: Segmenter | None = None,
+    *,
+    model: str | Path | None = None,
+    limits: ServerLimits | None = None,
+    vocabularies: Mapping[str, Path] | None = None,
+    max_size: int = 512,
+) -> FastAPI:
+    """The app. ``segmenter``: use this one (tests); else the model in ``model`` (default: the
+    embedded one) is loaded once, when the app starts. ``vocabularies``: name -> file, default the
+    shipped ones (``shipped_vocabularies()``)."""
+    limits = limits or ServerLimits()
+    gate = Gate(limits.concurrency, limits.queue, limits.timeout_s)
+    store = VocabularyStore(shipped_vocabularies() if vocabularies is None else vocabularies, limits.max_classes)
+    state: dict[str, Segmenter] = {}
+    model_name = "omniseg-default" if model is None else Path(model).name
+
+    def install(base: Segmenter) -> None:
+        shown = base.model_id if base.model_id == "omniseg-default" else Path(base.model_id).name
+        state["segmenter"] = CachingSegmenter(base, model_id=shown)
+
+    if segmenter is not None:
+        install(segmenter)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        if "segmenter" not in state:
+            log.info("loading model %s", model_name)
+            install(server_segmenter(model, max_size))
+        yield
+        gate.shutdown()
+
+    app = _fastapi(
+        title="omniseg",
+        version=_version(),
+        summary="Open-vocabulary image segmentation: words, clicks and examples.",
+        lifespan=lifespan,
+    )
+    app.state.gate = gate
+    app.state.limits = limits
+    app.add_middleware(AdmissionControl, gate=gate)  # inner: admitted only once the size is known to be fine
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_upload_bytes)
+    _error_handlers(app)
+
+    def seg() -> Segmenter:
+        return state["segmenter"]
+
+    def image_of(data: bytes, what: str = "image") -> np.ndarray:
+        return decode_image(data, max_pixels=limits.max_pixels, what=f"field {what!r}")
+
+    def vocabulary_of(classes: str | None, vocab: str | None) -> Vocabulary:
+        if (classes is None or not classes.strip()) == (vocab is None or not vocab.strip()):
+            raise InputError("give exactly one of 'classes' (comma-separated names) or 'vocab' (a shipped name)")
+        if vocab:
+            return store.get(vocab.strip(), seg())
+        assert classes is not None
+        parsed = Vocabulary.from_string(classes)
+        if len(parsed) > limits.max_classes:
+            raise InputError(f"{len(parsed)} classes, over this server's limit of {limits.max_classes}")
+        return parsed
+
+    async def run(request: Request, job: Callable[[], Any]) -> Any:
+        return await gate.run(job, ticket=getattr(request.state, TICKET_KEY, None))
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/healthz", summary="Liveness and load")
+    async def healthz() -> dict:
+        return {
+            "status": "ok",
+            "model": seg().model_id,
+            "in_flight": gate.admitted,
+            "rejected": gate.rejected,
+            "limits": {k: getattr(limits, k) for k in limits.__dataclass_fields__},
+        }
+
+    @app.get("/v1/vocabularies", summary="The shipped vocabularies this server accepts by name")
+    async def list_vocabularies() -> dict:
+        return {"vocabularies": await asyncio.to_thread(store.listing)}
+
+    @app.post("/v1/segment", summary="Semantic, instance or panoptic segmentation with the given classes")
+    async def segment(
+        request: Request,
+        image: UploadFile = File(..., description="the image (PNG, JPEG, WebP, ...)"),
+        classes: str | None = Form(None, description="comma-separated class names, e.g. 'sky,road,red car'"),
+        vocab: str | None = Form(None, description="a shipped vocabulary name (GET /v1/vocabularies)"),
+        task: Literal["semantic", "instance", "panoptic"] = Form("semantic"),
+        threshold: float | None = Form(None, description="semantic: min cosine; instance/panoptic: min score"),
+        stuff: str | None = Form(None, description="comma-separated classes that are stuff"),
+        rle: bool = Form(False, description="add COCO RLE masks (per class / instance / segment)"),
+        display: bool = Form(False, description="add the index map the web page draws (base64)"),
+        format: Format = Query(
+            "json",
+            description="json, or png: the label map (semantic), instance index "
+            "map (instance, 255/65535 = none) or COCO panoptic PNG (panoptic)",
+        ),
+    ) -> Any:
+        data = await image.read()
+
+        def job() -> Any:
+            array = image_of(data)
+            vocabulary = vocabulary_of(classes, vocab)
+            result = seg().segment(array, classes=vocabulary, task=task, threshold=threshold, stuff=stuff or None)
+            return segment_answer(result, task, format, rle, display)
+
+        return await run(request, job)
+
+    @app.post("/v1/refer", summary="The region a phrase refers to ('the dog on the left')")
+    async def refer(
+        request: Request,
+        image: UploadFile = File(...),
+        phrase: str = Form(..., description="what to find, in words"),
+        rle: bool = Form(False),
+        display: bool = Form(False),
+        format: Format = Query("json", description="json, or png: the mask (0 / 255)"),
+    ) -> Any:
+        data = await image.read()
+        if not phrase.strip() or len(phrase) > MAX_PHRASE_CHARS:
+            raise InputError(f"phrase must have 1 to {MAX_PHRASE_CHARS} characters")
+
+        def job() -> Any:
+            result = seg().refer(image_of(data), phrase)
+            return mask_answer(result, phrase.strip(), format, display, rle)
+
+        return await run(request, job)
+
+    @app.post("/v1/click", summary="The object under positive/negative points or in a box")
+    async def click(
+        request: Request,
+        image: UploadFile = File(...),
+        points: str = Form("[]", description="JSON [[x, y, 1 (on it) or 0 (not on it)], ...] in image pixels"),
+        boxes: str = Form("[]", description="JSON [[x0, y0, x1, y1], ...] in image pixels"),
+        classes: str | None = Form(None, description="optional comma-separated names to name the object with"),
+        rle: bool = Form(False),
+        display: bool = Form(False),
+        format: Format = Query("json", description="json, or png: the mask (0 / 255)"),
+    ) -> Any:
+        data = await image.read()
+        pts = [(p[0], p[1], bool(p[2]) if len(p) == 3 else True) for p in parse_number_lists(points, (2, 3), "points")]
+        bxs = [(b[0], b[1], b[2], b[3]) for b in parse_number_lists(boxes, (4,), "boxes")]
+
+        def job() -> Any:
+            names = vocabulary_of(classes, None) if classes and classes.strip() else None
+            result = seg().click(image_of(data), points=pts, boxes=bxs, classes=names)
+            return mask_answer(result, result.label or "object", format, display, rle)
+
+        return await run(request, job)
+
+    @app.post("/v1/incontext", summary="Segment in the target what the example masks mark")
+    async def incontext(
+        request: Request,
+        example: list[UploadFile] = File(..., description="example image(s)"),
+        example_mask: list[UploadFile] = File(
+            ..., description="id mask PNG per example (single channel, 0 = background), at the example's size"
+        ),
+        target: UploadFile = File(..., description="the image to segment"),
+        level: Literal["category", "instance"] = Form("category"),
+        display: bool = Form(False),
+        format: Format = Query("json", description="json, or png: the id map (the examples' ids, 0 = background)"),
+    ) -> Any:
+        if len(example) != len(example_mask):
+            raise InputError(f"{len(example)} example images but {len(example_mask)} example masks")
+        if len(example) > 8:
+            raise InputError("at most 8 examples")
+        pairs = [(await e.read(), await m.read()) for e, m in zip(example, example_mask, strict=True)]
+        target_data = await target.read()
+
+        def job() -> Any:
+            examples = [
+                (image_of(e, f"example #{n}"), load_mask(m, f"field 'example_mask' #{n}"))
+                for n, (e, m) in enumerate(pairs, start=1)
+            ]
+            id_map = seg().incontext(examples, image_of(target_data, "target"), level=level)[0]
+            if format == "png":
+                return png_response(id_map)
+            ids, counts = np.unique(id_map, return_counts=True)
+            answer: dict[str, Any] = {
+                "height": int(id_map.shape[0]),
+                "width": int(id_map.shape[1]),
+                "dtype": str(id_map.dtype),
+                "fractions": {str(int(i)): round(float(c) / id_map.size, 6) for i, c in zip(ids, counts, strict=True)},
+            }
+            if display:
+                names = [f"id {i}" for i in range(int(id_map.max()) + 1)]
+                answer["display"] = display_json(id_map, names, 0)
+            return answer
+
+        return await run(request, job)
+
+    return app
+
+
+def segment_answer(result: Any, task: str, fmt: Format, rle: bool, display: bool) -> Response | dict:
+    from omniseg.formats import encode_rle, id_map_to_rgb
+
+    index, names, unlabeled = result.display_map()
+    if fmt == "png":
+        return png_response(id_map_to_rgb(result.id_map) if task == "panoptic" else index)
+    answer = {"task": task, "width": int(index.shape[1]), "height": int(index.shape[0]), **result.to_json()}
+    if rle:
+        if task == "semantic":
+            answer["masks"] = [
+                {"class": result.classes[k], "segmentation": encode_rle(result.label_map == k)}
+                for k in np.unique(result.label_map)
+                if k != unlabeled
+            ]
+        else:
+            items = answer["instances"] if task == "instance" else answer["segments_info"]
+            for k, item in enumerate(items):
+                item["segmentation"] = encode_rle(index == k)
+    if display:
+        answer["display"] = display_json(index, names, unlabeled)
+    return answer
+
+
+def _fastapi(**kwargs: Any) -> FastAPI:
+    """FastAPI whose /docs page is served from local files (fastapi-offline), so the docs work
+    without internet; plain FastAPI (docs assets from a CDN) when that package is missing."""
+    try:
+        from fastapi_offline import FastAPIOffline
+    except ImportError:
+        return FastAPI(**kwargs)
+    return FastAPIOffline(**kwargs)
+
+
+def _version() -> str:
+    from omniseg import __version__
+
+    return __version__
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(TooLargeError)
+    async def too_large(_: Request, exc: TooLargeError) -> JSONResponse:
+        return _error(413, str(exc))
+
+    @app.exception_handler(InputError)
+    async def bad_input(_: Request, exc: InputError) -> JSONResponse:
+        return _error(400, str(exc))
+
+    @app.exception_handler(ServerBusy)
+    async def busy(_: Request, exc: ServerBusy) -> JSONResponse:
+        return _error(503, str(exc), {"Retry-After": "1"})
+
+    @app.exception_handler(RequestTimeout)
+    async def timeout(_: Request, exc: RequestTimeout) -> JSONResponse:
+        return _error(504, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(x) for x in err.get("loc", ())[1:]) or "request"
+            problems.append(f"{where}: {err.get('msg', 'invalid')}")
+        return _error(422, "; ".join(problems) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def internal(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error")
+        return _error(500, f"internal error ({exc.__class__.__name__})")
