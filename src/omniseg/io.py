@@ -46,10 +46,13 @@ def load_image(image: ImageLike) -> np.ndarray:
         raise InputError(f"cannot read image {path}: {exc.__class__.__name__}") from exc
 
 
+_TEMP_SUFFIX = ".tmp"
+
+
 def _atomic_write(path: Path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -60,8 +63,27 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
+def remove_stale_temp_files(directory: str | os.PathLike) -> int:
+    """Delete the temporary files a killed process left under ``directory`` (recursively); returns how many.
+
+    Only names the atomic writers make (``.<name>.<random>.tmp``) are touched."""
+    removed = 0
+    root = Path(directory)
+    if not root.is_dir():
+        return 0
+    for tmp in root.rglob(f".*{_TEMP_SUFFIX}"):
+        if tmp.is_file() and tmp.name.count(".") >= 3:
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    _atomic_write(Path(path), lambda fh: fh.write(data))
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    _atomic_write(Path(path), lambda fh: fh.write(text.encode("utf-8")))
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_save_png(path: str | os.PathLike, array_or_image: np.ndarray | Image.Image) -> None:

@@ -10,14 +10,22 @@ import argparse
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
 
 # Order = order in `omniseg --help`.
-COMMAND_MODULES = ("segment", "refer", "click", "incontext", "video", "evaluate", "train")
+COMMAND_MODULES = ("segment", "batch", "refer", "click", "incontext", "video", "evaluate", "train")
 
 
-def image_size_arg(text: str) -> int:
+def _whole_number_at_least(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
-    if value < 32:
-        raise argparse.ArgumentTypeError(f"must be at least 32, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
     return value
+
+
+def image_size_arg(text: str) -> int:
+    return _whole_number_at_least(text, 32)
+
+
+def positive_int(text: str) -> int:
+    return _whole_number_at_least(text, 1)
