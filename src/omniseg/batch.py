@@ -236,8 +236,10 @@ def is_done(out: Path, item: BatchItem, fingerprint: str) -> bool:
 
 
 def _image_signature(path: Path) -> list:
+    """Size and mtime: a changed input is done again (not its path: the key already places it, and the
+    same folder may be named differently from another working directory)."""
     stat = path.stat()
-    return [str(path), stat.st_size, stat.st_mtime_ns]
+    return [stat.st_size, stat.st_mtime_ns]
 
 
 def commit(out: Path, item: BatchItem, outcome: Outcome, fingerprint: str) -> None:
