@@ -85,7 +85,7 @@ def test_collect_skips_the_output_directory(photo_dir, tmp_path):
         (["missing.png"], "image not found"),
         (["nothing*.png"], "no images match"),
         (["empty_dir"], "no images"),
-        (["a/x.png", "b/x.jpg"], "share a file name"),
+        (["a/x.png", "b/x.jpg"], "would write the same outputs x"),
     ],
 )
 def test_collect_errors(photo_dir, tmp_path, monkeypatch, inputs, message):
@@ -197,3 +197,11 @@ def test_ray_batch_equals_local_batch(photo_dir, tiny_model_dir, reference, tmp_
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     assert _run(["segment", *argv[1:], "--resume"], capsys) == 0
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_ray_flag_before_the_images_is_a_clear_error(photo_dir, tmp_path, capsys):
+    argv = ["batch", "--ray", photo_dir, photo_dir / "z.png", "--classes", "sky", "--out", tmp_path]
+    code = main([str(a) for a in argv])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "put --ray after the images" in err and len(err.strip().splitlines()) == 1

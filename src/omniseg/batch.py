@@ -110,8 +110,8 @@ def collect_images(inputs: Sequence[str | os.PathLike], exclude: str | os.PathLi
             if seen[item.key].resolve() == item.path.resolve():
                 continue  # the same file named twice (e.g. by a glob and a directory)
             raise InputError(
-                f"two input images share a file name ({seen[item.key]} and {item.path}); outputs would overwrite "
-                "each other (give their common directory instead, its sub-paths are kept)"
+                f"two input images would write the same outputs {item.key}.*: {seen[item.key]} and {item.path} "
+                "(give their common directory instead, sub-paths are kept; or rename one)"
             )
         seen[item.key] = item.path
         unique.append(item)

@@ -6,8 +6,10 @@ Both write the same bytes; resume (--skip-existing/--resume) works the same whic
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from omniseg.commands.segment import add_job_arguments, finish, prepare, report_progress
+from omniseg.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         nargs="?",
         const="local",
         metavar="ADDRESS",
-        help="run on Ray Data: alone, a private local Ray instance; or the address of a running cluster "
+        help="run on Ray Data: alone (or 'local'), a private local Ray instance; or the address of a running cluster "
         "('auto', 'HOST:PORT'; its nodes must see the input paths). Needs: pip install 'omniseg[ray]'",
     )
     batch.set_defaults(func=run)
@@ -33,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from omniseg.batch import run_batch, run_local
 
+    address = None if args.ray in (None, "local") else args.ray
+    if address is not None and (Path(address).exists() or "*" in address):
+        raise InputError(f"--ray took {address!r} as a cluster address: put --ray after the images, or --ray=local")
     items, job = prepare(args)
     if args.ray is None:
         workers = args.workers or 1
@@ -41,8 +46,6 @@ def run(args: argparse.Namespace) -> int:
             return run_local(pending, j, workers=workers, threads=args.threads)
     else:
         from omniseg.batch_ray import run_ray
-
-        address = None if args.ray == "local" else args.ray
 
         def runner(pending, j):
             return run_ray(pending, j, address=address, workers=args.workers, threads=args.threads)
