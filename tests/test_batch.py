@@ -120,6 +120,15 @@ def test_two_workers_give_identical_bytes(photo_dir, tiny_model_dir, reference, 
     assert _outputs(out) == _outputs(reference)
 
 
+def test_panoptic_batch_is_the_same_with_two_workers(photo_dir, tiny_model_dir, tmp_path, capsys):
+    common = ["--classes", "person,car,sky [stuff]", "--task", "panoptic", "--model", tiny_model_dir, "--quiet"]
+    for workers in ("1", "2"):
+        assert _run(["segment", photo_dir, *common, "--out", tmp_path / workers, "--workers", workers], capsys) == 0
+    one = _outputs(tmp_path / "1")
+    assert len(one) == 18 and "b/deep/y_panoptic.json" in one
+    assert _outputs(tmp_path / "2") == one
+
+
 def test_resume_skips_finished_and_redoes_unfinished(photo_dir, tiny_model_dir, reference, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["segment", photo_dir, "--classes", CLASSES, "--out", out, "--model", tiny_model_dir, "--resume"]
