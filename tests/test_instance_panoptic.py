@@ -309,7 +309,10 @@ def test_cli_segment_instance_writes_coco_results(image_path, tiny_model_dir, tm
     argv = ["segment", image_path, "--classes", "sky,road,car", "--task", "instance", "--threshold", "0"]
     code, stdout, _ = run([*argv, "--out", out, "--model", tiny_model_dir], capsys)
     assert code == 0 and "instances" in stdout
-    assert sorted(p.name for p in out.iterdir()) == ["000000000042_instances.json", "000000000042_overlay.png"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "000000000042_instances.json",
+        "000000000042_overlay.png",
+    ]
     records = json.loads((out / "000000000042_instances.json").read_text())
     assert isinstance(records, list) and records
     classes = ["sky", "road", "car"]
@@ -337,7 +340,7 @@ def test_cli_segment_panoptic_png_and_json(image_path, tiny_model_dir, tmp_path,
     code, _, _ = run([*argv, "--threshold", "0", "--out", out, "--model", tiny_model_dir, "--quiet"], capsys)
     assert code == 0
     stem = "000000000042"
-    assert sorted(p.name for p in out.iterdir()) == sorted(
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
         f"{stem}{s}" for s in ("_panoptic.png", "_panoptic.json", "_overlay.png")
     )
     with Image.open(out / f"{stem}_panoptic.png") as im:

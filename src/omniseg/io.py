@@ -201,6 +201,18 @@ def load_image(image: ImageLike) -> np.ndarray:
     return read_image(image, pil_to_rgb)
 
 
+_TEMP_SUFFIX = ".tmp"
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # once, at import: os.umask is process-wide, never flip it while threads write
+
+
 # Characters that would let a name escape the output directory or break a file system.
 _UNSAFE_NAME = re.compile(r"[/\\\x00-\x1f]")
 
@@ -223,9 +235,10 @@ def _atomic_write(path: Path, write: Callable) -> None:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMP_SUFFIX)
         with _open_temp(fd) as fh:
             write(fh)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the result gets a normal file's mode
         os.replace(tmp, path)
     except BaseException as exc:
         if tmp is not None and os.path.exists(tmp):
@@ -237,12 +250,27 @@ def _atomic_write(path: Path, write: Callable) -> None:
         raise
 
 
+def remove_stale_temp_files(directory: str | os.PathLike) -> int:
+    """Delete the temporary files a killed process left under ``directory`` (recursively); returns how many.
+
+    Only names the atomic writers make (``.<name>.<random>.tmp``) are touched."""
+    removed = 0
+    root = Path(directory)
+    if not root.is_dir():
+        return 0
+    for tmp in root.rglob(f".*{_TEMP_SUFFIX}"):
+        if tmp.is_file() and tmp.name.count(".") >= 3:
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     _atomic_write(Path(path), lambda fh: fh.write(data))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    _atomic_write(Path(path), lambda fh: fh.write(text.encode("utf-8")))
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_save_png(path: str | os.PathLike, array_or_image: np.ndarray | Image.Image) -> None:

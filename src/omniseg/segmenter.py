@@ -102,7 +102,9 @@ class SemanticResult:
         paths = {key: output_path(out_dir, stem, suffix) for key, suffix in suffixes.items()}
         atomic_save_png(paths["label_map"], self.label_map)
         atomic_save_png(paths["overlay"], self.overlay())
-        atomic_write_text(paths["json"], json.dumps(self.to_json(), indent=2))
+        # Files hold no timings: the same image and job give the same bytes (batch resume relies on it).
+        saved = {k: v for k, v in self.to_json().items() if k != "timings"}
+        atomic_write_text(paths["json"], json.dumps(saved, indent=2))
         return paths
 
 

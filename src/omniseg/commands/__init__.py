@@ -17,6 +17,7 @@ EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
 # Order = order in `omniseg --help`.
 COMMAND_MODULES = (
     "segment",
+    "batch",
     "refer",
     "click",
     "incontext",
@@ -42,13 +43,13 @@ def finite_float(text: str) -> float:
     return value
 
 
-def image_size_arg(text: str) -> int:
+def _whole_number_at_least(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
-    if value < 32:
-        raise argparse.ArgumentTypeError(f"must be at least 32, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
     return value
 
 
@@ -86,3 +87,11 @@ def plan_outputs(
             written[resolved] = source
         stems.append(source.stem)
     return stems
+
+
+def image_size_arg(text: str) -> int:
+    return _whole_number_at_least(text, 32)
+
+
+def positive_int(text: str) -> int:
+    return _whole_number_at_least(text, 1)

@@ -78,6 +78,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "every class is a thing, without every class is stuff; 'background' is void)",
     )
     ev.add_argument("--json", help="write the report as JSON here")
+    ev.add_argument(
+        "--report",
+        metavar="DIR",
+        help="semantic: write DIR/report.html (metrics, per-class IoU chart, row-normalised confusion matrix, "
+        "best/worst example overlays; pictures embedded and beside it as PNGs)",
+    )
+    ev.add_argument(
+        "--report-examples", type=int, default=4, help="--report: best and worst images shown (default: %(default)s)"
+    )
     ev.add_argument("--limit", type=int, help="evaluate the first N images (video: sequences) only")
     ev.add_argument(
         "--split",
@@ -113,6 +122,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--grounding applies to --task semantic only")
     if args.stuff is not None and args.task == "semantic":
         raise InputError("--stuff applies to --task panoptic and --task instance only")
+    if args.report is not None and args.task != "semantic":
+        raise InputError(
+            f"--report supports --task semantic only (metrics, per-class IoU, confusion matrix, best/worst "
+            f"overlays); for --task {args.task} use --json"
+        )
     stuff = tuple(n.strip() for n in (args.stuff or "").split(",") if n.strip())
     default_split = "val" if args.task in ("incontext", "interactive") else "all"
     split = {"split": args.split or default_split, "val_fraction": args.val_fraction, "split_seed": args.split_seed}
@@ -194,12 +208,24 @@ def run(args: argparse.Namespace) -> int:
         )
         table = instance.format_table(report)
     else:
+        from omniseg.data.uniform import IGNORE, UniformDataset
+        from omniseg.eval.report import ReportCollector, write_report
         from omniseg.eval.semantic import evaluate_semantic, format_table
 
+        classes = UniformDataset(args.dataset).classes
+        collector = ReportCollector(len(classes), IGNORE, args.report_examples) if args.report else None
         report = evaluate_semantic(
-            segmenter, args.dataset, grounding=args.grounding, limit=args.limit, progress=not args.quiet, **split
+            segmenter,
+            args.dataset,
+            grounding=args.grounding,
+            limit=args.limit,
+            progress=not args.quiet,
+            collector=collector,
+            **split,
         )
         table = format_table(report)
+        if collector is not None:
+            table += f"\nreport: {write_report(report, collector, classes, args.report)}"
     print(table)
     if args.json:
         atomic_write_text(args.json, json.dumps(report, indent=2))

@@ -1,61 +1,91 @@
 """`omniseg segment`: label every pixel of each image with one of the given classes
-(--task semantic, the default), or find the objects (--task instance) or both (--task panoptic)."""
+(--task semantic, the default), or find the objects (--task instance) or both (--task panoptic).
+
+Inputs may be files, directories (recursive) or globs; the work is a batch job (omniseg.batch):
+--workers processes, atomic writes, --skip-existing/--resume after a kill."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from omniseg.commands import EXIT_INPUT, EXIT_OK, finite_float, image_size_arg, plan_outputs, require_files
+from omniseg.commands import EXIT_INPUT, EXIT_OK, finite_float, image_size_arg, positive_int
 from omniseg.commands.backend_args import add_backend_arguments, load_segmenter
-from omniseg.errors import InputError
+from omniseg.errors import InputError, MissingResourceError, OutputError
 
 if TYPE_CHECKING:  # the CLI imports torch lazily, only when a command runs
-    from omniseg.results import InstanceResult, PanopticResult
-    from omniseg.segmenter import SemanticResult
+    from omniseg.batch import BatchItem, BatchJob, BatchStats, Outcome
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    seg = sub.add_parser("segment", help="semantic, instance or panoptic segmentation with the given classes")
-    seg.add_argument("images", nargs="+", metavar="IMAGE")
-    group = seg.add_mutually_exclusive_group()
+    seg = sub.add_parser(
+        "segment",
+        help="semantic, instance or panoptic segmentation with the given classes",
+        description="Segment images: files, directories (walked recursively; sub-paths are kept under --out) "
+        "or globs such as 'photos/**/*.jpg'.",
+    )
+    add_job_arguments(seg)
+    seg.set_defaults(func=run)
+
+
+def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of a segmentation job, shared by `segment` and `batch`."""
+    parser.add_argument("images", nargs="+", metavar="IMAGE_DIR_OR_GLOB")
+    group = parser.add_mutually_exclusive_group()
     group.add_argument("--classes", help="comma-separated class names, e.g. 'sky,road,red car'")
     group.add_argument("--vocab", help="vocabulary file: one class per line, synonyms comma-separated")
-    seg.add_argument("--out", default="omniseg_out", help="output directory (default: %(default)s)")
-    seg.add_argument("--model", help="model directory (default: the embedded default model)")
-    seg.add_argument(
+    parser.add_argument("--out", default="omniseg_out", help="output directory (default: %(default)s)")
+    parser.add_argument("--model", help="model directory (default: the embedded default model)")
+    parser.add_argument(
         "--task",
         choices=("semantic", "instance", "panoptic"),
         default="semantic",
         help="semantic: <stem>.png label map; instance: <stem>_instances.json (COCO results, RLE); "
         "panoptic: <stem>_panoptic.png + .json (COCO panoptic). All write <stem>_overlay.png (default: %(default)s)",
     )
-    seg.add_argument(
+    parser.add_argument(
         "--stuff",
         help="comma-separated classes that are stuff (merged per class, never instances), "
         "e.g. 'sky,road'; a vocabulary line can also end with [stuff]",
     )
-    seg.add_argument(
+    parser.add_argument(
         "--threshold",
         type=finite_float,
         help="semantic: mark pixels whose best score (cosine) is below this unlabeled; "
         "instance/panoptic: drop regions whose score (class probability x objectness) is below this",
     )
-    seg.add_argument(
+    parser.add_argument(
         "--max-size", type=image_size_arg, default=512, help="longest side the model sees (default: %(default)s)"
     )
-    add_backend_arguments(seg, runtime=True)
-    seg.add_argument("--skip-existing", action="store_true", help="resume: skip images whose outputs exist")
-    seg.add_argument("--quiet", action="store_true")
-    seg.set_defaults(func=run)
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        help="processes (or Ray actors), each loading the model once; outputs do not depend on it (default: 1)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        help="torch threads per worker (default: 1, or all cores for a single image); outputs are byte-identical "
+        "for a given value whatever --workers, Ray or a resume (other values round floats differently)",
+    )
+    parser.add_argument(
+        "--skip-existing",
+        "--resume",
+        dest="skip_existing",
+        action="store_true",
+        help="resume: skip images finished by an earlier run of the same job (an image cut off by a kill is redone)",
+    )
+    add_backend_arguments(parser, runtime=True)
+    parser.add_argument("--quiet", action="store_true")
 
 
-def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from omniseg.results import OUTPUT_SUFFIXES
+def prepare(args: argparse.Namespace) -> tuple[list[BatchItem], BatchJob]:
+    """Check the inputs and build the job (vocabulary embedded once, here) before any work starts."""
+    from omniseg.batch import BatchJob, collect_images
+    from omniseg.text.encoder import default_text_encoder
     from omniseg.vocab import Vocabulary
 
     own_labels = (args.masks or "").split(":")[0].lower() in ("mask2former", "oneformer") and args.embed is None
@@ -66,43 +96,83 @@ def run(args: argparse.Namespace) -> int:
         vocab = Vocabulary.from_string(args.classes) if args.classes is not None else Vocabulary.from_file(args.vocab)
     if args.stuff is not None and vocab is not None:
         vocab.mark_stuff(args.stuff)
-    images = require_files(args.images, "image")
-    stems = plan_outputs(images, args.out, OUTPUT_SUFFIXES[args.task], protected=[args.vocab] if args.vocab else [])
-    segmenter = load_segmenter(args)
-    if vocab is None:  # Mask2Former/OneFormer without --classes: the model's own label set
-        vocab = segmenter.masks_source.label_vocabulary()  # type: ignore[attr-defined]
-        if args.stuff is not None:
-            vocab.mark_stuff(args.stuff)
-    segmenter.vocabulary(vocab)
+    if args.model is not None and not Path(args.model).is_dir():
+        raise MissingResourceError(f"no model at {args.model}: expected a directory with config.json and weights")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise OutputError(f"cannot write to {args.out}: it exists and is not a directory")
+    items = collect_images(args.images, exclude=args.out)
+    refuse_overwriting_inputs(items, args)
+    backends = {"masks": args.masks, "embed": args.embed, "runtime": args.runtime}
+    if args.masks or args.embed or args.runtime != "torch":
+        # the vocabulary must be embedded by the backend's own text encoder (CLIP/SigLIP), or be the
+        # Mask2Former/OneFormer label set: the driver loads the composed segmenter once to know it
+        segmenter = load_segmenter(args)
+        if vocab is None:
+            vocab = segmenter.masks_source.label_vocabulary()  # type: ignore[attr-defined]
+            if args.stuff is not None:
+                vocab.mark_stuff(args.stuff)
+        vocab = segmenter.vocabulary(vocab)
+    else:
+        assert vocab is not None
+        vocab.embed(default_text_encoder())
+    job = BatchJob(
+        vocab, task=args.task, threshold=args.threshold, model=args.model, max_size=args.max_size, **backends
+    )
+    if args.threads is None and (len(items) > 1 or (args.workers or 1) > 1 or getattr(args, "ray", None)):
+        args.threads = 1
+    return items, job
+
+
+def refuse_overwriting_inputs(items: list[BatchItem], args: argparse.Namespace) -> None:
+    """Outputs that would replace an input image or the vocabulary file, or each other (x.png's
+    overlay and an input named x_overlay.png), lose data silently: refuse before any work."""
+    from omniseg.results import OUTPUT_SUFFIXES
+
+    inputs = {item.path.resolve() for item in items}
+    if args.vocab:
+        inputs.add(Path(args.vocab).resolve())
     out = Path(args.out)
-    failed = 0
-    bar = tqdm(images, desc="segment", disable=len(images) < 2 or args.quiet, dynamic_ncols=True)
-    for path, stem in zip(bar, stems, strict=True):
-        if args.skip_existing and all((out / f"{stem}{s}").is_file() for s in OUTPUT_SUFFIXES[args.task]):
-            continue
-        try:
-            result = segmenter.segment(path, classes=vocab, threshold=args.threshold, task=args.task)
-        except InputError as exc:
-            print(f"omniseg: error: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        paths = result.save(out, stem)
-        if not args.quiet:
-            tqdm.write(
-                f"{path} -> {next(iter(paths.values()))}  [{_summary(result)}]  {result.timings['total_s']:.2f}s"
-            )
-    return EXIT_INPUT if failed else EXIT_OK
+    written: dict[Path, Path] = {}
+    for item in items:
+        for suffix in OUTPUT_SUFFIXES[args.task]:
+            target = out / f"{item.key}{suffix}"
+            resolved = target.resolve()
+            if resolved in inputs:
+                raise InputError(f"the output {target} would overwrite an input file: choose another --out directory")
+            if resolved in written:
+                raise InputError(f"{written[resolved]} and {item.path} would both write {target}: rename one")
+            written[resolved] = item.path
 
 
-def _summary(result: SemanticResult | InstanceResult | PanopticResult) -> str:
-    """One line per image: the largest classes (semantic) or the best objects/segments."""
-    from omniseg.results import InstanceResult
-    from omniseg.segmenter import SemanticResult
+def report_progress(args: argparse.Namespace) -> Callable[[BatchItem, Outcome], None]:
+    """What each finished image prints: its first output and a summary, or its error (stderr)."""
+    from tqdm import tqdm
 
-    if isinstance(result, SemanticResult):
-        top = sorted(result.fractions().items(), key=lambda kv: -kv[1])[:5]
-        return ", ".join(f"{k} {v:.0%}" for k, v in top)
-    items = result.instances if isinstance(result, InstanceResult) else result.segments
-    best = ", ".join(f"{result.classes[i.label]} {i.score:.2f}" for i in items[:5])
-    noun = "instances" if isinstance(result, InstanceResult) else "segments"
-    return f"{len(items)} {noun}" + (f": {best}" if best else "")
+    out = Path(args.out)
+
+    def show(item: BatchItem, outcome: Outcome) -> None:
+        if outcome.error is not None:
+            tqdm.write(f"omniseg: error: {outcome.error}", file=sys.stderr)
+        elif not args.quiet:
+            first = out / next(iter(outcome.files))
+            tqdm.write(f"{item.path} -> {first}  [{outcome.summary}]  {outcome.seconds:.2f}s")
+
+    return show
+
+
+def finish(args: argparse.Namespace, stats: BatchStats) -> int:
+    if not args.quiet and stats.total > 1:
+        rate = f", {stats.images_per_second:.2f} images/s" if stats.done else ""
+        print(
+            f"{stats.done} segmented, {stats.skipped} already done, {stats.failed} failed "
+            f"in {stats.seconds:.1f} s{rate} -> {args.out}",
+            file=sys.stderr,
+        )
+    return EXIT_INPUT if stats.failed else EXIT_OK
+
+
+def run(args: argparse.Namespace) -> int:
+    from omniseg.commands.batch import run as run_batch_command
+
+    args.ray = None  # `segment` is the local batch
+    return run_batch_command(args)

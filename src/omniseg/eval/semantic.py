@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,6 +23,9 @@ from omniseg.segmenter import Segmenter
 from omniseg.tasks.semantic import semantic_segmentation
 from omniseg.vocab import Vocabulary
 
+if TYPE_CHECKING:
+    from omniseg.eval.report import ReportCollector
+
 
 def evaluate_semantic(
     segmenter: Segmenter,
@@ -32,7 +36,9 @@ def evaluate_semantic(
     val_fraction: float = 0.2,
     split_seed: int = 0,
     progress: bool = True,
+    collector: ReportCollector | None = None,
 ) -> dict:
+    """collector: also sees every (prediction, ground truth) and the final confusion matrix (--report)."""
     dataset = UniformDataset(dataset_dir)
     samples = dataset.split(split, val_fraction, split_seed)
     if limit is not None:
@@ -63,8 +69,12 @@ def evaluate_semantic(
             label, _ = semantic_segmentation(regions, prompts, owner, len(dataset.classes), gt.shape)
             pred = label.numpy()
         conf.update(pred, gt)
+        if collector is not None:
+            collector.add(sample.id, sample.image_path, pred, gt)
         evaluated += 1
     seconds = time.perf_counter() - start
+    if collector is not None:
+        collector.confusion = conf.matrix.copy()
     scores = conf.scores()
     per_class = {
         name: (None if math.isnan(v) else round(float(v) * 100, 2))
