@@ -358,7 +358,9 @@ CASES: list[Case] = [
     row("truncated-png", "image", "PNG cut in half", InputError, "truncated or corrupt", "seg", "truncated.png"),
     row("text-as-jpeg", "image", "text file named .jpg", InputError, "not an image file", "seg", "text.jpg"),
     row("decompression-bomb", "image", "40000x40000 PNG of a few KB", InputError, "too large", "seg", "bomb.png"),
-    row("directory-as-image", "image", "a directory named .png", InputError, "a_directory.png", "seg", "a_directory.png"),
+    row(
+        "directory-as-image", "image", "a directory named .png", InputError, "a_directory.png", "seg", "a_directory.png"
+    ),
     row("missing-image", "image", "path that does not exist", InputError, "not found", "seg", "missing.png"),
     row("one-pixel", "image", "1x1 image", InputError, "image too small: 1x1", "seg", "one_pixel.png"),
     image_accepted(
