@@ -30,6 +30,7 @@ import numpy as np
 from omniseg.errors import InputError
 
 if TYPE_CHECKING:
+    from omniseg.search import PromptIndex, SearchConfig
     from omniseg.text.encoder import TextEncoder
 
 DEFAULT_TEMPLATES: tuple[str, ...] = ("{}",)
@@ -96,6 +97,10 @@ class Vocabulary:
     prompt_to_class: np.ndarray | None = field(default=None, repr=False)  # [M] class index
     stuff: list[bool] | None = None  # per class: True = stuff (amorphous, merged), False = thing; None = all things
     template_mode: str = "average"  # "average": a name's templates averaged; "max": every prompt its own row
+    store_dir: Path | None = field(default=None, repr=False, compare=False)  # where large embeddings (+ index) live
+    _index: PromptIndex | None = field(default=None, repr=False, compare=False)
+    _offsets: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _classes: list[str] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_template_mode(self.template_mode)
@@ -109,7 +114,10 @@ class Vocabulary:
 
     @property
     def classes(self) -> list[str]:
-        return [names[0] for names in self.synonyms]
+        """First synonym of each class (cached: a 10^6-class vocabulary asks for it on every image)."""
+        if self._classes is None or len(self._classes) != len(self.synonyms):
+            self._classes = [names[0] for names in self.synonyms]
+        return self._classes
 
     def __len__(self) -> int:
         return len(self.synonyms)
@@ -211,7 +219,7 @@ class Vocabulary:
         from omniseg.text.store import embed_texts
 
         texts, owner = self.prompts()
-        vectors = embed_texts(encoder, texts, progress=progress)
+        vectors, self.store_dir = embed_texts(encoder, texts, progress=progress)
         t = len(self.templates)
         if self.template_mode == "average" and t > 1:
             mean = np.asarray(vectors, np.float32).reshape(-1, t, vectors.shape[1]).mean(axis=1)
@@ -219,9 +227,32 @@ class Vocabulary:
             owner = owner[::t]
         self.embeddings = vectors
         self.prompt_to_class = owner
+        self._index = None
         return self
+
+    def index(self, config: SearchConfig | None = None) -> PromptIndex:
+        """The search index over the prompt embeddings (exact or FAISS by size), built once per
+        Vocabulary and persisted next to a large vocabulary's embedding store."""
+        from omniseg.search import PromptIndex
+
+        assert self.embeddings is not None, "embed() the vocabulary first"
+        if self._index is None or (config is not None and self._index.config != config):
+            tag = f"{self.template_mode}:{'|'.join(self.templates)}" if len(self.templates) > 1 else ""
+            self._index = PromptIndex.build(self.embeddings, self.store_dir, config, tag=tag)
+        return self._index
 
     def class_prompt_offsets(self) -> np.ndarray:
         """[K+1]: class k's prompts are rows offsets[k]:offsets[k+1] (prompts are grouped by class)."""
         assert self.prompt_to_class is not None, "embed() the vocabulary first"
-        return np.searchsorted(self.prompt_to_class, np.arange(len(self) + 1), side="left").astype(np.int64)
+        if self._offsets is None or self._offsets.shape[0] != len(self) + 1:
+            self._offsets = np.searchsorted(self.prompt_to_class, np.arange(len(self) + 1), side="left")
+        return self._offsets
+
+    def restricted(self, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Prompt embeddings [m, D] of the given classes and their owner [m] as an index into ``classes``."""
+        assert self.embeddings is not None
+        offsets = self.class_prompt_offsets()
+        starts, ends = offsets[classes], offsets[classes + 1]
+        counts = ends - starts
+        rows = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
+        return np.asarray(self.embeddings[rows], np.float32), np.repeat(np.arange(len(classes)), counts)

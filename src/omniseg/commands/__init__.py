@@ -10,7 +10,7 @@ import argparse
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
 
 # Order = order in `omniseg --help`.
-COMMAND_MODULES = ("segment", "refer", "click", "incontext", "video", "evaluate", "train")
+COMMAND_MODULES = ("segment", "refer", "click", "incontext", "video", "evaluate", "train", "vocab", "bench")
 
 
 def image_size_arg(text: str) -> int:

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from omniseg.commands import EXIT_OK, image_size_arg
+from omniseg.commands.vocab import add_vocab_options, apply_vocab_options
 from omniseg.errors import InputError
 
 
@@ -29,6 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="panoptic/instance: comma-separated dataset classes to treat as stuff (default: with instances/ "
         "every class is a thing, without every class is stuff; 'background' is void)",
     )
+    ev.add_argument(
+        "--vocab",
+        help="semantic: prompts for the dataset's classes, a shipped vocabulary (e.g. camvid11-pe) or a file "
+        "with one line per dataset class in the dataset's order (synonyms comma-separated)",
+    )
+    add_vocab_options(ev)
     ev.add_argument("--json", help="write the report as JSON here")
     ev.add_argument("--limit", type=int, help="evaluate the first N images only")
     ev.add_argument(
@@ -55,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--grounding applies to --task semantic only")
     if args.stuff is not None and args.task == "semantic":
         raise InputError("--stuff applies to --task panoptic and --task instance only")
+    prompting = args.vocab is not None or args.templates is not None or args.template_mode is not None
+    if prompting and args.task != "semantic":
+        raise InputError("--vocab, --templates and --template-mode apply to --task semantic only")
     stuff = tuple(n.strip() for n in (args.stuff or "").split(",") if n.strip())
     split = {"split": args.split, "val_fraction": args.val_fraction, "split_seed": args.split_seed}
     segmenter = omniseg.load(args.model, max_size=args.max_size)
@@ -73,10 +83,26 @@ def run(args: argparse.Namespace) -> int:
         )
         table = instance.format_table(report)
     else:
+        from omniseg.data.uniform import UniformDataset
         from omniseg.eval.semantic import evaluate_semantic, format_table
+        from omniseg.vocab import Vocabulary
 
+        vocabulary = None
+        if prompting:
+            vocabulary = (
+                Vocabulary.load(args.vocab)
+                if args.vocab is not None
+                else Vocabulary.from_names(UniformDataset(args.dataset).classes)
+            )
+            apply_vocab_options(vocabulary, args)
         report = evaluate_semantic(
-            segmenter, args.dataset, grounding=args.grounding, limit=args.limit, progress=not args.quiet, **split
+            segmenter,
+            args.dataset,
+            grounding=args.grounding,
+            limit=args.limit,
+            progress=not args.quiet,
+            vocabulary=vocabulary,
+            **split,
         )
         table = format_table(report)
     print(table)

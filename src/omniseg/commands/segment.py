@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from omniseg.commands import EXIT_INPUT, EXIT_OK, image_size_arg
+from omniseg.commands.vocab import add_vocab_options, apply_vocab_options
 from omniseg.errors import InputError
 
 if TYPE_CHECKING:  # the CLI imports torch lazily, only when a command runs
@@ -21,7 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     seg.add_argument("images", nargs="+", metavar="IMAGE")
     group = seg.add_mutually_exclusive_group()
     group.add_argument("--classes", help="comma-separated class names, e.g. 'sky,road,red car'")
-    group.add_argument("--vocab", help="vocabulary file: one class per line, synonyms comma-separated")
+    group.add_argument(
+        "--vocab",
+        help="a shipped vocabulary (ade150, coco80, ... : see 'omniseg vocab list') or a vocabulary file: "
+        "one class per line, synonyms comma-separated",
+    )
+    add_vocab_options(seg)
     seg.add_argument("--out", default="omniseg_out", help="output directory (default: %(default)s)")
     seg.add_argument("--model", help="model directory (default: the embedded default model)")
     seg.add_argument(
@@ -59,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.classes is None and args.vocab is None:
         raise InputError("give the classes: --classes 'sky,road,car' or --vocab FILE")
-    vocab = Vocabulary.from_string(args.classes) if args.classes is not None else Vocabulary.from_file(args.vocab)
+    vocab = Vocabulary.from_string(args.classes) if args.classes is not None else Vocabulary.load(args.vocab)
+    apply_vocab_options(vocab, args)
     if args.stuff is not None:
         vocab.mark_stuff(args.stuff)
     missing = [p for p in args.images if not Path(p).is_file()]

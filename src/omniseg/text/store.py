@@ -35,14 +35,17 @@ LARGE_PROMPTS = 20_000  # above this many texts, embeddings live in a memory-map
 
 def embed_texts(
     encoder: TextEncoder, texts: Sequence[str], progress: bool = True, root: str | Path | None = None
-) -> np.ndarray:
-    """Embeddings of texts: the encoder's own (SQLite-cached) path for small lists, else an
-    EmbeddingStore under ``root`` (default: the cache directory), memory-mapped."""
+) -> tuple[np.ndarray, Path | None]:
+    """Embeddings of texts and the store directory holding them (None for small lists).
+
+    Small lists go through the encoder's own (SQLite-cached) path; larger ones through an
+    EmbeddingStore under ``root`` (default: the cache directory), memory-mapped.
+    """
     if len(texts) <= LARGE_PROMPTS:
-        return encoder.encode(texts)
+        return encoder.encode(texts), None
     raw = getattr(encoder, "encode_uncached", None) or encoder.encode
     store = EmbeddingStore(root or default_cache_dir(), encoder.encoder_id, texts)
-    return store.build(raw, encoder.dim, progress=progress)
+    return store.build(raw, encoder.dim, progress=progress), store.directory
 
 
 def texts_key(encoder_id: str, texts: Sequence[str]) -> str:
