@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     vocab.set_defaults(func=run_vocab)
 
 
-def run_vocab(args: argparse.Namespace) -> int:
+def run_vocab(args: argparse.Namespace, vocabulary=None, extra: dict | None = None) -> int:
+    """vocabulary / extra: for benchmarks/bench_vocab.py (a pre-embedded vocabulary, notes for the JSON)."""
     from dataclasses import replace
 
     import numpy as np
@@ -68,8 +69,15 @@ def run_vocab(args: argparse.Namespace) -> int:
     if args.top_k is not None:
         segmenter.top_k = args.top_k
     report = run_vocab_benchmark(
-        segmenter, args.sizes, images, repeats=args.repeats, config=config, agreement=not args.no_agreement
+        segmenter,
+        args.sizes,
+        images,
+        repeats=args.repeats,
+        config=config,
+        agreement=not args.no_agreement,
+        vocabulary=vocabulary,
     )
+    report.update(extra or {})
     if args.json:
         atomic_write_text(args.json, json.dumps(report, indent=2))
     return EXIT_OK

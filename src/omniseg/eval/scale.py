@@ -74,18 +74,22 @@ def run_vocab_benchmark(
     config: SearchConfig | None = None,
     agreement: bool = True,
     log: Callable[[str], None] = print,
+    vocabulary: Vocabulary | None = None,
 ) -> dict:
+    """vocabulary: an embedded one-prompt-per-class vocabulary of at least max(sizes) classes to
+    use instead of embedding ``synthetic_names`` with the segmenter's text encoder."""
     from omniseg.vocabularies import synthetic_names
 
     sizes = sorted(set(int(s) for s in sizes))
     config = config or SearchConfig()
     segmenter.search = config
     t0 = time.perf_counter()
-    names = synthetic_names(sizes[-1])
-    full = Vocabulary.from_names(names)
+    full = vocabulary or Vocabulary.from_names(synthetic_names(sizes[-1]))
+    names = full.classes
     t_names = time.perf_counter() - t0
     t0 = time.perf_counter()
-    full.embed(segmenter.text_encoder)
+    if full.embeddings is None:
+        full.embed(segmenter.text_encoder)
     t_embed = time.perf_counter() - t0
     log(f"{len(names):,} names in {t_names:.1f} s; embeddings ready in {t_embed:.2f} s ({full.store_dir})")
     report: dict = {
