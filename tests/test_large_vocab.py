@@ -235,7 +235,7 @@ def test_faiss_indexes_agree_with_exact_search_and_persist(tmp_path, kind):
 def test_index_kind_is_chosen_by_size():
     config = SearchConfig()
     assert config.kind(1_000) == "exact" and config.kind(100_000) == "hnsw" and config.kind(1_000_000) == "ivf"
-    assert config.ivf_lists(1_000_000) == 4096
+    assert [config.ivf_lists(n) for n in (200, 1_000, 2_000, 1_000_000)] == [5, 25, 32, 1024]
 
 
 # ------------------------------------------------------------------------------------------ segmentation
@@ -367,3 +367,17 @@ def test_cli_eval_vocab_must_match_the_dataset(tiny_model_dir, tiny_dataset, tmp
     assert prompts["names"][0] == "sky, heaven" and len(prompts["templates"]) == 8
     code, _, err = run([*base, "--task", "panoptic", "--templates", "scene"], capsys)
     assert code == 2 and "semantic only" in err
+
+
+@pytest.mark.parametrize("task", ["instance", "panoptic"])
+def test_objects_with_a_large_vocabulary_list_the_candidate_classes(tiny_model_dir, task):
+    from omniseg.models.openseg import OpenSegModel
+
+    seg = Segmenter(OpenSegModel.from_pretrained(tiny_model_dir), HashEncoder())
+    vocab = Vocabulary.from_names([f"thing {i}" + (" [stuff]" if i % 2 else "") for i in range(1_000)])
+    image = (np.random.default_rng(1).random((40, 56, 3)) * 255).astype(np.uint8)
+    result = seg.segment(image, classes=vocab, task=task, threshold=0.0)
+    assert 0 < len(result.classes) <= seg.top_k * len(seg.regions(image))
+    assert set(result.classes) <= set(vocab.classes)
+    assert result.stuff == [vocab.stuff[vocab.classes.index(c)] for c in result.classes]
+    json.dumps(result.to_json())

@@ -47,9 +47,12 @@ class SearchConfig:
         return "hnsw" if size <= self.hnsw_max else "ivf"
 
     def ivf_lists(self, size: int) -> int:
-        """~4 sqrt(M) lists (FAISS's guideline), a power of two (4096 at 10^6 prompts), and at
-        least 40 training points per list."""
-        return max(1, min(int(2 ** round(np.log2(max(16.0, 4 * np.sqrt(size))))), size // 40))
+        """~sqrt(M) lists as a power of two (1024 at 10^6 prompts), at least 40 training points each.
+
+        FAISS suggests 4 to 16 sqrt(M) for the best speed at scale; sqrt(M) keeps k-means training
+        under a minute of one CPU core at 10^6 prompts, and a search (nprobe of 1024 lists, ~30k
+        8-bit codes per region) stays a few milliseconds."""
+        return max(1, min(int(2 ** round(np.log2(max(16.0, np.sqrt(size))))), size // 40))
 
 
 def _faiss():
