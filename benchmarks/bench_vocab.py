@@ -43,6 +43,9 @@ def stand_in_vocabulary(real_count: int, total: int, seed: int = 0):
     key = hashlib.sha256(f"{store.key}:{total}:{seed}".encode()).hexdigest()[:16]
     directory = store.directory.parent / f"standin-{key}"
     directory.mkdir(parents=True, exist_ok=True)
+    for built in store.directory.glob("index-*"):  # the real rows are the same: reuse their indexes
+        if not (directory / built.name).exists():
+            (directory / built.name).symlink_to(built)
     rng = np.random.default_rng(seed)
     a = rng.integers(0, real_count, total - real_count)
     b = rng.integers(0, real_count, total - real_count)

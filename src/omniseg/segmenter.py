@@ -295,7 +295,7 @@ class Segmenter:
         assert vocabulary.stuff is not None
         names, stuff = vocabulary.classes, list(vocabulary.stuff)
         if len(vocabulary) <= DIRECT_MAX_CLASSES:
-            prompts = torch.from_numpy(np.asarray(vocabulary.embeddings, np.float32))
+            prompts = torch.from_numpy(np.array(vocabulary.embeddings, np.float32))
             owner = torch.from_numpy(vocabulary.prompt_to_class)
         else:  # large vocabulary: the regions' candidate classes only; the result lists just those
             candidates = candidate_classes(regions, vocabulary, self.top_k, self.search)

@@ -124,7 +124,7 @@ def semantic_segmentation_vocab(
     assert vocabulary.embeddings is not None and vocabulary.prompt_to_class is not None
     dtype = regions.embeddings.dtype
     if len(vocabulary) <= DIRECT_MAX_CLASSES:
-        prompts = torch.from_numpy(np.asarray(vocabulary.embeddings, np.float32)).to(dtype)
+        prompts = torch.from_numpy(np.array(vocabulary.embeddings, np.float32)).to(dtype)  # a copy: maps are read-only
         owner = torch.from_numpy(np.asarray(vocabulary.prompt_to_class))
         return semantic_segmentation(regions, prompts, owner, len(vocabulary), out_size, threshold)
     classes = candidate_classes(regions, vocabulary, k, config)
