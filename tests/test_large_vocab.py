@@ -214,12 +214,12 @@ def test_exact_topk_streams_blocks_and_matches_brute_force():
     np.testing.assert_allclose(scores, np.sort(sims, axis=1)[:, ::-1][:, :5], atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+@pytest.mark.parametrize("kind", ["hnsw", "hnsw_sq8", "ivf"])
 def test_faiss_indexes_agree_with_exact_search_and_persist(tmp_path, kind):
     vectors = _unit(4000, 64, 3)
     queries = vectors[:50] + 0.05 * _unit(50, 64, 4)  # near some prompts, as regions near their class
-    config = SearchConfig(exact_max=100, hnsw_max=3000 if kind == "hnsw" else 1000, ivf_nprobe=16)
-    config = SearchConfig(exact_max=100, hnsw_max=10_000) if kind == "hnsw" else config
+    large = "ivf" if kind == "ivf" else "hnsw_sq8"
+    config = SearchConfig(exact_max=100, hnsw_max=10_000 if kind == "hnsw" else 1000, ivf_nprobe=16, large_kind=large)
     index = PromptIndex.build(vectors, tmp_path, config)
     assert index.kind == kind and index.loaded_from is None
     scores, ids = index.search(queries, 3)
@@ -234,7 +234,8 @@ def test_faiss_indexes_agree_with_exact_search_and_persist(tmp_path, kind):
 
 def test_index_kind_is_chosen_by_size():
     config = SearchConfig()
-    assert config.kind(1_000) == "exact" and config.kind(100_000) == "hnsw" and config.kind(1_000_000) == "ivf"
+    assert config.kind(1_000) == "exact" and config.kind(100_000) == "hnsw" and config.kind(1_000_000) == "hnsw_sq8"
+    assert SearchConfig(large_kind="ivf").kind(1_000_000) == "ivf"
     assert [config.ivf_lists(n) for n in (200, 1_000, 2_000, 1_000_000)] == [5, 25, 32, 1024]
 
 
@@ -326,7 +327,7 @@ def test_bench_vocab_reports_every_size(tiny_model_dir):
     report = run_vocab_benchmark(seg, [1_000, 10, 300], images, config=config, log=lambda _: None)
     assert report["sizes"] == [10, 300, 1_000]
     kinds = {size: row["index"] for size, row in report["results"].items()}
-    assert kinds == {10: "exact", 300: "hnsw", 1_000: "ivf"}
+    assert kinds == {10: "exact", 300: "hnsw", 1_000: "hnsw_sq8"}
     for row in report["results"].values():
         assert row["median_s"] > 0 and row["peak_rss_after_setup_mib"] > 0
     assert report["peak_rss_mib"] > 0

@@ -5,8 +5,11 @@ Larger ones get a FAISS index, chosen by size (seeds/004: ESSNet searches class 
 FAISS so inference cost does not grow with the number of classes):
 
 - HNSW (``IndexHNSWFlat``, inner product) up to ``HNSW_MAX`` prompts: graph search, ~log(M) per query;
-- IVF with 8-bit scalar quantisation (``IndexIVFScalarQuantizer``) above: a quarter of the memory
-  of flat vectors, which matters at 10^6 prompts x 384 dims.
+- above, HNSW over 8-bit scalar-quantised vectors (``IndexHNSWSQ``, the default) or IVF with 8-bit
+  codes (``IndexIVFScalarQuantizer``, ``large_kind="ivf"``): a quarter of the memory of flat vectors,
+  which matters at 10^6 prompts x 384 dims. Measured at 10^6 (BENCHMARKS.md): IVF needs to probe an
+  eighth of its lists (+0.2 s per image) to reach 0.99 top-1 agreement, HNSW-SQ8 gets 0.997 in
+  ~30 ms; IVF builds in seconds where HNSW-SQ8 takes ~12 minutes (once: the index is persisted).
 
 Either way the approximate candidates (``rerank`` per query) are re-scored exactly against the
 stored float32 embeddings, so a returned score is always the true cosine and the top-1 is wrong
@@ -39,8 +42,9 @@ class SearchConfig:
     hnsw_ef_construction: int = 80
     hnsw_ef_search: int = 128
     ivf_nprobe: int = 32
-    rerank: int = 64  # approximate candidates per query, re-scored exactly
-    large_kind: str = "ivf"  # above hnsw_max: "ivf" (IVF, 8-bit codes) or "hnsw_sq8" (HNSW over 8-bit codes)
+    rerank: int = 128  # approximate candidates per query, re-scored exactly
+    large_kind: str = "hnsw_sq8"  # above hnsw_max: "hnsw_sq8" (HNSW over 8-bit codes) or "ivf" (IVF, 8-bit codes)
+    large_ef_search: int = 256  # efSearch of hnsw_sq8: 0.997 top-1 agreement at 10^6 (BENCHMARKS.md)
 
     def kind(self, size: int) -> str:
         if size <= self.exact_max:
@@ -149,8 +153,10 @@ class PromptIndex:
         return out
 
     def _tune(self) -> None:
-        if self.kind in ("hnsw", "hnsw_sq8"):
+        if self.kind == "hnsw":
             self.index.hnsw.efSearch = self.config.hnsw_ef_search
+        elif self.kind == "hnsw_sq8":
+            self.index.hnsw.efSearch = self.config.large_ef_search
         elif self.kind == "ivf":
             self.index.nprobe = self.config.ivf_nprobe
 

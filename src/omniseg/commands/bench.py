@@ -31,9 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     vocab.add_argument("--top-k", type=int, default=None, help="classes per region from the index (default: 5)")
     vocab.add_argument("--exact-max", type=int, help="largest vocabulary (prompts) searched exactly")
     vocab.add_argument("--hnsw-max", type=int, help="largest vocabulary (prompts) with an HNSW index; IVF above")
-    vocab.add_argument("--ef-search", type=int, help="HNSW efSearch")
+    vocab.add_argument("--ef-search", type=int, help="HNSW efSearch (up to --hnsw-max)")
+    vocab.add_argument("--large-ef-search", type=int, help="efSearch of the HNSW-SQ8 index above --hnsw-max")
     vocab.add_argument("--nprobe", type=int, help="IVF lists probed per query")
-    vocab.add_argument("--large-index", choices=("ivf", "hnsw_sq8"), help="index above --hnsw-max (default: ivf)")
+    vocab.add_argument("--large-index", choices=("hnsw_sq8", "ivf"), help="index above --hnsw-max (default: hnsw_sq8)")
     vocab.add_argument("--no-agreement", action="store_true", help="skip the exact-search comparison")
     vocab.add_argument("--model", help="model directory (default: the embedded default model)")
     vocab.add_argument("--max-size", type=image_size_arg, default=512)
@@ -65,6 +66,7 @@ def run_vocab(args: argparse.Namespace, vocabulary=None, extra: dict | None = No
         "hnsw_ef_search": args.ef_search,
         "ivf_nprobe": args.nprobe,
         "large_kind": args.large_index,
+        "large_ef_search": args.large_ef_search,
     }
     config = replace(SearchConfig(), **{k: v for k, v in overrides.items() if v is not None})
     segmenter = omniseg.load(args.model, max_size=args.max_size)
