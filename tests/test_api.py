@@ -59,7 +59,8 @@ def test_result_contract(seg, image_path):
     assert pic.height == 70 and pic.width >= 90
     data = json.loads(json.dumps(result.to_json()))
     assert data["classes"] == CLASSES
-    assert data["label_map"] == {"dtype": "uint8", "unlabeled": 255, "height": 70, "width": 90}
+    assert data["label_map"] == {"dtype": "uint8", "unlabeled": 255, "height": 70, "width": 90, "values": "class ids"}
+    assert data["vocabulary_size"] == len(CLASSES) and "regions" not in data
     # fractions are the share of each class's pixels; with the unlabeled share they sum to 1
     counts = np.bincount(result.label_map.ravel(), minlength=3) / result.label_map.size
     expected = {c: counts[i] for i, c in enumerate(CLASSES) if counts[i] > 0}

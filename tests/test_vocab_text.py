@@ -81,7 +81,8 @@ def test_prompts_cross_synonyms_with_templates():
 
 
 def test_embed_gives_one_row_per_prompt(text_encoder):
-    vocab = Vocabulary([["sky", "heaven"], ["car"]], templates=("a photo of a {}.", "{}")).embed(text_encoder)
+    vocab = Vocabulary([["sky", "heaven"], ["car"]], templates=("a photo of a {}.", "{}"), template_mode="max")
+    vocab.embed(text_encoder)
     assert vocab.embeddings.shape == (6, 384)
     assert vocab.prompt_to_class.tolist() == [0, 0, 0, 0, 1, 1]
     # Row 5 is the prompt "car" and must equal a direct encoding of "car".

@@ -26,9 +26,10 @@ from omniseg.io import ImageLike, atomic_save_png, atomic_write_text, load_image
 from omniseg.models.openseg import OpenSegModel
 from omniseg.regions import Regions
 from omniseg.results import InstanceResult, PanopticResult
+from omniseg.search import SearchConfig
 from omniseg.tasks.instance import DEFAULT_TEMPERATURE, instance_segmentation
 from omniseg.tasks.panoptic import DEFAULT_PANOPTIC_MIN_SCORE, panoptic_segmentation
-from omniseg.tasks.semantic import semantic_segmentation
+from omniseg.tasks.semantic import DIRECT_MAX_CLASSES, TOP_K, candidate_classes, semantic_segmentation_vocab
 from omniseg.text.encoder import TextEncoder, default_text_encoder
 from omniseg.viz import overlay
 from omniseg.vocab import Vocabulary
@@ -54,48 +55,88 @@ def unlabeled_value(num_classes: int) -> int:
     raise InputError(f"{num_classes} classes do not fit a uint16 label map (at most 65,535)")
 
 
+def encode_label_map(label: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Class ids [H,W] (int, -1 = unlabeled) -> the label map to write, and its region classes.
+
+    Up to 65,535 classes the map holds class ids (uint8 up to 255 classes, else uint16; the top
+    value means unlabeled) and the second value is None. Above, no integer PNG holds a class id:
+    the map holds region ids instead (one region per class present in this image, numbered in
+    class order) and the second value gives each region's class id.
+    """
+    if num_classes <= 65535:
+        unlabeled = unlabeled_value(num_classes)
+        dtype = np.uint8 if unlabeled == UINT8_UNLABELED else np.uint16
+        return np.where(label < 0, unlabeled, label).astype(dtype), None
+    present = np.unique(label[label >= 0])
+    unlabeled = unlabeled_value(len(present))
+    dtype = np.uint8 if unlabeled == UINT8_UNLABELED else np.uint16
+    regions = np.searchsorted(present, np.maximum(label, 0))
+    return np.where(label < 0, unlabeled, regions).astype(dtype), present.astype(np.int64)
+
+
 @dataclass
 class SemanticResult:
     image: np.ndarray = field(repr=False)
-    label_map: np.ndarray = field(repr=False)  # uint8/uint16, index into classes, unlabeled = 255/65535
-    classes: list[str]
+    label_map: np.ndarray = field(repr=False)  # uint8/uint16, index into names, unlabeled = 255/65535
+    classes: list[str] = field(repr=False)  # the whole vocabulary
     model_id: str
     timings: dict[str, float]
+    region_classes: np.ndarray | None = field(default=None, repr=False)  # > 65,535 classes: region id -> class id
+
+    @property
+    def names(self) -> list[str]:
+        """Name of each label-map value: the classes, or (region ids) the class of each region."""
+        if self.region_classes is None:
+            return self.classes
+        return [self.classes[int(k)] for k in self.region_classes]
 
     @property
     def unlabeled(self) -> int:
-        return unlabeled_value(len(self.classes))
+        return unlabeled_value(len(self.names))
+
+    def class_map(self) -> np.ndarray:
+        """Class ids [H,W] int64 whatever the label map holds; -1 = unlabeled."""
+        values = self.label_map.astype(np.int64)
+        ids = values if self.region_classes is None else self.region_classes[np.minimum(values, len(self.names) - 1)]
+        return np.where(values == self.unlabeled, -1, ids)
 
     def fractions(self) -> dict[str, float]:
         ids, counts = np.unique(self.label_map, return_counts=True)
         total = self.label_map.size
+        names = self.names
         return {
-            self.classes[int(i)]: round(float(c) / total, 6)
-            for i, c in zip(ids, counts, strict=False)
-            if i != self.unlabeled
+            names[int(i)]: round(float(c) / total, 6) for i, c in zip(ids, counts, strict=False) if i != self.unlabeled
         }
 
     def display_map(self) -> tuple[np.ndarray, list[str], int]:
         """(label map, class names, unlabeled value): what the overlay draws."""
-        return self.label_map, self.classes, self.unlabeled
+        return self.label_map, self.names, self.unlabeled
 
     def overlay(self, alpha: float = 0.55, legend: bool = True) -> Image.Image:
         return overlay(self.image, *self.display_map(), alpha=alpha, legend=legend)
 
     def to_json(self) -> dict:
-        return {
-            "classes": self.classes,
+        """'classes' names every label-map value (class ids, or region ids above 65,535 classes)."""
+        out = {
+            "classes": self.names,
             "label_map": {
                 "dtype": str(self.label_map.dtype),
                 "unlabeled": self.unlabeled,
                 "height": int(self.label_map.shape[0]),
                 "width": int(self.label_map.shape[1]),
+                "values": "class ids" if self.region_classes is None else "region ids",
             },
+            "vocabulary_size": len(self.classes),
             "fractions": self.fractions(),
             "unlabeled_fraction": round(float((self.label_map == self.unlabeled).mean()), 6),
             "model": self.model_id,
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
         }
+        if self.region_classes is not None:
+            out["regions"] = [
+                {"id": i, "class": self.classes[int(k)], "class_id": int(k)} for i, k in enumerate(self.region_classes)
+            ]
+        return out
 
     def save(self, out_dir: str | Path, stem: str) -> dict[str, Path]:
         suffixes = {"label_map": ".png", "overlay": "_overlay.png", "json": ".json"}
@@ -120,6 +161,8 @@ class Segmenter:
         self.max_size = max_size
         # Semantic logits: (1 - a) * eq. 6 + a * per-pixel (ESS / LSeg+ heads); from the model's config.
         self.pixel_weight = float(getattr(getattr(model, "config", None), "pixel_weight", 0.0))
+        self.top_k = TOP_K  # classes per region looked up in a large vocabulary's index
+        self.search: SearchConfig | None = None  # index choice for large vocabularies (None: defaults)
 
     def _prepare(self, image: np.ndarray) -> torch.Tensor:
         h, w = image.shape[:2]
@@ -262,9 +305,13 @@ class Segmenter:
         """Segment one image with an open vocabulary.
 
         classes: names (a '|' inside a name separates synonyms, a trailing '[stuff]' marks stuff)
-        or a 'sky [stuff], road, car' string; vocab: a vocabulary file or Vocabulary.
+        or a 'sky [stuff], road, car' string; vocab: a shipped vocabulary's name ("ade150", see
+        ``omniseg vocab list``), a vocabulary file or a Vocabulary. Above 256 classes each region's
+        best classes come from a search index (tasks.semantic); above 65,535 classes the semantic
+        label map holds region ids and ``result.names`` / the JSON name each region's class.
         task: "semantic" (a class per pixel, seeds/003 eq. 6), "instance" (objects of the thing
-        classes with scores) or "panoptic" (things + one segment per stuff class).
+        classes with scores) or "panoptic" (things + one segment per stuff class). With more than
+        256 classes, instance and panoptic results list only the image's candidate classes.
         threshold: semantic: pixels whose best class scores below it (a weighted cosine in
         [-1, 1]) are unlabeled; instance/panoptic: regions scoring below it (class probability x
         objectness, in [0, 1]) are dropped (default 0.2, tasks.panoptic.DEFAULT_PANOPTIC_MIN_SCORE;
@@ -283,30 +330,22 @@ class Segmenter:
             vocabulary = self.vocabulary(classes)
         else:
             assert vocab is not None
-            vocabulary = self.vocabulary(vocab if isinstance(vocab, Vocabulary) else Vocabulary.from_file(vocab))
+            vocabulary = self.vocabulary(vocab if isinstance(vocab, Vocabulary) else Vocabulary.load(vocab))
         if stuff is not None:
             vocabulary = dataclasses.replace(vocabulary, stuff=list(vocabulary.stuff or [])).mark_stuff(stuff)
         if task != "semantic":
             return self._objects(image, vocabulary, task, threshold, t0)
-        unlabeled = unlabeled_value(len(vocabulary))
         t1 = time.perf_counter()
         array = load_image(image)
         regions = self.regions(array)
         t2 = time.perf_counter()
-        label, _ = semantic_segmentation(
-            regions,
-            torch.from_numpy(vocabulary.embeddings),
-            torch.from_numpy(vocabulary.prompt_to_class),
-            len(vocabulary),
-            out_size=array.shape[:2],
-            threshold=threshold,
+        label, _ = semantic_segmentation_vocab(
+            regions, vocabulary, out_size=array.shape[:2], threshold=threshold, k=self.top_k, config=self.search
         )
-        dtype = np.uint8 if unlabeled == UINT8_UNLABELED else np.uint16
-        label_np = label.numpy()
-        label_map = np.where(label_np < 0, unlabeled, label_np).astype(dtype)
+        label_map, region_classes = encode_label_map(label.numpy(), len(vocabulary))
         t3 = time.perf_counter()
         timings = {"vocabulary_s": t1 - t0, "model_s": t2 - t1, "labels_s": t3 - t2, "total_s": t3 - t0}
-        return SemanticResult(array, label_map, vocabulary.classes, self.model_id, timings)
+        return SemanticResult(array, label_map, vocabulary.classes, self.model_id, timings, region_classes)
 
     def _objects(
         self, image: ImageLike, vocabulary: Vocabulary, task: Task, threshold: float | None, t0: float
@@ -318,28 +357,33 @@ class Segmenter:
         t2 = time.perf_counter()
         assert vocabulary.embeddings is not None and vocabulary.prompt_to_class is not None
         assert vocabulary.stuff is not None
-        prompts = torch.from_numpy(vocabulary.embeddings)
-        owner = torch.from_numpy(vocabulary.prompt_to_class)
+        names, stuff = vocabulary.classes, list(vocabulary.stuff)
+        if len(vocabulary) <= DIRECT_MAX_CLASSES:
+            prompts = torch.from_numpy(np.array(vocabulary.embeddings, np.float32))
+            owner = torch.from_numpy(vocabulary.prompt_to_class)
+        else:  # large vocabulary: the regions' candidate classes only; the result lists just those
+            candidates = candidate_classes(regions, vocabulary, self.top_k, self.search)
+            sub_prompts, sub_owner = vocabulary.restricted(candidates)
+            prompts, owner = torch.from_numpy(sub_prompts), torch.from_numpy(sub_owner)
+            names, stuff = [names[int(c)] for c in candidates], [stuff[int(c)] for c in candidates]
         min_score = DEFAULT_PANOPTIC_MIN_SCORE if threshold is None else threshold
         size = (int(array.shape[0]), int(array.shape[1]))
-        stuff, temperature = list(vocabulary.stuff), self.class_temperature
+        temperature = self.class_temperature
         result: InstanceResult | PanopticResult
         if task == "instance":
             instances = instance_segmentation(
-                regions, prompts, owner, len(vocabulary), stuff, temperature, min_score, out_size=size
+                regions, prompts, owner, len(names), stuff, temperature, min_score, out_size=size
             )
             t3 = time.perf_counter()
             timings = {"vocabulary_s": t1 - t0, "model_s": t2 - t1, "instances_s": t3 - t2, "total_s": t3 - t0}
-            result = InstanceResult(array, instances, vocabulary.classes, stuff, self.model_id, timings)
+            result = InstanceResult(array, instances, names, stuff, self.model_id, timings)
         else:
             pan = panoptic_segmentation(
-                regions, prompts, owner, len(vocabulary), stuff, temperature, min_score, out_size=size
+                regions, prompts, owner, len(names), stuff, temperature, min_score, out_size=size
             )
             t3 = time.perf_counter()
             timings = {"vocabulary_s": t1 - t0, "model_s": t2 - t1, "panoptic_s": t3 - t2, "total_s": t3 - t0}
-            result = PanopticResult(
-                array, pan.id_map.numpy(), pan.segments, vocabulary.classes, stuff, self.model_id, timings
-            )
+            result = PanopticResult(array, pan.id_map.numpy(), pan.segments, names, stuff, self.model_id, timings)
         return result
 
 

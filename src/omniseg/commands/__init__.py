@@ -27,6 +27,8 @@ COMMAND_MODULES = (
     "pseudo_label",
     "export",
     "serve",
+    "vocab",
+    "bench",
 )
 # Files refer and click write per image (omniseg.tasks.common.save_binary_mask).
 BINARY_MASK_SUFFIXES = (".png", ".json", "_overlay.png")

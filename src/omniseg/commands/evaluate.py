@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from omniseg.commands import EXIT_OK, image_size_arg
+from omniseg.commands.vocab import add_vocab_options, apply_vocab_options
 from omniseg.errors import InputError
 
 
@@ -77,6 +78,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="panoptic/instance: comma-separated dataset classes to treat as stuff (default: with instances/ "
         "every class is a thing, without every class is stuff; 'background' is void)",
     )
+    ev.add_argument(
+        "--vocab",
+        help="semantic: prompts for the dataset's classes, a shipped vocabulary (e.g. camvid11-pe) or a file "
+        "with one line per dataset class in the dataset's order (synonyms comma-separated)",
+    )
+    add_vocab_options(ev)
     ev.add_argument("--json", help="write the report as JSON here")
     ev.add_argument(
         "--report",
@@ -127,6 +134,9 @@ def run(args: argparse.Namespace) -> int:
             f"--report supports --task semantic only (metrics, per-class IoU, confusion matrix, best/worst "
             f"overlays); for --task {args.task} use --json"
         )
+    prompting = args.vocab is not None or args.templates is not None or args.template_mode is not None
+    if prompting and args.task != "semantic":
+        raise InputError("--vocab, --templates and --template-mode apply to --task semantic only")
     stuff = tuple(n.strip() for n in (args.stuff or "").split(",") if n.strip())
     default_split = "val" if args.task in ("incontext", "interactive") else "all"
     split = {"split": args.split or default_split, "val_fraction": args.val_fraction, "split_seed": args.split_seed}
@@ -211,9 +221,18 @@ def run(args: argparse.Namespace) -> int:
         from omniseg.data.uniform import IGNORE, UniformDataset
         from omniseg.eval.report import ReportCollector, write_report
         from omniseg.eval.semantic import evaluate_semantic, format_table
+        from omniseg.vocab import Vocabulary
 
         classes = UniformDataset(args.dataset).classes
         collector = ReportCollector(len(classes), IGNORE, args.report_examples) if args.report else None
+        vocabulary = None
+        if prompting:
+            vocabulary = (
+                Vocabulary.load(args.vocab)
+                if args.vocab is not None
+                else Vocabulary.from_names(UniformDataset(args.dataset).classes)
+            )
+            apply_vocab_options(vocabulary, args)
         report = evaluate_semantic(
             segmenter,
             args.dataset,
@@ -221,6 +240,7 @@ def run(args: argparse.Namespace) -> int:
             limit=args.limit,
             progress=not args.quiet,
             collector=collector,
+            vocabulary=vocabulary,
             **split,
         )
         table = format_table(report)

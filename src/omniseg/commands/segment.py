@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from omniseg.commands import EXIT_INPUT, EXIT_OK, finite_float, image_size_arg, positive_int
 from omniseg.commands.backend_args import add_backend_arguments, load_segmenter
+from omniseg.commands.vocab import add_vocab_options, apply_vocab_options
 from omniseg.errors import InputError, MissingResourceError, OutputError
 
 if TYPE_CHECKING:  # the CLI imports torch lazily, only when a command runs
@@ -36,7 +37,12 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE_DIR_OR_GLOB")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--classes", help="comma-separated class names, e.g. 'sky,road,red car'")
-    group.add_argument("--vocab", help="vocabulary file: one class per line, synonyms comma-separated")
+    group.add_argument(
+        "--vocab",
+        help="a shipped vocabulary (ade150, coco80, ... : see 'omniseg vocab list') or a vocabulary file: "
+        "one class per line, synonyms comma-separated",
+    )
+    add_vocab_options(parser)
     parser.add_argument("--out", default="omniseg_out", help="output directory (default: %(default)s)")
     parser.add_argument("--model", help="model directory (default: the embedded default model)")
     parser.add_argument(
@@ -93,7 +99,8 @@ def prepare(args: argparse.Namespace) -> tuple[list[BatchItem], BatchJob]:
         raise InputError("give the classes: --classes 'sky,road,car' or --vocab FILE")
     vocab = None
     if args.classes is not None or args.vocab is not None:
-        vocab = Vocabulary.from_string(args.classes) if args.classes is not None else Vocabulary.from_file(args.vocab)
+        vocab = Vocabulary.from_string(args.classes) if args.classes is not None else Vocabulary.load(args.vocab)
+        apply_vocab_options(vocab, args)
     if args.stuff is not None and vocab is not None:
         vocab.mark_stuff(args.stuff)
     if args.model is not None and not Path(args.model).is_dir():

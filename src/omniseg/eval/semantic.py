@@ -37,15 +37,23 @@ def evaluate_semantic(
     split_seed: int = 0,
     progress: bool = True,
     collector: ReportCollector | None = None,
+    vocabulary: Vocabulary | None = None,
 ) -> dict:
-    """collector: also sees every (prediction, ground truth) and the final confusion matrix (--report)."""
+    """collector: also sees every (prediction, ground truth) and the final confusion matrix (--report).
+    vocabulary: prompts for the dataset's classes (synonyms, templates); its class i must be
+    dataset class i (same count, same order). Default: the names in classes.json, no templates."""
     dataset = UniformDataset(dataset_dir)
     samples = dataset.split(split, val_fraction, split_seed)
     if limit is not None:
         samples = samples[: max(0, limit)]
     if not samples:
         raise InputError(f"no labelled images to evaluate in {dataset_dir} (split {split})")
-    vocab = segmenter.vocabulary(Vocabulary.from_names(dataset.classes))
+    if vocabulary is not None and len(vocabulary) != len(dataset.classes):
+        raise InputError(
+            f"the vocabulary has {len(vocabulary)} classes but {dataset.name} has {len(dataset.classes)}: "
+            "its class i must be the dataset's class i"
+        )
+    vocab = segmenter.vocabulary(vocabulary or Vocabulary.from_names(dataset.classes))
     prompts = torch.from_numpy(vocab.embeddings)
     owner = torch.from_numpy(vocab.prompt_to_class)
     conf = ConfusionMatrix(len(dataset.classes), IGNORE)
@@ -97,6 +105,11 @@ def evaluate_semantic(
         "images": evaluated,
         "seconds": round(seconds, 2),
         "model": segmenter.model_id,
+        "prompts": {
+            "names": [", ".join(names) for names in vocab.synonyms],
+            "templates": list(vocab.templates),
+            "template_mode": vocab.template_mode,
+        },
     }
 
 

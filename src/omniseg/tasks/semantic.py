@@ -2,14 +2,30 @@
 
 logits[k, p] = max over class k's prompts of sum_i <w, z_i> s_i(p), argmax over k. Grounding is the
 same computation with the vocabulary restricted to the classes the user names for this image.
+
+Large vocabularies (more than DIRECT_MAX_CLASSES classes): each region's TOP_K classes come from
+the vocabulary's search index (exact or FAISS, omniseg.search), and eq. 6 runs over the union of
+those candidates only, so the per-image cost is N regions x index lookups plus eq. 6 over at most
+N x TOP_K classes, whatever the vocabulary size (seeds/004).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from omniseg.regions import Regions
+
+if TYPE_CHECKING:
+    from omniseg.search import SearchConfig
+    from omniseg.vocab import Vocabulary
+
+DIRECT_MAX_CLASSES = 256  # up to this many classes eq. 6 runs over all of them
+TOP_K = 5  # classes per region taken from the index for larger vocabularies
+PRUNE_TOP = 3  # classes upsampled: those among the best PRUNE_TOP of some grid cell
 
 
 def class_max_over_prompts(sim: torch.Tensor, prompt_to_class: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -92,7 +108,7 @@ def semantic_segmentation(
         pixel = pixel_class_logits(regions.pixel_embeddings, prompt_embeddings, prompt_to_class, num_classes)
         logits = logits + a * pixel
     assert isinstance(logits, torch.Tensor)
-    score, label = upsampled_max(logits, tuple(size))
+    label, score = upsampled_argmax(logits, tuple(size))
     if threshold is not None:
         label = torch.where(score < threshold, torch.full_like(label, -1), label)
     return label, score
@@ -129,3 +145,62 @@ def nearest_class_per_pixel(
         label = F.interpolate(label, size=out_size, mode="nearest")
         score = F.interpolate(score, size=out_size, mode="bilinear", align_corners=False)
     return label[0, 0].long(), score[0, 0]
+
+
+def upsampled_argmax(logits: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """argmax_k and max_k of the bilinearly upsampled logits [K,h,w] -> [H,W] each.
+
+    Only classes among the PRUNE_TOP best of at least one grid cell are upsampled: an upsampled
+    pixel mixes at most four cells, and a class that is third or worse in all of the image's cells
+    essentially never wins the mix. This bounds the full-resolution work by the number of classes
+    actually present (tens), not the vocabulary (measured: identical CamVid/MSRC val mIoU).
+    """
+    if tuple(logits.shape[-2:]) == tuple(size):
+        score, label = logits.max(dim=0)
+        return label, score
+    keep = None
+    if logits.shape[0] > PRUNE_TOP:
+        keep = torch.unique(logits.topk(PRUNE_TOP, dim=0).indices)
+        logits = logits[keep]
+    score, label = upsampled_max(logits, size)  # chunked: bounded memory whatever is left
+    return (keep[label] if keep is not None else label), score
+
+
+def candidate_classes(
+    regions: Regions, vocabulary: Vocabulary, k: int = TOP_K, config: SearchConfig | None = None
+) -> np.ndarray:
+    """Sorted unique class ids: the k best classes of each region, looked up in the vocabulary's index."""
+    assert vocabulary.prompt_to_class is not None
+    offsets = vocabulary.class_prompt_offsets()
+    per_class = int(min(4, max(1, int(np.max(np.diff(offsets))))))
+    scores, ids = vocabulary.index(config).search(regions.embeddings.float().numpy(), k * per_class)
+    owners = np.where(ids >= 0, vocabulary.prompt_to_class[np.maximum(ids, 0)], -1)
+    chosen: set[int] = set()
+    for row in owners:
+        firsts = list(dict.fromkeys(int(c) for c in row if c >= 0))[:k]
+        chosen.update(firsts)
+    return np.asarray(sorted(chosen), dtype=np.int64)
+
+
+def semantic_segmentation_vocab(
+    regions: Regions,
+    vocabulary: Vocabulary,
+    out_size: tuple[int, int] | None = None,
+    threshold: float | None = None,
+    k: int = TOP_K,
+    config: SearchConfig | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``semantic_segmentation`` with an embedded Vocabulary of any size; labels are class ids."""
+    assert vocabulary.embeddings is not None and vocabulary.prompt_to_class is not None
+    dtype = regions.embeddings.dtype
+    if len(vocabulary) <= DIRECT_MAX_CLASSES:
+        prompts = torch.from_numpy(np.array(vocabulary.embeddings, np.float32)).to(dtype)  # a copy: maps are read-only
+        owner = torch.from_numpy(np.asarray(vocabulary.prompt_to_class))
+        return semantic_segmentation(regions, prompts, owner, len(vocabulary), out_size, threshold)
+    classes = candidate_classes(regions, vocabulary, k, config)
+    prompts, owner = vocabulary.restricted(classes)
+    label, score = semantic_segmentation(
+        regions, torch.from_numpy(prompts).to(dtype), torch.from_numpy(owner), len(classes), out_size, threshold
+    )
+    global_ids = torch.from_numpy(classes)
+    return torch.where(label >= 0, global_ids[label.clamp(min=0)], label), score

@@ -73,6 +73,10 @@ class MiniLMTextEncoder:
                 out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.dim), np.float32)
 
+    def encode_uncached(self, texts: Sequence[str]) -> np.ndarray:
+        """Encode without the SQLite cache (the memory-mapped store of large vocabularies uses this)."""
+        return self._encode_uncached(texts)
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         return self.cache.get_or_compute(list(texts), self._encode_uncached, self.dim)
 
