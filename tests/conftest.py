@@ -55,6 +55,27 @@ def text_encoder(omniseg_cache_dir):
     return encoder
 
 
+@pytest.fixture(scope="module")
+def segmenter(tiny_model_dir, text_encoder):
+    """The tiny model loaded once per test module."""
+    import omniseg
+
+    return omniseg.load(tiny_model_dir)
+
+
+def assert_json_error(response, status: int, *hidden: str) -> str:
+    """A server error answer: ``status``, JSON ``{"error": one line}``, no traceback, no path (nor ``hidden``)."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert list(body) == ["error"] and body["error"]
+    message = body["error"]
+    assert "\n" not in message and "Traceback" not in response.text, message
+    for path in ("/tmp", "/work", "/home", str(REPO_ROOT), *hidden):
+        assert path not in response.text, (path, message)
+    return message
+
+
 @pytest.fixture
 def shared_data() -> Path:
     path = Path(__file__).resolve().parents[2] / "shared" / "data"

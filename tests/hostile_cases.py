@@ -7,13 +7,17 @@ A refused input must give, on the CLI, exit 2 and one ``omniseg: error:`` line (
 the API, the documented omniseg exception (omniseg.errors). An accepted input must give the right
 result, and nothing on stderr but the expected ``omniseg: warning:`` line. To add a surface (the
 server of issue 7), add a runner in test_hostile.py and replace the rows' ``server`` text.
+
+The server (``omniseg serve``) gets every row whose input can reach it (``SERVER`` below: an HTTP
+request and the status it must answer, 4xx with a one-line JSON ``{"error": ...}`` and no path
+echoed, or 200), or says why the row has no server surface.
 """
 
 from __future__ import annotations
 
 import errno
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +64,35 @@ class Case:
     warns: bool = False  # accepted with a warning
     cli_na: str = "n/a"  # why no CLI run (when cli is None)
     api_na: str = "n/a"
-    server: str = PENDING_SERVER
+    server: str = PENDING_SERVER  # the table cell; filled from SERVER below
+    http: Http | None = None  # the request the server runner sends (None: n/a, see ``server``)
+
+
+@dataclass(frozen=True)
+class Http:
+    """A request to the server: endpoint, multipart files (field, corpus file), form fields, the status due."""
+
+    path: str
+    files: tuple[tuple[str, str], ...]
+    status: int
+    data: dict = field(default_factory=dict, hash=False)
+    note: str = ""  # shown after the status in the table
+
+    def cell(self) -> str:
+        status = f"{self.status} JSON" if self.status >= 400 else str(self.status)
+        return f"{status} ({self.note})" if self.note else status
+
+
+def seg_http(image: str, status: int, **data: str) -> Http:
+    return Http("/v1/segment", (("image", image),), status, {"classes": CLASSES} | data)
+
+
+def rgb_http(path: str, status: int, **data: str) -> Http:
+    return Http(path, (("image", "rgb.png"),), status, data)
+
+
+def incontext_http(mask: str, status: int) -> Http:
+    return Http("/v1/incontext", (("example", "rgb.png"), ("example_mask", mask), ("target", "target.png")), status)
 
 
 # --------------------------------------------------------------------------------------- helpers
@@ -1060,14 +1092,138 @@ CASES: list[Case] = [
     ),
 ]
 
-# Rows whose surface is not in this code base yet (the server, issue 7; huge vocabularies, issue 5;
-# batch jobs killed and resumed, issue 7): RELIABILITY.md lists them, the tests will when they land.
-PENDING_ROWS = [
-    ("server-4xx-json", "server", "every row above, sent to the HTTP API", "pending #7: 4xx JSON, no path echoed"),
-    ("server-temp-dir", "server", "upload names with '../' and absolute paths", "pending #7: never writes outside"),
-    ("server-worker-raises", "server", "a request that makes the worker raise", "pending #7: next request served"),
-    ("server-load-rss", "server", "the serving load benchmark", "pending #7: RSS bounded, all answered"),
-    ("batch-kill-resume", "batch", "SIGKILL at random points, then restart", "pending #7: byte-identical outputs"),
+# ------------------------------------------------------------------------------------ the server
+NO_PATHS = "n/a: the server takes uploads, never a path"
+NO_ARRAYS = "n/a: the server takes encoded images, not arrays"
+NO_VIDEO = "n/a: no video endpoint"
+NO_EVAL = "n/a: no eval endpoint"
+NO_VOCAB_FILES = "n/a: vocabularies are a 'classes' string or a shipped name, never a client's file"
+NO_MODEL = "n/a: one model, loaded at start (`serve --model` exits 2)"
+NO_FILES = "n/a: the server writes no files (see server-temp-dir)"
+NO_TRAIN = "n/a: no training endpoint"
+SERVER: dict[str, Http | str] = {
+    "zero-byte-image": seg_http("zero.jpg", 400),
+    "truncated-jpeg": seg_http("truncated.jpg", 400),
+    "truncated-png": seg_http("truncated.png", 400),
+    "text-as-jpeg": seg_http("text.jpg", 400),
+    "decompression-bomb": seg_http("bomb.png", 413),
+    "directory-as-image": NO_PATHS,
+    "missing-image": NO_PATHS,
+    "one-pixel": seg_http("one_pixel.png", 400),
+    "16-bit-gray": seg_http("gray16.png", 200),
+    "16-bit-rgb": seg_http("rgb16.png", 200),
+    "cmyk-jpeg": seg_http("cmyk.jpg", 200),
+    "palette-transparency": seg_http("palette_alpha.png", 200),
+    "grayscale": seg_http("gray.png", 200),
+    "gray-alpha": seg_http("gray_alpha.png", 200),
+    "rgba": seg_http("rgba.png", 200),
+    "exif-rotated": seg_http("exif_rotated.jpg", 200),
+    "animated-gif": seg_http("animated.gif", 200),
+    "multi-page-tiff": seg_http("multipage.tiff", 200),
+    "wide-10000x10": seg_http("wide.png", 200),
+    "array-nan": NO_ARRAYS,
+    "array-negative": NO_ARRAYS,
+    "array-object": NO_ARRAYS,
+    "array-empty": NO_ARRAYS,
+    "array-uint16": NO_ARRAYS,
+    "mask-wrong-size": incontext_http("mask_small.png", 400),
+    "mask-non-binary-ids": incontext_http("mask_multi.png", 200),
+    "mask-0-255": incontext_http("mask_255.png", 200),
+    "mask-16-bit": incontext_http("mask_16bit.png", 200),
+    "mask-soft": incontext_http("mask_soft.png", 400),
+    "mask-float-soft": NO_ARRAYS,
+    "mask-all-zero": incontext_http("mask_zero.png", 400),
+    "mask-all-one": incontext_http("mask_one.png", 400),
+    "mask-rgb": incontext_http("mask_rgb.png", 400),
+    "mask-bomb": incontext_http("bomb_mask.png", 413),
+    "mask-truncated": incontext_http("truncated_mask.png", 400),
+    "mask-zero-byte": incontext_http("zero_mask.png", 400),
+    "video-first-mask-empty": NO_VIDEO,
+    "video-first-mask-size": NO_VIDEO,
+    "label-beyond-vocabulary": NO_EVAL,
+    "dataset-corrupt-image": NO_EVAL,
+    "vocab-empty-file": NO_VOCAB_FILES,
+    "vocab-comments-only": NO_VOCAB_FILES,
+    "vocab-whitespace-names": NO_VOCAB_FILES,
+    "classes-empty": seg_http("rgb.png", 400, classes=""),
+    "classes-whitespace": seg_http("rgb.png", 400, classes=" , ,  "),
+    "names-whitespace": "n/a: 'classes' is a comma string, blank entries skipped (as `--classes`)",
+    "vocab-duplicates": seg_http("rgb.png", 400, classes="car,road,Car"),
+    "classes-duplicates": seg_http("rgb.png", 400, classes="car,road,car"),
+    "vocab-million": replace(
+        seg_http("rgb.png", 400, classes=",".join(f"c{i}" for i in range(10**6))), note="over the class limit"
+    ),
+    "vocab-latin-1": NO_VOCAB_FILES,
+    "vocab-utf-16": NO_VOCAB_FILES,
+    "vocab-bom": seg_http("rgb.png", 200, classes="\ufeffsky,road,car"),
+    "vocab-emoji-rtl": seg_http("rgb.png", 200, classes=",".join(INTL)),
+    "vocab-control-char": seg_http("rgb.png", 400, classes="sky,ro\x00ad"),
+    "stuff-unknown": seg_http("rgb.png", 400, task="panoptic", stuff="ocean"),
+    "model-missing": NO_MODEL,
+    "weights-zero-byte": NO_MODEL,
+    "weights-truncated": NO_MODEL,
+    "weights-random": NO_MODEL,
+    "weights-pickle": NO_MODEL,
+    "weights-pickle-bin": NO_MODEL,
+    "backbone-pickle": NO_MODEL,
+    "config-not-json": NO_MODEL,
+    "config-not-object": NO_MODEL,
+    "config-huge": NO_MODEL,
+    "config-mismatch": NO_MODEL,
+    "config-invalid": NO_MODEL,
+    "out-is-a-file": NO_FILES,
+    "out-not-writable": NO_FILES,
+    "disk-full": NO_FILES,
+    "outputs-collide": NO_FILES,
+    "overlay-collides": NO_FILES,
+    "output-overwrites-input": NO_FILES,
+    "incontext-overwrites-target": NO_FILES,
+    "video-overwrites-frames": NO_FILES,
+    "path-traversal-name": NO_FILES,
+    "nul-in-name": NO_FILES,
+    "threshold-nan": seg_http("rgb.png", 400, threshold="nan"),
+    "margin-nan": "n/a: /v1/refer has no margin",
+    "refer-empty-phrase": rgb_http("/v1/refer", 400, phrase="   "),
+    "click-nan": rgb_http("/v1/click", 400, points="[[NaN, NaN]]"),
+    "click-outside": rgb_http("/v1/click", 400, points="[[500, 500]]"),
+    "box-infinite": rgb_http("/v1/click", 400, boxes="[[0, 0, Infinity, Infinity]]"),
+    "train-config-binary": NO_TRAIN,
+    "train-config-list": NO_TRAIN,
+}
+CASES = [
+    replace(c, server=s.cell() + (" (frame warning not sent)" if c.warns else ""), http=s)
+    if isinstance(s, Http)
+    else replace(c, server=s)
+    for c in CASES
+    for s in [SERVER.get(c.id, PENDING_SERVER)]
+]
+
+# Rows that are one test each (not an input fed to every surface), and rows not done yet.
+EXTRA_ROWS = [
+    (
+        "server-temp-dir",
+        "server",
+        "uploads named '../escape.png' and '/abs/x.png', one over the 1 MB spool limit",
+        "cwd and temp dir unchanged: `test_server_writes_nothing`",
+    ),
+    (
+        "server-worker-raises",
+        "server",
+        "a request that makes the segmenter raise",
+        "500 JSON, no traceback; next request 200: `test_server_survives_a_raising_worker`",
+    ),
+    (
+        "server-load-rss",
+        "server",
+        "the serving load benchmark",
+        "pending: RSS bounded, all answered (not measured yet)",
+    ),
+    (
+        "batch-kill-resume",
+        "batch",
+        "SIGKILL of `omniseg segment` at a random point, then `--resume`",
+        "byte-identical outputs: `tests/test_batch.py::test_killed_run_resumes_to_identical_bytes`",
+    ),
     ("vocab-million-encode", "vocabulary", "segment with a 10^6-name vocabulary", "pending #5: FAISS index"),
 ]
 
@@ -1098,7 +1254,7 @@ def markdown_table() -> str:
         lines.append(
             f"| {n} | `{case.id}` | {case.input} | {_cell_cli(case)} | {_cell_api(case)} | {case.server} | {result} |"
         )
-    for case_id, group, what, status in PENDING_ROWS:
+    for case_id, group, what, status in EXTRA_ROWS:
         lines.append(f"| - | `{case_id}` | {what} | - | - | {status} | ({group}) |")
     return "\n".join(lines)
 

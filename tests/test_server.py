@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import omniseg
+from conftest import assert_json_error
 from omniseg.formats import decode_rle
 
 pytest.importorskip("fastapi")
@@ -32,8 +32,8 @@ def png(array: np.ndarray) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def seg(tiny_model_dir, text_encoder):
-    return omniseg.load(tiny_model_dir)
+def seg(segmenter):
+    return segmenter
 
 
 @pytest.fixture(scope="module")
@@ -153,15 +153,6 @@ def test_refer_click_incontext(client, seg, picture):
     np.testing.assert_array_equal(shown, expected_ids)
     id_png = client.post("/v1/incontext?format=png", files=files)
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(id_png.content))), expected_ids)
-
-
-def assert_json_error(response, status: int) -> str:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert list(body) == ["error"] and body["error"]
-    assert "Traceback" not in body["error"] and "/tmp" not in body["error"] and "/work" not in body["error"]
-    return body["error"]
 
 
 def test_bad_input_is_a_4xx_json_error(client, picture):
