@@ -75,7 +75,24 @@ def proc_status(pid: int) -> dict[str, int]:
     return values
 
 
-async def load(base: str, images: list[bytes], clients: int, duration: float) -> dict:
+async def sample_rss(pid: int, end: float, every: float = 2.0) -> list[tuple[float, float]]:
+    """(seconds into the run, VmRSS in MB) every ``every`` s until ``end``: shows growth, not just the peak."""
+    start, samples = time.monotonic(), []
+    while time.monotonic() < end:
+        samples.append((round(time.monotonic() - start, 1), round(proc_status(pid)["VmRSS"] / 2**20, 1)))
+        await asyncio.sleep(every)
+    return samples
+
+
+def rss_growth(samples: list[tuple[float, float]]) -> dict:
+    """Max RSS of the first and the last quarter of the run: bounded memory means no growth between them."""
+    rss = [mb for _, mb in samples]
+    quarter = max(1, len(rss) // 4)
+    first, last = max(rss[:quarter]), max(rss[-quarter:])
+    return {"first_quarter_max_mb": first, "last_quarter_max_mb": last, "growth_mb": round(last - first, 1)}
+
+
+async def load(base: str, images: list[bytes], clients: int, duration: float, pid: int | None = None) -> dict:
     import httpx
 
     counter = itertools.count()
@@ -113,8 +130,10 @@ async def load(base: str, images: list[bytes], clients: int, duration: float) ->
                     error_samples.append(f"{r.status_code}: {r.text[:200]}")
 
         t_start = time.monotonic()
+        sampler = asyncio.create_task(sample_rss(pid, end)) if pid is not None else None
         await asyncio.gather(*(worker() for _ in range(clients)))
         wall = time.monotonic() - t_start
+        samples = await sampler if sampler is not None else []
         health = (await client.get(f"{base}/healthz")).json()
 
     def pct(values: list[float], q: float) -> float | None:
@@ -135,6 +154,8 @@ async def load(base: str, images: list[bytes], clients: int, duration: float) ->
         },
         "server_compute_s": {"p50": pct(compute, 0.50), "p95": pct(compute, 0.95)},
         "server_rejected_503": health["rejected"],
+        "server_rss_samples_mb": samples,
+        **({"server_rss_growth": rss_growth(samples)} if samples else {}),
     }
 
 
@@ -157,7 +178,7 @@ def main() -> None:
     load_before = os.getloadavg()
     with live_server(server_args, log_path, startup_s=900, env={"PYTHONUNBUFFERED": "1"}) as server:
         idle = proc_status(server.process.pid)
-        result = asyncio.run(load(server.base_url, images, args.clients, args.duration))
+        result = asyncio.run(load(server.base_url, images, args.clients, args.duration, server.process.pid))
         memory = proc_status(server.process.pid)
         startup = server.startup_s
     report = {
