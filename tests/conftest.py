@@ -141,3 +141,23 @@ def pytest_terminal_summary(terminalreporter):
     if FUZZ_COUNTS:
         counts = ", ".join(f"{name} {n}" for name, n in sorted(FUZZ_COUNTS.items()))
         terminalreporter.write_line(f"fuzz iterations: {counts}")
+
+
+def run_cli(argv, capsys) -> tuple[int, str, str]:
+    """omniseg's main() in-process -> (exit code, stdout, stderr); argparse errors exit via SystemExit."""
+    from omniseg.cli import main
+
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err) -> None:
+    """Bad input: exit 2 and exactly one 'omniseg: error:' line on stderr, no traceback."""
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("omniseg: error:") and "Traceback" not in err

@@ -13,28 +13,10 @@ import pytest
 from PIL import Image
 
 import omniseg
-from conftest import REPO_ROOT, write_uniform_dataset
-from omniseg.cli import main
+from conftest import REPO_ROOT, assert_one_line_error, write_uniform_dataset
+from conftest import run_cli as run
 
 CLASSES = ["sky", "road", "red car"]
-
-
-def run(argv, capsys):
-    """main() in-process -> (exit code, stdout, stderr); argparse errors exit via SystemExit."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err):
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("omniseg: error:")
-    assert "Traceback" not in err
 
 
 @pytest.fixture(scope="module")

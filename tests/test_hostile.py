@@ -19,10 +19,9 @@ import pytest
 from PIL import Image
 
 import omniseg
-from conftest import REPO_ROOT, assert_json_error
+from conftest import REPO_ROOT, assert_json_error, run_cli
 from hostile_cases import CASES, EXTRA_ROWS, Case, Ctx, markdown_table
 from hostile_corpus import Corpus
-from omniseg.cli import main
 from omniseg.errors import MultiFrameWarning, OmnisegError
 
 CLI_CASES = [c for c in CASES if c.cli is not None]
@@ -53,15 +52,6 @@ def one_model_load(monkeypatch, segmenter, tiny_model_dir):
         return real(model, text_encoder, max_size, **backends)
 
     monkeypatch.setattr(omniseg, "load", load)
-
-
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse errors
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.parametrize("case", CLI_CASES, ids=[c.id for c in CLI_CASES])

@@ -18,8 +18,9 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 import omniseg
+from conftest import assert_one_line_error
+from conftest import run_cli as run
 from omniseg import formats
-from omniseg.cli import main
 from omniseg.data.segments import ClassRoles, ground_truth_segments
 from omniseg.errors import InputError
 from omniseg.eval.instance import coco_ground_truth, evaluate_instances, mask_ap
@@ -29,21 +30,6 @@ from omniseg.segmenter import Segmenter
 from omniseg.tasks.instance import classify_regions, instance_segmentation, mask_bbox
 from omniseg.tasks.panoptic import panoptic_segmentation
 from omniseg.vocab import Vocabulary
-
-
-def run(argv, capsys):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err):
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("omniseg: error:"), err
 
 
 # ------------------------------------------------------------------------------------ vocabulary

@@ -17,8 +17,8 @@ from PIL import Image
 from scipy import ndimage
 
 import omniseg
-from conftest import make_scene
-from omniseg.cli import main
+from conftest import assert_one_line_error, make_scene
+from conftest import run_cli as run
 from omniseg.errors import InputError
 from omniseg.eval.fewshot import FewShotScores, evaluate_incontext, foreground_classes, sample_episodes
 from omniseg.eval.video import boundary_f, disk, jaccard, score_sequence, seg2bmap, summarize
@@ -530,20 +530,6 @@ def test_simulated_clicks_reach_a_region_exactly():
 
 
 # ------------------------------------------------------------------------------------ CLI contracts
-def run(argv, capsys):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err):
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("omniseg: error:") and "Traceback" not in err
 
 
 @pytest.fixture(scope="module")
