@@ -335,6 +335,19 @@ def test_bench_vocab_reports_every_size(tiny_model_dir):
     json.dumps(report)
 
 
+def test_bench_vocab_agreement_on_its_own_images(tiny_model_dir):
+    """The agreement check may run on more images than are timed; the report says how many."""
+    from omniseg.eval.scale import run_vocab_benchmark
+    from omniseg.models.openseg import OpenSegModel
+
+    seg = Segmenter(OpenSegModel.from_pretrained(tiny_model_dir), HashEncoder())
+    images = [(np.random.default_rng(i).random((32, 40, 3)) * 255).astype(np.uint8) for i in range(3)]
+    config = SearchConfig(exact_max=50, hnsw_max=500)
+    report = run_vocab_benchmark(seg, [10, 300], images[:1], config=config, log=lambda _: None, agreement_images=images)
+    assert report["images"] == 1 and report["agreement_images"] == 3
+    assert 0 <= report["results"][300]["region_top1_agreement"] <= 1
+
+
 # -------------------------------------------------------------------------------------------------- CLI
 def test_cli_vocab_list_and_show(capsys):
     code, out, _ = run(["vocab", "list"], capsys)

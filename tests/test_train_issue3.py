@@ -144,15 +144,18 @@ def test_ess_loss_and_regularization():
     assert float(L.ess_regularization(2 * eye, classes)) > 0.5  # norms away from 1 are penalised
 
 
-def test_knn_matches_exhaustive_search():
-    from omniseg.knn import InnerProductIndex
+def test_faiss_flat_index_matches_exhaustive_search():
+    """The ESS head's negatives come from FAISS's exact index (PromptIndex kind "flat")."""
+    from omniseg.search import PromptIndex
 
     torch.manual_seed(1)
     base, queries = torch.randn(50, 8), torch.randn(7, 8)
-    scores, ids = InnerProductIndex(base).search(queries, 3)
+    index = PromptIndex.build(base.numpy(), kind="flat")
+    assert type(index.index).__name__ == "IndexFlatIP"
+    scores, ids = index.search(queries.numpy(), 3)
     ref_scores, ref_ids = (queries @ base.T).topk(3, dim=1)
-    assert torch.equal(ids, ref_ids)
-    torch.testing.assert_close(scores, ref_scores, rtol=1e-4, atol=1e-4)
+    assert torch.equal(torch.from_numpy(ids), ref_ids)
+    torch.testing.assert_close(torch.from_numpy(scores), ref_scores, rtol=1e-4, atol=1e-4)
 
 
 def test_nearest_class_inference_equals_argmax():

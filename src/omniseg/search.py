@@ -8,12 +8,18 @@ FAISS so inference cost does not grow with the number of classes):
 - above, HNSW over 8-bit scalar-quantised vectors (``IndexHNSWSQ``, the default) or IVF with 8-bit
   codes (``IndexIVFScalarQuantizer``, ``large_kind="ivf"``): a quarter of the memory of flat vectors,
   which matters at 10^6 prompts x 384 dims. Measured at 10^6 (BENCHMARKS.md): IVF needs to probe an
-  eighth of its lists (+0.2 s per image) to reach 0.99 top-1 agreement, HNSW-SQ8 gets 0.997 in
-  ~30 ms; IVF builds in seconds where HNSW-SQ8 takes ~12 minutes (once: the index is persisted).
+  eighth of its lists (+0.2 s per image) to reach 0.99 top-1 agreement; HNSW-SQ8 with efSearch
+  512 agrees on 0.998 of 3,072 regions with real MiniLM embeddings in ~35 ms per image (efSearch 256:
+  0.992, and 0.987 on the benchmark's 8 images); IVF builds in seconds where HNSW-SQ8 takes 3 to 12
+  minutes (once: the index is persisted).
 
 Either way the approximate candidates (``rerank`` per query) are re-scored exactly against the
 stored float32 embeddings, so a returned score is always the true cosine and the top-1 is wrong
 only if the true best prompt was not among the candidates at all.
+
+``kind="flat"`` is FAISS's exact inner-product index (``IndexFlatIP``), for callers that search
+many queries at once against a vocabulary that changes every call: the ESS head's k nearest
+negative classes in training (seeds/004), which the paper finds with FAISS.
 
 Indexes are persisted next to the memory-mapped embeddings (text/store.py), one file per index
 configuration, and loaded on the next run instead of being rebuilt.
@@ -25,6 +31,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -44,7 +51,7 @@ class SearchConfig:
     ivf_nprobe: int = 32
     rerank: int = 128  # approximate candidates per query, re-scored exactly
     large_kind: str = "hnsw_sq8"  # above hnsw_max: "hnsw_sq8" (HNSW over 8-bit codes) or "ivf" (IVF, 8-bit codes)
-    large_ef_search: int = 256  # efSearch of hnsw_sq8: 0.997 top-1 agreement at 10^6 (BENCHMARKS.md)
+    large_ef_search: int = 512  # efSearch of hnsw_sq8: 0.998 top-1 agreement at 10^6 real prompts (BENCHMARKS.md)
 
     def kind(self, size: int) -> str:
         if size <= self.exact_max:
@@ -77,23 +84,30 @@ def _float32(x: np.ndarray) -> np.ndarray:
 
 def exact_topk(queries: np.ndarray, vectors: np.ndarray, k: int, block: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
     """Brute-force inner-product top-k ([Q,k] scores, ids, best first), in blocks of rows so a
-    memory-mapped [M, D] array is streamed, never copied whole."""
-    q = _float32(queries)
+    memory-mapped [M, D] array is streamed, never copied whole.
+
+    The products run in torch, not numpy: numpy's BLAS keeps its own threads spinning after a call,
+    and on a 2-core machine the model's next torch op then waits ~60 ms for a core (measured: one
+    segment call in three at 10^3-10^4 classes), which made small vocabularies slower than 10^5."""
+    import torch
+
+    q = torch.from_numpy(_float32(queries))
     m = vectors.shape[0]
     k = min(k, m)
-    best_s = np.full((q.shape[0], 0), -np.inf, np.float32)
-    best_i = np.zeros((q.shape[0], 0), np.int64)
+    best_s = q.new_full((q.shape[0], 0), float("-inf"))
+    best_i = torch.zeros((q.shape[0], 0), dtype=torch.int64)
     for lo in range(0, m, block):
-        sims = q @ _float32(vectors[lo : lo + block]).T
-        kk = min(k, sims.shape[1])
-        part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
-        best_s = np.concatenate([best_s, np.take_along_axis(sims, part, 1)], axis=1)
-        best_i = np.concatenate([best_i, part + lo], axis=1)
+        rows = _float32(vectors[lo : lo + block])
+        with warnings.catch_warnings():  # a read-only memory map, only read here: no copy needed
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            sims = q @ torch.from_numpy(rows).T
+        part_s, part_i = sims.topk(min(k, sims.shape[1]), dim=1)
+        best_s, best_i = torch.cat([best_s, part_s], 1), torch.cat([best_i, part_i + lo], 1)
         if best_s.shape[1] > k:
-            keep = np.argpartition(-best_s, k - 1, axis=1)[:, :k]
-            best_s, best_i = np.take_along_axis(best_s, keep, 1), np.take_along_axis(best_i, keep, 1)
-    order = np.argsort(-best_s, axis=1, kind="stable")
-    return np.take_along_axis(best_s, order, 1), np.take_along_axis(best_i, order, 1)
+            best_s, keep = best_s.topk(k, dim=1)
+            best_i = best_i.gather(1, keep)
+    order = torch.sort(-best_s, dim=1, stable=True).indices  # ties: the order torch.topk gave
+    return best_s.gather(1, order).numpy(), best_i.gather(1, order).numpy()
 
 
 class PromptIndex:
@@ -137,7 +151,7 @@ class PromptIndex:
                 out._tune()
                 return out
         start = time.perf_counter()
-        builders = {"hnsw": _build_hnsw, "hnsw_sq8": _build_hnsw_sq8, "ivf": _build_ivf}
+        builders = {"flat": _build_flat, "hnsw": _build_hnsw, "hnsw_sq8": _build_hnsw_sq8, "ivf": _build_ivf}
         index = builders[kind](faiss, vectors, config)
         out = cls(vectors, kind, index, config)
         out.build_seconds = time.perf_counter() - start
@@ -165,6 +179,9 @@ class PromptIndex:
         q = _float32(queries)
         if self.kind == "exact":
             return exact_topk(q, self.vectors, k)
+        if self.kind == "flat":  # FAISS's exact scores: nothing to re-score
+            scores, ids = self.index.search(q, min(k, len(self)))
+            return scores, ids.astype(np.int64)
         candidates = min(len(self), max(k, self.config.rerank))
         _, ids = self.index.search(q, candidates)
         return self._rerank(q, ids, k)
@@ -193,6 +210,12 @@ def _config_key(kind: str, shape: tuple[int, ...], config: SearchConfig, tag: st
 def _add_in_blocks(index, vectors: np.ndarray, block: int = 65_536) -> None:
     for lo in range(0, vectors.shape[0], block):
         index.add(_float32(vectors[lo : lo + block]))
+
+
+def _build_flat(faiss, vectors: np.ndarray, config: SearchConfig):
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    _add_in_blocks(index, vectors)
+    return index
 
 
 def _build_hnsw(faiss, vectors: np.ndarray, config: SearchConfig):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from omniseg.commands import EXIT_OK, image_size_arg
+from omniseg.commands import EXIT_OK, image_size_arg, positive_int
 from omniseg.errors import InputError
 
 
@@ -26,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     vocab = kinds.add_parser("vocab", help="latency, peak RSS and search agreement per vocabulary size")
     vocab.add_argument("--sizes", type=_sizes, default=_sizes("100,1000,10000,100000,1000000"))
     vocab.add_argument("--images", nargs="*", metavar="IMAGE", help="images to segment (default: 8 CamVid frames)")
-    vocab.add_argument("--num-images", type=int, default=8, help="how many default images (default: %(default)s)")
-    vocab.add_argument("--repeats", type=int, default=1, help="passes over the images (default: %(default)s)")
+    vocab.add_argument("--num-images", type=positive_int, default=8, help="default images timed (default: %(default)s)")
+    vocab.add_argument("--repeats", type=positive_int, default=1, help="passes over the images (default: %(default)s)")
     vocab.add_argument("--top-k", type=int, default=None, help="classes per region from the index (default: 5)")
     vocab.add_argument("--exact-max", type=int, help="largest vocabulary (prompts) searched exactly")
     vocab.add_argument("--hnsw-max", type=int, help="largest vocabulary (prompts) with an HNSW index; IVF above")
@@ -36,6 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     vocab.add_argument("--nprobe", type=int, help="IVF lists probed per query")
     vocab.add_argument("--large-index", choices=("hnsw_sq8", "ivf"), help="index above --hnsw-max (default: hnsw_sq8)")
     vocab.add_argument("--no-agreement", action="store_true", help="skip the exact-search comparison")
+    vocab.add_argument(
+        "--agreement-images",
+        type=positive_int,
+        metavar="N",
+        help="compare approximate with exact search on the first N default images (default: the timed images)",
+    )
     vocab.add_argument("--model", help="model directory (default: the embedded default model)")
     vocab.add_argument("--max-size", type=image_size_arg, default=512)
     vocab.add_argument("--json", help="write the report as JSON here")
@@ -80,6 +86,7 @@ def run_vocab(args: argparse.Namespace, vocabulary=None, extra: dict | None = No
         config=config,
         agreement=not args.no_agreement,
         vocabulary=vocabulary,
+        agreement_images=default_images(args.agreement_images) if args.agreement_images else None,
     )
     report.update(extra or {})
     if args.json:

@@ -129,16 +129,19 @@ def nearest_class_per_pixel(
     prompt_to_class: torch.Tensor,
     out_size: tuple[int, int],
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """ESS inference (seeds/004): each pixel takes the class of its nearest prompt in the FAISS index.
+    """ESS inference (seeds/004): each pixel takes the class of its nearest prompt.
 
     The nearest prompt over all of a class's prompts is the max over prompts, so the label is the
-    argmax of pixel_class_logits; the search costs h*w*M*D at the embeddings' stride, then the
-    label map is upsampled (nearest) and the score bilinearly.
+    argmax of pixel_class_logits. The search is the vocabulary search of omniseg.search (exact, or
+    FAISS above its size threshold) at the embeddings' stride; then the label map is upsampled
+    (nearest) and the score bilinearly.
     """
-    from omniseg.knn import InnerProductIndex
+    from omniseg.search import PromptIndex
 
     d, h, w = pixel_embeddings.shape
-    scores, ids = InnerProductIndex(prompt_embeddings).search(pixel_embeddings.reshape(d, -1).T, 1)
+    index = PromptIndex.build(prompt_embeddings.detach().float().numpy())
+    found_scores, found_ids = index.search(pixel_embeddings.reshape(d, -1).T.float().numpy(), 1)
+    scores, ids = torch.from_numpy(found_scores), torch.from_numpy(found_ids)
     label = prompt_to_class.to(torch.int64)[ids[:, 0]].reshape(1, 1, h, w).float()
     score = scores[:, 0].reshape(1, 1, h, w).to(pixel_embeddings.dtype)
     if (h, w) != tuple(out_size):

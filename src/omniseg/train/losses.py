@@ -119,12 +119,13 @@ def ess_loss(
     found by FAISS on the detached embeddings, so the cost is S*U*D for the search and S*(k+1)*D for
     the loss, whatever the size of the vocabulary.
     """
-    from omniseg.knn import InnerProductIndex
+    from omniseg.search import PromptIndex
 
     k = min(k, class_text.shape[0] - 1)
     if k < 1:
         return pixels.new_zeros(())
-    _, ids = InnerProductIndex(class_text).search(pixels.detach(), k + 1)
+    index = PromptIndex.build(class_text.detach().float().numpy(), kind="flat")
+    ids = torch.from_numpy(index.search(pixels.detach().float().numpy(), k + 1)[1])
     # Drop the positive where it is among the k + 1 found; otherwise drop the farthest.
     is_pos = ids == positive.unsqueeze(1)
     drop = torch.where(is_pos.any(1), is_pos.float().argmax(1), torch.full_like(positive, k))
