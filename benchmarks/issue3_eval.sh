@@ -26,7 +26,11 @@ done
 ev abl_ess msrc_v2 "_pixels" --pixel-weight 1
 ev abl_ess msrc_v2 "_fused" --pixel-weight 0.5
 for ds in coco128_seg coco_mini; do
-  for name in rec_panoptic zs_msrc_v2_openseg; do
+  for name in rec_panoptic zs_msrc_v2_openseg rec_panoptic_ft; do
     ev $name $ds "_recall" --metric recall --proposals 100
   done
+done
+# the fine-tuned proposal model on the foundation issue's val metrics (vs the default model it started from)
+for ds in camvid msrc_v2; do
+  ev rec_panoptic_ft $ds ""
 done

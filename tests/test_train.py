@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -119,3 +120,44 @@ def test_resume_is_exact(run_a, tiny_dataset, tmp_path, capsys):
     # Steps 3-4 did change the weights, so the comparison above is not vacuous.
     final = load_file(str(run_b / "checkpoint" / "model.safetensors"))
     assert any(not torch.equal(final[k], at_step_2[k]) for k in final)
+
+
+def test_init_from_a_trained_model_keeps_its_weights_and_adds_queries(run_a, tiny_dataset, tmp_path):
+    """Fine-tuning: a run with more queries starts from the trained ones; everything else is copied."""
+    from omniseg.models.openseg import OpenSegConfig, OpenSegModel
+    from omniseg.train.loop import init_from_model
+
+    source = OpenSegModel.from_pretrained(run_a / "model").state_dict()
+    more = {**TINY_MODEL_CONFIG, "trainable_backbone_from": 14, "num_queries": 12}
+    model = OpenSegModel(OpenSegConfig(**more))
+    fresh_queries = model.queries.detach().clone()
+    report = init_from_model(model, run_a / "model")
+    assert report["partly"] == ["queries (8 of 12 rows)"] and not report["new"]
+    state = model.state_dict()
+    for name in report["copied"]:
+        assert torch.equal(state[name], source[name]), name
+    assert torch.equal(state["queries"][:8], source["queries"])
+    assert torch.equal(state["queries"][8:], fresh_queries[8:])  # the new queries keep their init
+
+    # Named in a config, the path is relative to the config file; one step trains from there.
+    shutil.copytree(run_a / "model", tmp_path / "trained")
+    (tmp_path / "cfg").mkdir()
+    cfg_path = write_config(
+        tmp_path / "cfg", tiny_dataset, tmp_path / "ft", steps=1, init_from="../trained", model=more
+    )
+    assert TrainConfig.from_yaml(cfg_path).init_from == str((tmp_path / "trained").resolve())
+    assert main(["train", str(cfg_path)]) == 0
+    assert json.loads((tmp_path / "ft" / "model" / "config.json").read_text())["num_queries"] == 12
+
+
+def test_init_from_refuses_weights_of_another_shape(run_a, tiny_dataset, tmp_path, capsys):
+    cfg = write_config(
+        tmp_path,
+        tiny_dataset,
+        tmp_path / "ft",
+        init_from=str(run_a / "model"),
+        model={**TINY_MODEL_CONFIG, "feature_dim": 16, "trainable_backbone_from": 14},
+    )
+    assert main(["train", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "init_from" in err and "only num_queries may differ" in err

@@ -267,6 +267,37 @@ def test_superpixel_proposals_find_flat_regions():
     assert (greedy_match_ious(mask_ious(props, gt)) >= 0.9).all()
 
 
+def test_connected_components_split_separate_objects():
+    from omniseg.eval.proposals import connected_components
+
+    two_cars = np.zeros((1, 20, 30), bool)
+    two_cars[0, 2:8, 2:12] = True  # 60 px
+    two_cars[0, 10:18, 15:28] = True  # 104 px: the larger one comes first
+    two_cars[0, 19, 0] = True  # 1 px: below the size floor
+    one = np.zeros((1, 20, 30), bool)
+    one[0, 5:9, 5:9] = True  # a single component adds nothing new
+    parts = connected_components(np.concatenate([two_cars, one]), min_share=0.005)
+    assert len(parts) == 2 and parts[0].sum() == 104 and parts[1].sum() == 60
+    assert connected_components(one, 0.0).shape == (0, 20, 30)
+
+
+def test_feature_hierarchy_recovers_regions_of_distinct_features():
+    """Pixel features with three distinct directions: the hierarchy holds each region and the whole."""
+    from omniseg.eval.proposals import feature_hierarchy_masks, greedy_match_ious, mask_ious
+
+    feats = torch.zeros(8, 24, 32)
+    feats[0, :, :16] = 1  # left half
+    feats[1, :12, 16:] = 1  # top right
+    feats[2, 12:, 16:] = 1  # bottom right
+    masks = feature_hierarchy_masks(feats, (48, 64))  # twice the feature grid, as stride 2
+    assert masks.dtype == bool and masks.shape[1:] == (48, 64) and masks[0].all()  # the top merge: everything
+    gt = np.zeros((4, 48, 64), bool)
+    gt[0, :, :32], gt[1, :24, 32:], gt[2, 24:, 32:], gt[3, :, 32:] = True, True, True, True
+    # each region, and the right half: the two right regions are as unlike each other as the left,
+    # and the fill term merges the pair that fills its box first
+    assert (greedy_match_ious(mask_ious(masks, gt)) >= 0.9).all()
+
+
 def test_recall_cli(tmp_path, tiny_dataset, tiny_model_dir, capsys):
     for source in ("superpixels", "model"):
         out = tmp_path / f"{source}.json"

@@ -10,6 +10,8 @@ times a uniform random number (fixed seed); duplicates (IoU > 0.95) are dropped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 FELZENSZWALB_SCALES = (100, 300, 1000)
@@ -36,52 +38,63 @@ def _adjacent_pairs(labels: np.ndarray) -> set[tuple[int, int]]:
     return pairs
 
 
-def hierarchy(image: np.ndarray, labels: np.ndarray) -> list[frozenset[int]]:
-    """Greedy merging of adjacent regions of ``labels`` (ids 0..n-1); returns the merged regions
-    (sets of base ids) in merge order, the whole image last."""
+def _boxes(labels: np.ndarray, n: int) -> np.ndarray:
+    """[n, 4] (y0, x0, y1, x1) of each label (zeros for absent labels)."""
+    ys, xs = np.indices(labels.shape)
+    flat, ys, xs = labels.reshape(-1), ys.reshape(-1), xs.reshape(-1)
+    boxes = np.zeros((n, 4))
+    present = np.bincount(flat, minlength=n) > 0
+    boxes[:, 0] = np.where(present, np.full(n, np.inf), 0)
+    boxes[:, 1] = boxes[:, 0]
+    np.minimum.at(boxes[:, 0], flat, ys)
+    np.minimum.at(boxes[:, 1], flat, xs)
+    np.maximum.at(boxes[:, 2], flat, ys)
+    np.maximum.at(boxes[:, 3], flat, xs)
+    return boxes
+
+
+Similarity = Callable[[np.ndarray, np.ndarray], float]  # (descriptor a, descriptor b) -> affinity
+
+
+def merge_hierarchy(labels: np.ndarray, descriptors: np.ndarray, affinity: Similarity) -> list[frozenset[int]]:
+    """Greedy merging of adjacent regions of ``labels`` (ids 0..n-1), most similar pair first; returns
+    the merged regions (sets of base ids) in merge order, the whole image (or component) last.
+
+    A pair's similarity is ``affinity`` of the two regions' descriptors (a merged region's descriptor
+    is the size-weighted mean of its parts') plus selective search's size and fill terms, which
+    make small regions and regions filling each other's box merge early (Uijlings et al.)."""
     n = int(labels.max()) + 1
     size_total = labels.size
-    hist = list(_histograms(image, labels, n))
+    desc = list(np.asarray(descriptors, dtype=np.float64))
     size = list(np.bincount(labels.reshape(-1), minlength=n).astype(float))
-    ys, xs = np.indices(labels.shape)
-    flat = labels.reshape(-1)
-    boxes = [
-        [
-            float(ys.reshape(-1)[flat == i].min()),
-            float(xs.reshape(-1)[flat == i].min()),
-            float(ys.reshape(-1)[flat == i].max()),
-            float(xs.reshape(-1)[flat == i].max()),
-        ]
-        if size[i]
-        else [0.0, 0.0, 0.0, 0.0]
-        for i in range(n)
-    ]
+    boxes = [list(b) for b in _boxes(labels, n)]
     members: list[frozenset[int]] = [frozenset([i]) for i in range(n)]
     neighbours: dict[int, set[int]] = {i: set() for i in range(n)}
     for a, b in _adjacent_pairs(labels):
         neighbours[a].add(b)
         neighbours[b].add(a)
 
+    def union_box(a: int, b: int) -> list[float]:
+        return [min(boxes[a][0], boxes[b][0]), min(boxes[a][1], boxes[b][1])] + [
+            max(boxes[a][2], boxes[b][2]),
+            max(boxes[a][3], boxes[b][3]),
+        ]
+
     def similarity(a: int, b: int) -> float:
-        colour = float(np.minimum(hist[a], hist[b]).sum()) / 3
         small = 1 - (size[a] + size[b]) / size_total
-        box = [min(boxes[a][0], boxes[b][0]), min(boxes[a][1], boxes[b][1])]
-        box += [max(boxes[a][2], boxes[b][2]), max(boxes[a][3], boxes[b][3])]
+        box = union_box(a, b)
         box_area = (box[2] - box[0] + 1) * (box[3] - box[1] + 1)
         fill = 1 - (box_area - size[a] - size[b]) / size_total
-        return colour + small + fill
+        return affinity(desc[a], desc[b]) + small + fill
 
     sims = {(a, b): similarity(a, b) for a in neighbours for b in neighbours[a] if a < b}
     merged: list[frozenset[int]] = []
     while sims:
         a, b = max(sims, key=sims.get)  # type: ignore[arg-type]
-        t = len(hist)
-        hist.append((hist[a] * size[a] + hist[b] * size[b]) / (size[a] + size[b]))
+        t = len(desc)
+        desc.append((desc[a] * size[a] + desc[b] * size[b]) / max(size[a] + size[b], 1.0))
         size.append(size[a] + size[b])
-        boxes.append(
-            [min(boxes[a][0], boxes[b][0]), min(boxes[a][1], boxes[b][1])]
-            + [max(boxes[a][2], boxes[b][2]), max(boxes[a][3], boxes[b][3])]
-        )
+        boxes.append(union_box(a, b))
         members.append(members[a] | members[b])
         merged.append(members[t])
         nb = (neighbours.pop(a) | neighbours.pop(b)) - {a, b}
@@ -94,6 +107,23 @@ def hierarchy(image: np.ndarray, labels: np.ndarray) -> list[frozenset[int]]:
     return merged
 
 
+def colour_affinity(a: np.ndarray, b: np.ndarray) -> float:
+    """Histogram intersection of two L1-normalised colour histograms (3 channels: in 0..1)."""
+    return float(np.minimum(a, b).sum()) / 3
+
+
+def hierarchy(image: np.ndarray, labels: np.ndarray) -> list[frozenset[int]]:
+    """Selective search's colour hierarchy over the superpixels ``labels`` of ``image``."""
+    n = int(labels.max()) + 1
+    return merge_hierarchy(labels, _histograms(image, labels, n), colour_affinity)
+
+
+def hierarchy_levels(labels: np.ndarray, merged: list[frozenset[int]]) -> list[np.ndarray]:
+    """The masks of a hierarchy from the top: the last merge first, the base regions last."""
+    levels = list(reversed(merged)) + [frozenset([i]) for i in range(int(labels.max()) + 1)]
+    return [np.isin(labels, list(region)) for region in levels]
+
+
 def superpixel_proposals(image: np.ndarray, max_proposals: int = 100, seed: int = 0) -> np.ndarray:
     """Ranked class-agnostic masks [P, H, W] (bool) for an RGB uint8 image [H, W, 3]."""
     from skimage.segmentation import felzenszwalb, slic
@@ -102,11 +132,9 @@ def superpixel_proposals(image: np.ndarray, max_proposals: int = 100, seed: int 
     candidates: list[tuple[float, np.ndarray]] = []  # (priority, mask); lower = earlier
     for scale in FELZENSZWALB_SCALES:
         labels = felzenszwalb(image, scale=scale, sigma=0.8, min_size=max(20, scale // 5))
-        merged = hierarchy(image, labels)
         # position in the hierarchy: the last merge (whole image) is 1, base superpixels come last
-        levels = list(reversed(merged)) + [frozenset([i]) for i in range(int(labels.max()) + 1)]
-        for pos, region in enumerate(levels, start=1):
-            candidates.append((pos * rng.random(), np.isin(labels, list(region))))
+        for pos, mask in enumerate(hierarchy_levels(labels, hierarchy(image, labels)), start=1):
+            candidates.append((pos * rng.random(), mask))
     for n_segments in SLIC_SEGMENTS:
         labels = slic(image, n_segments=n_segments, compactness=10, start_label=0)
         for i in range(int(labels.max()) + 1):

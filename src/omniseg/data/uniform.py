@@ -71,6 +71,18 @@ class UniformDataset:
             raise InputError(f"unknown split {part!r}: use train, val or all")
         return [labelled[i] for i in chosen]
 
+    def eval_samples(
+        self, part: str, val_fraction: float = 0.2, seed: int = 0, limit: int | None = None
+    ) -> list[Sample]:
+        """The samples an evaluation scores: ``split`` cut to the first ``limit``; none is an InputError
+        (a metric over no image would be a silent 0 or NaN)."""
+        samples = self.split(part, val_fraction, seed)
+        if limit is not None:
+            samples = samples[: max(0, limit)]
+        if not samples:
+            raise InputError(f"no labelled images to evaluate in {self.root} (split {part})")
+        return samples
+
 
 def read_mask(path: Path, num_classes: int | None = None) -> np.ndarray:
     """Class ids (255 = ignore); with ``num_classes``, an id that is neither a class nor 255 is an

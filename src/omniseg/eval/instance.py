@@ -104,9 +104,7 @@ def evaluate_instances(
     roles = class_roles(dataset, stuff)
     if not roles.has_instances or not any(roles.isthing):
         raise InputError(f"{dataset.name} has no instance annotations (instances/): mask AP needs thing classes")
-    samples = dataset.split(split, val_fraction, split_seed)[: None if limit is None else max(0, limit)]
-    if not samples:
-        raise InputError(f"no labelled images to evaluate in {dataset_dir} (split {split})")
+    samples = dataset.eval_samples(split, val_fraction, split_seed, limit)
     vocab = evaluation_vocabulary(segmenter, dataset, roles)  # category id = dataset class id
     gt_images, results = [], []
     start = time.perf_counter()

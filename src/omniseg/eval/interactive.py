@@ -87,11 +87,7 @@ def evaluate_interactive(
     from omniseg.tasks.common import image_regions
 
     dataset = UniformDataset(dataset_dir)
-    samples = dataset.split(split, val_fraction, split_seed)
-    if limit is not None:
-        samples = samples[: max(0, limit)]
-    if not samples:
-        raise InputError(f"no labelled images to evaluate in {dataset_dir} (split {split})")
+    samples = dataset.eval_samples(split, val_fraction, split_seed, limit)
     curves: list[list[float]] = []
     start = time.perf_counter()
     for sample in tqdm(samples, desc=f"interactive {dataset.name}", disable=not progress, dynamic_ncols=True):

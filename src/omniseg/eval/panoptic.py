@@ -156,9 +156,7 @@ def evaluate_panoptic(
     """
     dataset = UniformDataset(dataset_dir)
     roles = class_roles(dataset, stuff)
-    samples = dataset.split(split, val_fraction, split_seed)[: None if limit is None else max(0, limit)]
-    if not samples:
-        raise InputError(f"no labelled images to evaluate in {dataset_dir} (split {split})")
+    samples = dataset.eval_samples(split, val_fraction, split_seed, limit)
     vocab = evaluation_vocabulary(segmenter, dataset, roles)
     categories = {k: roles.isthing[k] for k in range(len(dataset.classes)) if not roles.void[k]}
     pq = PanopticQuality()

@@ -53,25 +53,82 @@ def mask_ious(proposals: np.ndarray, gt: np.ndarray) -> np.ndarray:
 
 
 MODEL_THRESHOLDS = (0.5, 0.3, 0.7)
+FEATURE_SEGMENTS = 48  # base segments of the feature hierarchy (SLIC on the model's pixel features)
+MIN_COMPONENT = 0.002  # connected components smaller than this share of the image are not proposed
 
 
-def model_proposer(segmenter) -> Proposer:
-    """The native model's N soft masks turned into ranked binary proposals: first each region's
-    share of the argmax partition (pixels where it is the strongest mask), then each mask cut at
-    0.5, 0.3 and 0.7; within a group by objectness; empty and duplicate (IoU > 0.95) masks dropped."""
+def model_proposer(segmenter, feature_hierarchy: bool = True) -> Proposer:
+    """The native model's regions turned into ranked binary proposals, in groups:
+
+    1. each region's share of the argmax partition (pixels where it is the strongest mask, > 0.2);
+    2. the connected components of those shares: a model trained on semantic segments gives one
+       mask per class, and separate objects of a class are separate components;
+    3. each mask cut at 0.5, 0.3 and 0.7 (within a group by objectness);
+    4. (feature_hierarchy) a hierarchy on the model's own pixel features: SLIC over the unit
+       feature vectors, then adjacent segments merged by feature cosine (selective search's merging
+       with learned features instead of colour, as COB uses learned boundaries), top merges first.
+    Empty and duplicate (IoU > 0.95) masks are dropped."""
 
     def propose(image: np.ndarray, n: int) -> np.ndarray:
         regions = segmenter.regions(image)
         if len(regions) == 0:
             raise InputError("this model has no mask proposals (per-pixel arch): recall needs a region model")
+        size = image.shape[:2]
         order = torch.argsort(regions.scores, descending=True)
-        masks = F.interpolate(regions.masks[order][None].float(), size=image.shape[:2], mode="bilinear")[0]
+        masks = F.interpolate(regions.masks[order][None].float(), size=size, mode="bilinear")[0]
         owner = masks.argmax(0)
-        groups = [(owner == torch.arange(len(masks)).view(-1, 1, 1)) & (masks > 0.2)]
-        groups += [masks > t for t in MODEL_THRESHOLDS]
-        return dedupe(torch.cat(groups).numpy(), n)
+        shares = ((owner == torch.arange(len(masks)).view(-1, 1, 1)) & (masks > 0.2)).numpy()
+        groups = [shares, connected_components(shares, MIN_COMPONENT)]
+        groups += [(masks > t).numpy() for t in MODEL_THRESHOLDS]
+        if feature_hierarchy and regions.pixel_features is not None:
+            groups.append(feature_hierarchy_masks(regions.pixel_features, size))
+        return dedupe(np.concatenate([g for g in groups if len(g)]), n)
 
     return propose
+
+
+def connected_components(masks: np.ndarray, min_share: float) -> np.ndarray:
+    """[P, H, W] bool -> the connected components (8-connected) of the masks that have more than one,
+    largest first within a mask, components below ``min_share`` of the image dropped."""
+    from scipy import ndimage
+
+    out = []
+    min_pixels = min_share * masks.shape[1] * masks.shape[2]
+    for mask in masks:
+        labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+        if count < 2:
+            continue
+        sizes = np.bincount(labels.reshape(-1))[1:]
+        out += [labels == i + 1 for i in np.argsort(-sizes) if sizes[i] > min_pixels]
+    return np.stack(out) if out else np.zeros((0, *masks.shape[1:]), bool)
+
+
+def feature_hierarchy_masks(pixel_features: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """Masks [P, H, W] of a merge hierarchy over the model's unit pixel features [D, h, w], top first."""
+    from skimage.segmentation import slic
+
+    from omniseg.backends.superpixels import hierarchy_levels, merge_hierarchy
+
+    features = F.normalize(pixel_features.float(), dim=0).permute(1, 2, 0).numpy()  # [h, w, D]
+    labels = slic(
+        features,
+        n_segments=FEATURE_SEGMENTS,
+        compactness=0.1,  # features are unit vectors: distances in 0..2, so a small spatial weight
+        channel_axis=-1,
+        convert2lab=False,
+        start_label=0,
+    )
+    n = int(labels.max()) + 1
+    sums = np.zeros((n, features.shape[-1]))
+    np.add.at(sums, labels.reshape(-1), features.reshape(-1, features.shape[-1]))
+    means = sums / np.maximum(np.bincount(labels.reshape(-1), minlength=n), 1)[:, None]
+    levels = hierarchy_levels(labels, merge_hierarchy(labels, means, _cosine))
+    small = torch.from_numpy(np.stack(levels)).float()[None]
+    return F.interpolate(small, size=size, mode="nearest")[0].bool().numpy()
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-9))
 
 
 def dedupe(masks: np.ndarray, n: int, max_iou: float = 0.95) -> np.ndarray:
@@ -122,9 +179,7 @@ def evaluate_recall(
     progress: bool = True,
 ) -> dict:
     dataset = UniformDataset(dataset_dir)
-    samples = dataset.split(split, val_fraction, split_seed)[: limit if limit is not None else None]
-    if not samples:
-        raise InputError(f"no labelled images to evaluate in {dataset_dir} (split {split})")
+    samples = dataset.eval_samples(split, val_fraction, split_seed, limit)
     roles = class_roles(dataset)
     matched: list[np.ndarray] = []
     n_props: list[int] = []

@@ -43,11 +43,7 @@ def evaluate_semantic(
     vocabulary: prompts for the dataset's classes (synonyms, templates); its class i must be
     dataset class i (same count, same order). Default: the names in classes.json, no templates."""
     dataset = UniformDataset(dataset_dir)
-    samples = dataset.split(split, val_fraction, split_seed)
-    if limit is not None:
-        samples = samples[: max(0, limit)]
-    if not samples:
-        raise InputError(f"no labelled images to evaluate in {dataset_dir} (split {split})")
+    samples = dataset.eval_samples(split, val_fraction, split_seed, limit)
     if vocabulary is not None and len(vocabulary) != len(dataset.classes):
         raise InputError(
             f"the vocabulary has {len(vocabulary)} classes but {dataset.name} has {len(dataset.classes)}: "

@@ -95,6 +95,9 @@ class TrainConfig:
     ess_pixels: int = 256  # labelled pixels sampled per image for the ESS loss
     losses: LossWeights = field(default_factory=LossWeights)
     model: OpenSegConfig = field(default_factory=OpenSegConfig)
+    # Fine-tuning: start from this trained model ("default" = the embedded one, or a model directory)
+    # instead of the ImageNet backbone; see omniseg.train.loop.init_from_model.
+    init_from: str | None = None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
@@ -127,6 +130,9 @@ class TrainConfig:
         for spec in data["datasets"]:
             if not Path(spec.path).is_absolute():
                 spec.path = str((base / spec.path).resolve())
+        init = data.get("init_from")
+        if init is not None and init != "default" and not Path(str(init)).is_absolute():
+            data["init_from"] = str((base / str(init)).resolve())
         if not Path(data.get("out_dir", cls.out_dir)).is_absolute():
             data["out_dir"] = str((base / data.get("out_dir", cls.out_dir)).resolve())
         return cls(**data)

@@ -340,6 +340,45 @@ def load_checkpoint(directory: Path, model: OpenSegModel, optimizer: torch.optim
     return int(json.loads((directory / "state.json").read_text())["step"])
 
 
+def init_from_model(model: OpenSegModel, source: str | Path) -> dict[str, list[str]]:
+    """Copy a trained model's weights into ``model`` before step 0 (fine-tuning, as Detectron2's
+    MODEL.WEIGHTS). Tensors of equal shape are copied; the learnable queries row by row, so a run
+    with more queries keeps the trained ones and the extra ones start from their random init.
+    Tensors the source lacks (a head it did not have) stay as initialised. Any other difference
+    (another feature size, another text encoder) is an InputError: those weights cannot carry over.
+    Returns what was copied, partly copied and left new, for the log."""
+    from omniseg.segmenter import DEFAULT_MODEL_DIR
+
+    directory = DEFAULT_MODEL_DIR if str(source) == "default" else Path(source)
+    trained = OpenSegModel.from_pretrained(directory)
+    if trained.config.text_encoder != model.config.text_encoder or trained.config.arch != model.config.arch:
+        raise InputError(
+            f"init_from {directory}: a {trained.config.arch} model for {trained.config.text_encoder} cannot start "
+            f"a {model.config.arch} model for {model.config.text_encoder}"
+        )
+    source_state = trained.state_dict()
+    report: dict[str, list[str]] = {"copied": [], "partly": [], "new": []}
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name not in source_state:
+                report["new"].append(name)
+                continue
+            value = source_state[name]
+            if value.shape == tensor.shape:
+                tensor.copy_(value)
+                report["copied"].append(name)
+            elif name == "queries" and value.shape[1:] == tensor.shape[1:]:
+                rows = min(value.shape[0], tensor.shape[0])
+                tensor[:rows].copy_(value[:rows])
+                report["partly"].append(f"{name} ({rows} of {tensor.shape[0]} rows)")
+            else:
+                raise InputError(
+                    f"init_from {directory}: {name} has shape {tuple(value.shape)} there and {tuple(tensor.shape)} "
+                    "here; keep the model settings of the source (only num_queries may differ)"
+                )
+    return report
+
+
 def _truncate_log(log_path: Path, step: int) -> None:
     """After a crash the log may run past the checkpoint; drop those lines so steps never repeat."""
     if not log_path.is_file():
@@ -400,6 +439,14 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     params = [p for p in model.parameters() if p.requires_grad]
     ckpt = out / "checkpoint"
     step = load_checkpoint(ckpt, model, optimizer) if resume and (ckpt / "state.json").is_file() else 0
+    if step == 0 and cfg.init_from:
+        report = init_from_model(model, cfg.init_from)
+        if rank == 0:
+            print(
+                f"started from {cfg.init_from}: {len(report['copied'])} tensors copied"
+                + "".join(f"; {p}" for p in report["partly"])
+                + (f"; new: {', '.join(report['new'])}" if report["new"] else "")
+            )
     data = load_sources(cfg)
     log_path = out / "log.jsonl"
     if rank == 0:
