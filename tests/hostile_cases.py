@@ -1191,7 +1191,7 @@ SERVER: dict[str, Http | str] = {
     "train-config-list": NO_TRAIN,
 }
 CASES = [
-    replace(c, server=s.cell() + (" (frame warning not sent)" if c.warns else ""), http=s)
+    replace(c, server=s.cell() + (" + `warnings` in the JSON" if c.warns else ""), http=s)
     if isinstance(s, Http)
     else replace(c, server=s)
     for c in CASES

@@ -132,6 +132,8 @@ def test_server(case: Case, ctx: Ctx, client) -> None:
     else:
         assert response.status_code == 200, response.text
         assert str(ctx.corpus.root) not in response.text
+        said = response.json().get("warnings", [])
+        assert (len(said) == 1 and case.match in said[0]) if case.warns else not said, said
 
 
 def test_server_survives_a_raising_worker(ctx: Ctx, client, monkeypatch) -> None:

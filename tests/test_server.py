@@ -96,6 +96,21 @@ def test_segment_json_with_display_and_rle(client, seg, picture):
         np.testing.assert_array_equal(decode_rle(item["segmentation"]), expected.label_map == k)
 
 
+def test_animated_upload_tells_the_client_only_the_first_frame_was_used(client, picture):
+    """The CLI warns on stderr and the API with MultiFrameWarning; the server says it in the answer."""
+    buffer = io.BytesIO()
+    frames = [Image.fromarray(picture), Image.fromarray(255 - picture)]
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    gif = {"image": ("anim.gif", buffer.getvalue(), "image/gif")}
+    answer = client.post("/v1/segment", files=gif, data={"classes": CLASSES})
+    assert answer.status_code == 200
+    assert len(answer.json()["warnings"]) == 1 and "2 frames" in answer.json()["warnings"][0]
+    as_png = client.post("/v1/refer?format=png", files=gif, data={"phrase": "the sky"})
+    assert as_png.status_code == 200 and "2 frames" in as_png.headers["X-Omniseg-Warning"]
+    plain = client.post("/v1/segment", files=upload(picture), data={"classes": CLASSES})
+    assert "warnings" not in plain.json() and "X-Omniseg-Warning" not in plain.headers
+
+
 def test_segment_png_is_the_label_map(client, seg, picture):
     r = client.post("/v1/segment?format=png", files=upload(picture), data={"classes": CLASSES})
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"

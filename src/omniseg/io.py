@@ -68,13 +68,16 @@ def read_image(
     convert: Callable[[Image.Image], T],
     what: str = "image",
     max_pixels: int = MAX_IMAGE_PIXELS,
+    notes: list[str] | None = None,
 ) -> T:
     """Open the image file ``path`` (or encoded image bytes), first frame, check it, and return
     ``convert(image)``.
 
     Raises InputError for a missing, empty, unreadable, truncated or corrupt file, and for one with
     more than ``max_pixels`` pixels (from its header, before decoding: TooLargeError). Warns
-    MultiFrameWarning for an animated or multi-page file.
+    MultiFrameWarning for an animated or multi-page file, or, given a ``notes`` list, appends the
+    message there instead (a server answering many requests from threads cannot use the global,
+    thread-unsafe warnings filters to hand each client its own warnings).
     """
     source = path if isinstance(path, bytes) else Path(path)
     at = "" if isinstance(source, bytes) else f" {source}"
@@ -90,18 +93,20 @@ def read_image(
         except Exception as exc:  # noqa: BLE001 - decoders raise OSError, SyntaxError, KeyError, IndexError, ...
             raise InputError(f"cannot read {what}{at}: the file is truncated or corrupt") from exc
     if frames > 1:
-        warnings.warn(
-            f"{at.strip() or what} has {frames} frames (animated or multi-page): only the first is used",
-            MultiFrameWarning,
-            stacklevel=3,
-        )
+        message = f"{at.strip() or what} has {frames} frames (animated or multi-page): only the first is used"
+        if notes is not None:
+            notes.append(message)
+        else:
+            warnings.warn(message, MultiFrameWarning, stacklevel=3)
     return array
 
 
-def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS, what: str = "image") -> np.ndarray:
+def decode_image(
+    data: bytes, max_pixels: int = MAX_IMAGE_PIXELS, what: str = "image", notes: list[str] | None = None
+) -> np.ndarray:
     """Encoded image bytes (an upload) -> uint8 RGB [H, W, 3], with the checks of ``read_image``; the
     pixel limit is read from the header, before the pixels are decoded."""
-    return read_image(data, pil_to_rgb, what, max_pixels)
+    return read_image(data, pil_to_rgb, what, max_pixels, notes)
 
 
 def image_size(path: str | os.PathLike, what: str = "image", exif: bool = True) -> tuple[int, int]:

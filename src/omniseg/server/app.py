@@ -234,8 +234,8 @@ def create_app(
     def seg() -> Segmenter:
         return state["segmenter"]
 
-    def image_of(data: bytes, what: str = "image") -> np.ndarray:
-        return decode_image(data, max_pixels=limits.max_pixels, what=f"field {what!r}")
+    def image_of(data: bytes, notes: list[str], what: str = "image") -> np.ndarray:
+        return decode_image(data, max_pixels=limits.max_pixels, what=f"field {what!r}", notes=notes)
 
     def vocabulary_of(classes: str | None, vocab: str | None) -> Vocabulary:
         if (classes is None or not classes.strip()) == (vocab is None or not vocab.strip()):
@@ -248,8 +248,13 @@ def create_app(
             raise InputError(f"{len(parsed)} classes, over this server's limit of {limits.max_classes}")
         return parsed
 
-    async def run(request: Request, job: Callable[[], Any]) -> Any:
-        return await gate.run(job, ticket=getattr(request.state, TICKET_KEY, None))
+    async def run(request: Request, job: Callable[[list[str]], Any]) -> Any:
+        """Run job(notes) under the admission gate; what it noted (e.g. only the first frame of an
+        animated upload was used) reaches the client: a "warnings" list in JSON answers, an
+        X-Omniseg-Warning header on PNG ones."""
+        notes: list[str] = []
+        answer = await gate.run(lambda: job(notes), ticket=getattr(request.state, TICKET_KEY, None))
+        return with_warnings(answer, notes)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -290,8 +295,8 @@ def create_app(
     ) -> Any:
         data = await image.read()
 
-        def job() -> Any:
-            array = image_of(data)
+        def job(notes: list[str]) -> Any:
+            array = image_of(data, notes)
             vocabulary = vocabulary_of(classes, vocab)
             result = seg().segment(array, classes=vocabulary, task=task, threshold=threshold, stuff=stuff or None)
             return segment_answer(result, task, format, rle, display)
@@ -311,8 +316,8 @@ def create_app(
         if not phrase.strip() or len(phrase) > MAX_PHRASE_CHARS:
             raise InputError(f"phrase must have 1 to {MAX_PHRASE_CHARS} characters")
 
-        def job() -> Any:
-            result = seg().refer(image_of(data), phrase)
+        def job(notes: list[str]) -> Any:
+            result = seg().refer(image_of(data, notes), phrase)
             return mask_answer(result, phrase.strip(), format, display, rle)
 
         return await run(request, job)
@@ -332,9 +337,9 @@ def create_app(
         pts = [(p[0], p[1], bool(p[2]) if len(p) == 3 else True) for p in parse_number_lists(points, (2, 3), "points")]
         bxs = [(b[0], b[1], b[2], b[3]) for b in parse_number_lists(boxes, (4,), "boxes")]
 
-        def job() -> Any:
+        def job(notes: list[str]) -> Any:
             names = vocabulary_of(classes, None) if classes and classes.strip() else None
-            result = seg().click(image_of(data), points=pts, boxes=bxs, classes=names)
+            result = seg().click(image_of(data, notes), points=pts, boxes=bxs, classes=names)
             return mask_answer(result, result.label or "object", format, display, rle)
 
         return await run(request, job)
@@ -358,12 +363,12 @@ def create_app(
         pairs = [(await e.read(), await m.read()) for e, m in zip(example, example_mask, strict=True)]
         target_data = await target.read()
 
-        def job() -> Any:
+        def job(notes: list[str]) -> Any:
             examples = [
-                (image_of(e, f"example #{n}"), load_mask(m, f"field 'example_mask' #{n}"))
+                (image_of(e, notes, f"example #{n}"), load_mask(m, f"field 'example_mask' #{n}", notes))
                 for n, (e, m) in enumerate(pairs, start=1)
             ]
-            id_map = seg().incontext(examples, image_of(target_data, "target"), level=level)[0]
+            id_map = seg().incontext(examples, image_of(target_data, notes, "target"), level=level)[0]
             if format == "png":
                 return png_response(id_map)
             ids, counts = np.unique(id_map, return_counts=True)
@@ -381,6 +386,16 @@ def create_app(
         return await run(request, job)
 
     return app
+
+
+def with_warnings(answer: Any, notes: list[str]) -> Any:
+    if not notes:
+        return answer
+    if isinstance(answer, dict):
+        return {**answer, "warnings": notes}
+    if isinstance(answer, Response):  # a header is one latin-1 line
+        answer.headers["X-Omniseg-Warning"] = " | ".join(notes).encode("latin-1", "replace").decode("latin-1")
+    return answer
 
 
 def segment_answer(result: Any, task: str, fmt: Format, rle: bool, display: bool) -> Response | dict:

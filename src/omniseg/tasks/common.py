@@ -137,17 +137,18 @@ def _mask_array(im: Image.Image, path: Path | None, what: str) -> np.ndarray:
     return array.astype(np.uint8) if array.dtype == bool else array
 
 
-def load_mask(path: str | Path | bytes, what: str = "mask") -> np.ndarray:
+def load_mask(path: str | Path | bytes, what: str = "mask", notes: list[str] | None = None) -> np.ndarray:
     """A single-channel id mask file (1-bit, L, P with palette indices, 16-bit), or its encoded bytes
     (an upload) -> 2-D integer array.
 
     The same file checks as images (omniseg.io.read_image: empty, truncated, oversized, first frame
     only); colour, alpha and float images are InputError. No EXIF rotation: ids are stored as is.
+    notes: as in read_image (warnings collected instead of issued).
     """
     if isinstance(path, bytes):
-        return read_image(path, lambda im: _mask_array(im, None, what), what)
+        return read_image(path, lambda im: _mask_array(im, None, what), what, notes=notes)
     file = Path(path)
-    return read_image(file, lambda im: _mask_array(im, file, what), what)
+    return read_image(file, lambda im: _mask_array(im, file, what), what, notes=notes)
 
 
 def save_binary_mask(
