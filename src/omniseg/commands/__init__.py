@@ -95,5 +95,12 @@ def image_size_arg(text: str) -> int:
     return _whole_number_at_least(text, 32)
 
 
+def add_max_size_argument(parser: argparse.ArgumentParser) -> None:
+    """--max-size, the same for every command that runs the model."""
+    parser.add_argument(
+        "--max-size", type=image_size_arg, default=512, help="longest side the model sees (default: %(default)s)"
+    )
+
+
 def positive_int(text: str) -> int:
     return _whole_number_at_least(text, 1)

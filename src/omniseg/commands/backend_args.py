@@ -59,3 +59,12 @@ def seggpt_from_args(args: argparse.Namespace):
     from omniseg.backends.seggpt import SegGptBackend
 
     return SegGptBackend(parse_spec(args.model, ("seggpt",), "--model")[1])  # type: ignore[arg-type]
+
+
+def add_example_model_argument(parser: argparse.ArgumentParser) -> None:
+    """--model of the example-based commands (incontext, video), which can also run SegGPT."""
+    parser.add_argument(
+        "--model",
+        help="model directory (default: the embedded default model), or seggpt:PATH to run SegGPT "
+        "(a save_pretrained directory or a hub id in the local cache)",
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from omniseg.commands import EXIT_OK, image_size_arg, positive_int
+from omniseg.commands import EXIT_OK, add_max_size_argument, positive_int
 from omniseg.errors import InputError
 
 
@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="compare approximate with exact search on the first N default images (default: the timed images)",
     )
     vocab.add_argument("--model", help="model directory (default: the embedded default model)")
-    vocab.add_argument("--max-size", type=image_size_arg, default=512)
+    add_max_size_argument(vocab)
     vocab.add_argument("--json", help="write the report as JSON here")
     vocab.set_defaults(func=run_vocab)
 

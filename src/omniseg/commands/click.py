@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from omniseg.commands import BINARY_MASK_SUFFIXES, EXIT_OK, image_size_arg, plan_outputs, require_files
+from omniseg.commands import (
+    BINARY_MASK_SUFFIXES,
+    EXIT_OK,
+    add_max_size_argument,
+    plan_outputs,
+    require_files,
+)
 from omniseg.commands.backend_args import add_backend_arguments, load_segmenter
 from omniseg.errors import InputError
 
@@ -50,9 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     cl.add_argument("--classes", help="comma-separated class names to name the object with, e.g. 'dog,cat,person'")
     cl.add_argument("--out", default="omniseg_out", help="output directory (default: %(default)s)")
     cl.add_argument("--model", help="model directory (default: the embedded default model)")
-    cl.add_argument(
-        "--max-size", type=image_size_arg, default=512, help="longest side the model sees (default: %(default)s)"
-    )
+    add_max_size_argument(cl)
     add_backend_arguments(cl)
     cl.add_argument("--quiet", action="store_true")
     cl.set_defaults(func=run)

@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from omniseg.commands import EXIT_OK, image_size_arg
+from omniseg.commands import EXIT_OK, add_max_size_argument
 from omniseg.commands.vocab import add_vocab_options, apply_vocab_options
 from omniseg.errors import InputError
 
@@ -104,7 +104,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--val-fraction", type=float, default=0.2)
     ev.add_argument("--split-seed", type=int, default=0)
     ev.add_argument("--model", help="model directory (default: the embedded default model)")
-    ev.add_argument("--max-size", type=image_size_arg, default=512)
+    add_max_size_argument(ev)
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=run)
 

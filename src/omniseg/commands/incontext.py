@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from omniseg.commands import EXIT_OK, image_size_arg, plan_outputs, require_files
-from omniseg.commands.backend_args import add_backend_arguments, load_segmenter, seggpt_from_args
+from omniseg.commands import EXIT_OK, add_max_size_argument, plan_outputs, require_files
+from omniseg.commands.backend_args import (
+    add_backend_arguments,
+    add_example_model_argument,
+    load_segmenter,
+    seggpt_from_args,
+)
 from omniseg.errors import InputError
 
 
@@ -28,14 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="category: everything that looks like the example; instance: the one best-matching part per id",
     )
     ic.add_argument("--out", default="omniseg_out", help="output directory (default: %(default)s)")
-    ic.add_argument(
-        "--model",
-        help="model directory (default: the embedded default model), or seggpt:PATH to run SegGPT "
-        "(a save_pretrained directory or a hub id in the local cache)",
-    )
-    ic.add_argument(
-        "--max-size", type=image_size_arg, default=512, help="longest side the model sees (default: %(default)s)"
-    )
+    add_example_model_argument(ic)
+    add_max_size_argument(ic)
     add_backend_arguments(ic)
     ic.add_argument("--quiet", action="store_true")
     ic.set_defaults(func=run)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from omniseg.commands import EXIT_OK, image_size_arg
+from omniseg.commands import EXIT_OK, add_max_size_argument
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="segments smaller than this fraction of the image become unlabeled (default: %(default)s)",
     )
     pl.add_argument("--limit", type=int, help="at most N images per folder")
-    pl.add_argument("--max-size", type=image_size_arg, default=512)
+    add_max_size_argument(pl)
     pl.add_argument("--quiet", action="store_true")
     pl.set_defaults(func=run)
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from omniseg.commands import BINARY_MASK_SUFFIXES, EXIT_OK, finite_float, image_size_arg, plan_outputs, require_files
+from omniseg.commands import (
+    BINARY_MASK_SUFFIXES,
+    EXIT_OK,
+    add_max_size_argument,
+    finite_float,
+    plan_outputs,
+    require_files,
+)
 from omniseg.commands.backend_args import add_backend_arguments, load_segmenter
 from omniseg.errors import InputError
 
@@ -22,9 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="merge every region whose similarity is within this of the best (cosine; default: %(default)s)",
     )
     ref.add_argument("--no-spatial", action="store_true", help="ignore words like 'left' or 'top' in the phrase")
-    ref.add_argument(
-        "--max-size", type=image_size_arg, default=512, help="longest side the model sees (default: %(default)s)"
-    )
+    add_max_size_argument(ref)
     add_backend_arguments(ref)
     ref.add_argument("--quiet", action="store_true")
     ref.set_defaults(func=run)

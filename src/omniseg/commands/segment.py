@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from omniseg.commands import EXIT_INPUT, EXIT_OK, finite_float, image_size_arg, positive_int
+from omniseg.commands import EXIT_INPUT, EXIT_OK, add_max_size_argument, finite_float, positive_int
 from omniseg.commands.backend_args import add_backend_arguments, load_segmenter
 from omniseg.commands.vocab import add_vocab_options, apply_vocab_options
 from omniseg.errors import InputError, MissingResourceError, OutputError
@@ -63,9 +63,7 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         help="semantic: mark pixels whose best score (cosine) is below this unlabeled; "
         "instance/panoptic: drop regions whose score (class probability x objectness) is below this",
     )
-    parser.add_argument(
-        "--max-size", type=image_size_arg, default=512, help="longest side the model sees (default: %(default)s)"
-    )
+    add_max_size_argument(parser)
     parser.add_argument(
         "--workers",
         type=positive_int,

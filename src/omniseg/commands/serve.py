@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from omniseg.commands import EXIT_OK, image_size_arg
+from omniseg.commands import EXIT_OK, add_max_size_argument
 from omniseg.errors import MissingResourceError
 
 
@@ -31,9 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     sv.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     sv.add_argument("--model", help="model directory (default: the embedded default model)")
-    sv.add_argument(
-        "--max-size", type=image_size_arg, default=512, help="longest side the model sees (default: %(default)s)"
-    )
+    add_max_size_argument(sv)
     limit_flags = (  # flag, type, default, help
         ("--max-upload-mb", _positive(float), d.max_upload_bytes / 2**20, "largest request body in MB; more: 413"),
         ("--max-pixels", _positive(int), d.max_pixels, "largest image in pixels (width x height); more: 413"),

@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from omniseg.commands import EXIT_OK, image_size_arg, plan_outputs
-from omniseg.commands.backend_args import add_backend_arguments, load_segmenter, seggpt_from_args
+from omniseg.commands import EXIT_OK, add_max_size_argument, plan_outputs
+from omniseg.commands.backend_args import (
+    add_backend_arguments,
+    add_example_model_argument,
+    load_segmenter,
+    seggpt_from_args,
+)
 from omniseg.errors import InputError
 
 
@@ -23,14 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=3,
         help="previous frames (with their predicted masks) used as extra examples (default: %(default)s)",
     )
-    vd.add_argument(
-        "--model",
-        help="model directory (default: the embedded default model), or seggpt:PATH to run SegGPT "
-        "(a save_pretrained directory or a hub id in the local cache)",
-    )
-    vd.add_argument(
-        "--max-size", type=image_size_arg, default=512, help="longest side the model sees (default: %(default)s)"
-    )
+    add_example_model_argument(vd)
+    add_max_size_argument(vd)
     add_backend_arguments(vd)
     vd.add_argument("--quiet", action="store_true")
     vd.set_defaults(func=run)
