@@ -60,7 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--proposals-from",
         choices=("model", "superpixels"),
         default="model",
-        help="recall: the model's masks ranked by objectness, or the multi-scale superpixel hierarchy baseline",
+        help="recall: the model's proposals (its masks, their connected components and a hierarchy over its "
+        "pixel features; see omniseg.eval.proposals), or the multi-scale superpixel hierarchy baseline",
     )
     ev.add_argument(
         "--work-size", type=int, default=320, help="recall: longer image side scored at (default: %(default)s)"

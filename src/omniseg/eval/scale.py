@@ -88,6 +88,7 @@ def run_vocab_benchmark(
     from omniseg.vocabularies import synthetic_names
 
     sizes = sorted(set(int(s) for s in sizes))
+    agreement_images = images if agreement_images is None else agreement_images
     config = config or SearchConfig()
     segmenter.search = config
     t0 = time.perf_counter()
@@ -104,7 +105,7 @@ def run_vocab_benchmark(
         "images": len(images),
         "repeats": repeats,
         "top_k": segmenter.top_k,
-        "agreement_images": len(agreement_images if agreement_images is not None else images),
+        "agreement_images": len(agreement_images),
         "search": asdict(config),
         "names_seconds": round(t_names, 2),
         "embeddings_seconds": round(t_embed, 2),
@@ -140,7 +141,7 @@ def run_vocab_benchmark(
         row["p10_s"] = round(samples[int(0.1 * (len(samples) - 1))], 4)
         row["p90_s"] = round(samples[int(0.9 * (len(samples) - 1))], 4)
         if agreement and row["index"] != "exact":
-            row.update(_agreement(segmenter, vocabs[size], images if agreement_images is None else agreement_images))
+            row.update(_agreement(segmenter, vocabs[size], agreement_images))
         log(f"size {size:>9,}: {_describe(row)}")
     smallest, largest = sizes[0], sizes[-1]
     report["peak_rss_mib"] = peak_rss_mib()

@@ -132,15 +132,16 @@ def nearest_class_per_pixel(
     """ESS inference (seeds/004): each pixel takes the class of its nearest prompt.
 
     The nearest prompt over all of a class's prompts is the max over prompts, so the label is the
-    argmax of pixel_class_logits. The search is the vocabulary search of omniseg.search (exact, or
-    FAISS above its size threshold) at the embeddings' stride; then the label map is upsampled
-    (nearest) and the score bilinearly.
+    argmax of pixel_class_logits. The search is the exact path of omniseg.search's vocabulary index
+    at the embeddings' stride: the prompts here are a vocabulary's candidates for this one image,
+    and an approximate index built per call would cost more than it saves. Then the label map is
+    upsampled (nearest) and the score bilinearly.
     """
-    from omniseg.search import PromptIndex
+    from omniseg.search import exact_topk
 
     d, h, w = pixel_embeddings.shape
-    index = PromptIndex.build(prompt_embeddings.detach().float().numpy())
-    found_scores, found_ids = index.search(pixel_embeddings.reshape(d, -1).T.float().numpy(), 1)
+    queries = pixel_embeddings.reshape(d, -1).T.float().numpy()
+    found_scores, found_ids = exact_topk(queries, prompt_embeddings.detach().float().numpy(), 1)
     scores, ids = torch.from_numpy(found_scores), torch.from_numpy(found_ids)
     label = prompt_to_class.to(torch.int64)[ids[:, 0]].reshape(1, 1, h, w).float()
     score = scores[:, 0].reshape(1, 1, h, w).to(pixel_embeddings.dtype)
