@@ -9,7 +9,7 @@ FAISS so inference cost does not grow with the number of classes):
   codes (``IndexIVFScalarQuantizer``, ``large_kind="ivf"``): a quarter of the memory of flat vectors,
   which matters at 10^6 prompts x 384 dims. Measured at 10^6 (BENCHMARKS.md): IVF needs to probe an
   eighth of its lists (+0.2 s per image) to reach 0.99 top-1 agreement; HNSW-SQ8 with efSearch
-  512 agrees on 0.998 of 3,072 regions with real MiniLM embeddings in ~35 ms per image (efSearch 256:
+  512 agrees on 0.998 of 3,072 regions with real MiniLM embeddings in ~30 ms per image (efSearch 256:
   0.992, and 0.987 on the benchmark's 8 images); IVF builds in seconds where HNSW-SQ8 takes 3 to 12
   minutes (once: the index is persisted).
 
