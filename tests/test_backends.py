@@ -8,12 +8,13 @@ import pytest
 import torch
 from PIL import Image
 
+import omniseg
 import tiny_hf
 from conftest import TINY_CLASSES, make_scene
-from omniseg.backends import compose, parse_spec
-from omniseg.backends.base import ComposedSegmenter
+from omniseg.backends.base import ComposedSource
 from omniseg.errors import InputError, MissingResourceError
 from omniseg.regions import Regions
+from omniseg.registry import parse_spec
 from omniseg.results import InstanceResult, PanopticResult
 from omniseg.segmenter import SemanticResult
 from omniseg.tasks.incontext import incontext
@@ -64,12 +65,12 @@ def _spec(template, hf):
 )
 def composed(request, hf, tiny_model_dir):
     masks, embed = request.param
-    return compose(_spec(masks, hf), _spec(embed, hf), model=tiny_model_dir)
+    return omniseg.load(tiny_model_dir, masks=_spec(masks, hf), embed=_spec(embed, hf))
 
 
 def test_regions_contract(composed, scene):
     image, _ = scene
-    assert isinstance(composed, ComposedSegmenter)
+    assert isinstance(composed.source, ComposedSource)
     regions = composed.regions(image)
     assert isinstance(regions, Regions) and len(regions) >= 1
     assert regions.image_size == image.shape[:2]
@@ -133,7 +134,7 @@ def test_siglip_dense_features_are_the_pooling_head_on_one_patch(hf):
 
 
 def test_clip_region_embeddings_live_in_clip_text_space(hf, tiny_model_dir, scene):
-    seg = compose(embed=f"clip:{hf['clip']}", model=tiny_model_dir)
+    seg = omniseg.load(tiny_model_dir, embed=f"clip:{hf['clip']}")
     regions = seg.regions(scene[0])
     vocab = seg.vocabulary(TINY_CLASSES)
     assert vocab.embeddings.shape[1] == regions.dim == seg.text_encoder.dim == 16
@@ -164,7 +165,7 @@ def test_mask_nms_drops_duplicates():
 
 def test_sam_answers_clicks_and_boxes_itself(hf, tiny_model_dir, scene):
     image, _ = scene
-    seg = compose(masks=f"sam:{hf['sam']}", model=tiny_model_dir)
+    seg = omniseg.load(tiny_model_dir, masks=f"sam:{hf['sam']}")
     from omniseg.tasks.interactive import Click
 
     prompted = seg.prompt_regions(image, [Click(30, 40), Click(5, 5, False)], [(10, 20, 50, 60)])
@@ -283,11 +284,11 @@ def test_missing_checkpoints_say_what_was_looked_for(tmp_path, monkeypatch):
 
 def test_embed_kind_without_its_masks_is_an_input_error(hf, tiny_model_dir):
     with pytest.raises(InputError):
-        compose(masks=f"sam:{hf['sam']}", embed=f"mask2former:{hf['mask2former']}", model=tiny_model_dir)
+        omniseg.load(tiny_model_dir, masks=f"sam:{hf['sam']}", embed=f"mask2former:{hf['mask2former']}")
 
 
 def test_image_file_and_pil_inputs(hf, tiny_model_dir, scene, tmp_path):
-    seg = compose(embed=f"siglip:{hf['siglip']}", model=tiny_model_dir)
+    seg = omniseg.load(tiny_model_dir, embed=f"siglip:{hf['siglip']}")
     path = tmp_path / "scene.png"
     Image.fromarray(scene[0]).save(path)
     a = seg.segment(path, classes=TINY_CLASSES).label_map

@@ -12,7 +12,7 @@ import pytest
 
 import omniseg
 from omniseg.eval.semantic import evaluate_semantic
-from omniseg.segmenter import DEFAULT_MODEL_DIR
+from omniseg.models import DEFAULT_MODEL_DIR
 
 
 def test_default_weights_ship_with_config_and_card():

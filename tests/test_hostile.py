@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import omniseg
 from conftest import REPO_ROOT, assert_json_error, run_cli
 from hostile_cases import CASES, EXTRA_ROWS, Case, Ctx, markdown_table
 from hostile_corpus import Corpus
+from omniseg import registry
 from omniseg.errors import MultiFrameWarning, OmnisegError
 
 CLI_CASES = [c for c in CASES if c.cli is not None]
@@ -43,15 +43,16 @@ def ctx(corpus, tiny_model_dir, segmenter, tmp_path, monkeypatch) -> Ctx:
 @pytest.fixture
 def one_model_load(monkeypatch, segmenter, tiny_model_dir):
     """The CLI loads the tiny model once per module, not once per case (other model dirs load for real)."""
-    real = omniseg.load
+    real = registry.load
 
     def load(model=None, text_encoder=None, max_size=512, **backends):
-        plain = not any(backends.values())  # no --masks/--embed/--runtime: the native model itself
-        if plain and model is not None and Path(model) == Path(tiny_model_dir) and max_size == segmenter.max_size:
+        plain = not any(v not in (None, "torch") for v in backends.values())  # the native model itself
+        same_size = max_size == segmenter.source.max_size
+        if plain and model is not None and Path(model) == Path(tiny_model_dir) and same_size:
             return segmenter
         return real(model, text_encoder, max_size, **backends)
 
-    monkeypatch.setattr(omniseg, "load", load)
+    monkeypatch.setattr(registry, "load", load)
 
 
 @pytest.mark.parametrize("case", CLI_CASES, ids=[c.id for c in CLI_CASES])
@@ -138,18 +139,17 @@ def test_server(case: Case, ctx: Ctx, client) -> None:
 
 def test_server_survives_a_raising_worker(ctx: Ctx, client, monkeypatch) -> None:
     """Row server-worker-raises: a bug in one request is a 500 JSON (no traceback), the next is served."""
-    from omniseg.server import app as server_app
-
-    real = server_app.CachingSegmenter.segment
+    door = client.app.state.segmenter  # the door the routes use
+    real = door.segment
     calls = []
 
-    def raise_once(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def raise_once(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         calls.append(1)
         if len(calls) == 1:
             raise RuntimeError(f"boom in {ctx.corpus.root}")
-        return real(self, *args, **kwargs)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(server_app.CachingSegmenter, "segment", raise_once)
+    monkeypatch.setattr(door, "segment", raise_once)
     request = SERVER_BY_ID["grayscale"]
     message = assert_json_error(post(client, ctx, request), 500, str(ctx.corpus.root), "boom")
     assert message == "internal error (RuntimeError)"

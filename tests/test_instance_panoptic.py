@@ -718,18 +718,15 @@ class OneHotEncoder:
         return out
 
 
-class OracleSegmenter(Segmenter):
+class OracleSource:
     """Regions straight from the ground truth: one region per object and per stuff/void class,
     embedded on its class's axis. ``drop`` removes the objects of one class."""
 
+    name = "oracle"
+    class_temperature = 0.1
+
     def __init__(self, truth, drop: int | None = None):
         self.truth, self.drop = truth, drop
-        self.text_encoder = OneHotEncoder(CLASSES_IP)
-        self.model_id = "oracle"
-
-    @property
-    def class_temperature(self) -> float:
-        return 0.1
 
     def regions(self, image):
         classes, inst = self.truth[hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()]
@@ -746,29 +743,34 @@ class OracleSegmenter(Segmenter):
         return Regions(m, torch.tensor(np.stack(emb), dtype=torch.float32), torch.ones(len(masks)), classes.shape)
 
 
+def oracle_door(truth, drop: int | None = None) -> Segmenter:
+    """The door on the oracle source (any region source object goes behind the same door)."""
+    return Segmenter(OracleSource(truth, drop), OneHotEncoder(CLASSES_IP))
+
+
 def test_evaluate_panoptic_oracle_is_perfect_and_missing_class_is_counted(tmp_path):
     root, truth = write_instance_dataset(tmp_path / "ds")
-    report = evaluate_panoptic(OracleSegmenter(truth), root, stuff=("grass",), progress=False)
+    report = evaluate_panoptic(oracle_door(truth), root, stuff=("grass",), progress=False)
     assert report["PQ"] == 100.0 and report["things"]["n"] == 2 and report["stuff"]["n"] == 1
     assert report["ground_truth"]["things"] == ["cat", "dog"] and report["ground_truth"]["stuff"] == ["grass"]
     assert report["images"] == 4
     # no dog found: dog PQ 0 (4 FN), cat and grass still 100 -> all = 200/3, things = 50, RQ likewise
-    missing = evaluate_panoptic(OracleSegmenter(truth, drop=2), root, stuff=("grass",), progress=False)
+    missing = evaluate_panoptic(oracle_door(truth, drop=2), root, stuff=("grass",), progress=False)
     assert missing["per_class"]["dog"]["pq"] == 0.0
     assert missing["PQ"] == pytest.approx(200 / 3, abs=0.006)
     assert missing["things"]["PQ"] == 50.0 and missing["stuff"]["PQ"] == 100.0
     # grass as a thing (the default with instances/): its pixels are crowd, the stuff prediction ignored
-    as_thing = evaluate_panoptic(OracleSegmenter(truth), root, progress=False)
+    as_thing = evaluate_panoptic(oracle_door(truth), root, progress=False)
     assert as_thing["stuff"]["n"] == 0 and as_thing["things"]["n"] == 2
 
 
 def test_evaluate_instances_oracle_and_missing_class(tmp_path):
     root, truth = write_instance_dataset(tmp_path / "ds")
-    report = evaluate_instances(OracleSegmenter(truth), root, stuff=("grass",), progress=False)
+    report = evaluate_instances(oracle_door(truth), root, stuff=("grass",), progress=False)
     # 4 images x (cat, dog, background region): "background" is not in the evaluation vocabulary,
     # so the background region is named by its nearest class at score 1/3 and ranks below every object
     assert report["AP"] == 100.0 and report["AP50"] == 100.0 and report["detections"] == 12
-    missing = evaluate_instances(OracleSegmenter(truth, drop=2), root, stuff=("grass",), progress=False)
+    missing = evaluate_instances(oracle_door(truth, drop=2), root, stuff=("grass",), progress=False)
     assert missing["AP"] == 50.0  # cat perfect, dog never detected: mean over the two categories
 
 

@@ -282,9 +282,10 @@ def test_label_map_region_ids_above_65535_classes():
 
 
 def test_70000_classes_round_trip_segment_png_json(tiny_model_dir, tmp_path):
+    from omniseg.backends.native import NativeSource
     from omniseg.models.openseg import OpenSegModel
 
-    seg = Segmenter(OpenSegModel.from_pretrained(tiny_model_dir), HashEncoder())
+    seg = Segmenter(NativeSource(OpenSegModel.from_pretrained(tiny_model_dir)), HashEncoder())
     seg.search = SearchConfig(exact_max=1_000_000)  # exact search: no index build in a unit test
     names = [f"class number {i}" for i in range(70_000)]
     vocab = Vocabulary.from_names(names)
@@ -318,10 +319,11 @@ def test_70000_classes_round_trip_segment_png_json(tiny_model_dir, tmp_path):
 
 # ----------------------------------------------------------------------------------------------- bench
 def test_bench_vocab_reports_every_size(tiny_model_dir):
+    from omniseg.backends.native import NativeSource
     from omniseg.eval.scale import run_vocab_benchmark
     from omniseg.models.openseg import OpenSegModel
 
-    seg = Segmenter(OpenSegModel.from_pretrained(tiny_model_dir), HashEncoder())
+    seg = Segmenter(NativeSource(OpenSegModel.from_pretrained(tiny_model_dir)), HashEncoder())
     images = [(np.random.default_rng(i).random((32, 40, 3)) * 255).astype(np.uint8) for i in range(2)]
     config = SearchConfig(exact_max=50, hnsw_max=500)
     report = run_vocab_benchmark(seg, [1_000, 10, 300], images, config=config, log=lambda _: None)
@@ -337,10 +339,11 @@ def test_bench_vocab_reports_every_size(tiny_model_dir):
 
 def test_bench_vocab_agreement_on_its_own_images(tiny_model_dir):
     """The agreement check may run on more images than are timed; the report says how many."""
+    from omniseg.backends.native import NativeSource
     from omniseg.eval.scale import run_vocab_benchmark
     from omniseg.models.openseg import OpenSegModel
 
-    seg = Segmenter(OpenSegModel.from_pretrained(tiny_model_dir), HashEncoder())
+    seg = Segmenter(NativeSource(OpenSegModel.from_pretrained(tiny_model_dir)), HashEncoder())
     images = [(np.random.default_rng(i).random((32, 40, 3)) * 255).astype(np.uint8) for i in range(3)]
     config = SearchConfig(exact_max=50, hnsw_max=500)
     report = run_vocab_benchmark(seg, [10, 300], images[:1], config=config, log=lambda _: None, agreement_images=images)
@@ -386,9 +389,10 @@ def test_cli_eval_vocab_must_match_the_dataset(tiny_model_dir, tiny_dataset, tmp
 
 @pytest.mark.parametrize("task", ["instance", "panoptic"])
 def test_objects_with_a_large_vocabulary_list_the_candidate_classes(tiny_model_dir, task):
+    from omniseg.backends.native import NativeSource
     from omniseg.models.openseg import OpenSegModel
 
-    seg = Segmenter(OpenSegModel.from_pretrained(tiny_model_dir), HashEncoder())
+    seg = Segmenter(NativeSource(OpenSegModel.from_pretrained(tiny_model_dir)), HashEncoder())
     vocab = Vocabulary.from_names([f"thing {i}" + (" [stuff]" if i % 2 else "") for i in range(1_000)])
     image = (np.random.default_rng(1).random((40, 56, 3)) * 255).astype(np.uint8)
     result = seg.segment(image, classes=vocab, task=task, threshold=0.0)

@@ -96,7 +96,7 @@ def test_runtime_onnx_exports_native_dir_once_into_the_cache(onnx_dir, tiny_mode
     assert onnx_mod.cached_export(tiny_model_dir) == onnx_dir and not calls  # exported by the fixture already
     assert str(onnx_dir).startswith(str(omniseg_cache_dir)) and (onnx_dir / "model.onnx").is_file()
     seg = omniseg.load(tiny_model_dir, runtime="onnx")  # a native model directory: the cached export
-    assert isinstance(seg.model, onnx_mod.OnnxOpenSeg) and not calls
+    assert isinstance(seg.source.network, onnx_mod.OnnxOpenSeg) and not calls
 
 
 def test_onnx_errors_are_missing_resources(tmp_path, capsys):

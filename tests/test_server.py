@@ -247,12 +247,11 @@ class SlowSegmenter:
 
 
 def test_queue_full_answers_503_and_timeout_504(seg, picture, monkeypatch):
-    from omniseg.server import app as server_app
-
     slow = SlowSegmenter(seg)
-    monkeypatch.setattr(server_app.CachingSegmenter, "segment", lambda self, *a, **k: slow.segment(*a, **k))
     limits = ServerLimits(concurrency=1, queue=1, timeout_s=20)
-    with TestClient(create_app(seg, limits=limits, vocabularies={})) as client:
+    app = create_app(seg, limits=limits, vocabularies={})
+    monkeypatch.setattr(app.state.segmenter, "segment", slow.segment)
+    with TestClient(app) as client:
         results: dict[int, int] = {}
 
         def post(i: int) -> None:
@@ -279,7 +278,9 @@ def test_queue_full_answers_503_and_timeout_504(seg, picture, monkeypatch):
         }  # fmt: skip
 
     slow.release.clear()
-    with TestClient(create_app(seg, limits=ServerLimits(timeout_s=0.3), vocabularies={})) as client:
+    app = create_app(seg, limits=ServerLimits(timeout_s=0.3), vocabularies={})
+    monkeypatch.setattr(app.state.segmenter, "segment", slow.segment)
+    with TestClient(app) as client:
         message = assert_json_error(client.post("/v1/segment", files=upload(picture), data={"classes": "a"}), 504)
         assert "timed out" in message
         slow.release.set()

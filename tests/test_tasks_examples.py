@@ -82,7 +82,7 @@ def test_image_regions_fills_pixel_features(tiny_model_dir, text_encoder):
     assert array.shape == (40, 56, 3)
     assert regions.pixel_features is not None
     assert regions.pixel_features.shape[-2:] == regions.masks.shape[-2:]
-    assert regions.pixel_features.shape[0] == seg.model.config.feature_dim
+    assert regions.pixel_features.shape[0] == seg.source.network.config.feature_dim
 
 
 def test_sample_at_points_reads_cell_centres():

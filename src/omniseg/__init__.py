@@ -4,19 +4,41 @@ import omniseg
 seg = omniseg.load()
 result = seg.segment("street.jpg", classes=["sky", "road", "red car"])
 result.label_map, result.classes, result.overlay(), result.to_json()
+
+The names below are imported on first use (PEP 562), so ``import omniseg`` (and ``omniseg
+--help``) does not load torch; ``omniseg.load`` does.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from omniseg.errors import InputError, MissingResourceError, OmnisegError
-from omniseg.regions import Regions
-from omniseg.segmenter import Segmenter, SemanticResult, load
-from omniseg.vocab import Vocabulary
+
+if TYPE_CHECKING:
+    from omniseg.regions import Regions
+    from omniseg.registry import load
+    from omniseg.segmenter import Segmenter, SemanticResult
+    from omniseg.source import RegionSource
+    from omniseg.vocab import Vocabulary
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "Regions": "omniseg.regions",
+    "RegionSource": "omniseg.source",
+    "SemanticResult": "omniseg.segmenter",
+    "Segmenter": "omniseg.segmenter",
+    "Vocabulary": "omniseg.vocab",
+    "load": "omniseg.registry",
+}
 
 __all__ = [
     "InputError",
     "MissingResourceError",
     "OmnisegError",
+    "RegionSource",
     "Regions",
     "SemanticResult",
     "Segmenter",
@@ -24,3 +46,11 @@ __all__ = [
     "__version__",
     "load",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'omniseg' has no attribute {name!r}")

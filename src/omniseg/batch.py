@@ -26,9 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from omniseg import __version__, registry
 from omniseg.errors import InputError
-from omniseg.io import atomic_write_bytes, atomic_write_text
+from omniseg.io import atomic_write_bytes, atomic_write_text, remove_stale_temp_files
+from omniseg.results import InstanceResult
+from omniseg.segmenter import Segmenter, SemanticResult
 from omniseg.vocab import Vocabulary
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -127,17 +131,12 @@ class BatchJob:
     threshold: float | None = None
     model: str | None = None
     max_size: int = 512
-    masks: str | None = None  # backend specs (omniseg.backends), None = the native model
+    masks: str | None = None  # source specs (omniseg.registry), None = the native model
     embed: str | None = None
     runtime: str = "torch"
 
-    @property
-    def uses_backends(self) -> bool:
-        return bool(self.masks or self.embed or self.runtime != "torch")
-
     def fingerprint(self) -> str:
         """Changes whenever the outputs could: a marker from another job does not count as done."""
-        from omniseg import __version__
 
         assert self.vocab.embeddings is not None
         h = hashlib.sha256()
@@ -175,32 +174,24 @@ class Outcome:
     error: str | None = None
 
 
-class _NoTextEncoder:
-    """Workers get the vocabulary already embedded; loading the text model there would waste memory."""
-
-    dim = 384
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        raise RuntimeError("batch workers use the driver's vocabulary embeddings")
-
-
 class Worker:
-    """Loads the model once; turns an image file into its output files (as bytes)."""
+    """Loads the job's source once (or uses ``segmenter``); turns an image file into its output files (as bytes).
 
-    def __init__(self, job: BatchJob, threads: int | None = None) -> None:
-        import torch
+    The vocabulary comes embedded from the driver, so a worker never loads the text encoder (the
+    door loads it on first use only).
+    """
 
-        import omniseg
-
+    def __init__(self, job: BatchJob, threads: int | None = None, segmenter: Segmenter | None = None) -> None:
         if threads is not None:
             torch.set_num_threads(max(1, threads))
         self.job = job
-        if job.uses_backends:  # their text encoders may be needed at load (Mask2Former labels): load them
-            self.segmenter = omniseg.load(
-                job.model, max_size=job.max_size, masks=job.masks, embed=job.embed, runtime=job.runtime
-            )
-        else:
-            self.segmenter = omniseg.load(job.model, text_encoder=_NoTextEncoder(), max_size=job.max_size)
+        self.segmenter = segmenter or registry.load(
+            job.model,
+            max_size=job.max_size,
+            masks=job.masks,
+            embed=job.embed,
+            runtime=job.runtime,  # type: ignore[arg-type]
+        )
 
     def run(self, key: str, image: str | os.PathLike) -> Outcome:
         try:
@@ -223,9 +214,6 @@ class Worker:
 
 def summary(result) -> str:
     """One line per image: the largest classes (semantic) or the best objects/segments."""
-    from omniseg.results import InstanceResult
-    from omniseg.segmenter import SemanticResult
-
     if isinstance(result, SemanticResult):
         top = sorted(result.fractions().items(), key=lambda kv: -kv[1])[:5]
         return ", ".join(f"{k} {v:.0%}" for k, v in top)
@@ -282,16 +270,23 @@ def _run_in_process(key: str, path: str) -> Outcome:
 
 
 def run_local(
-    items: Sequence[BatchItem], job: BatchJob, workers: int = 1, threads: int | None = None
+    items: Sequence[BatchItem],
+    job: BatchJob,
+    workers: int = 1,
+    threads: int | None = None,
+    segmenter: Segmenter | None = None,
 ) -> Iterator[tuple[BatchItem, Outcome]]:
     """Outcomes as they finish (in input order with one worker). workers > 1: that many processes
-    (spawned, each loading the model once). threads: torch threads per worker (None: torch's default,
-    one per core). Outputs depend on it in the last float bits (scores in the 6th decimal, now and then
-    a pixel), never on ``workers``: keep it fixed (the CLI's default is 1) for byte-identical reruns."""
+    (spawned, each loading the job's source once). threads: torch threads per worker (None: torch's
+    default, one per core). Outputs depend on it in the last float bits (scores in the 6th decimal, now
+    and then a pixel), never on ``workers``: keep it fixed (the CLI's default is 1) for byte-identical
+    reruns. ``segmenter``: run in this process on this door (any source object; one worker only)."""
     if not items:
         return
+    if segmenter is not None and workers > 1:
+        raise InputError("a segmenter object runs in this process only: use workers=1, or specs in the job")
     if workers <= 1:
-        worker = Worker(job, threads)
+        worker = Worker(job, threads, segmenter)
         for item in items:
             yield item, worker.run(item.key, item.path)
         return
@@ -339,8 +334,6 @@ def run_batch(
     """Segment ``items`` into ``out``; ``runner`` computes the outcomes (default: run_local, one
     process), this function alone writes. With ``resume``, finished images are skipped."""
     from tqdm import tqdm
-
-    from omniseg.io import remove_stale_temp_files
 
     out = Path(out)
     remove_stale_temp_files(out)

@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from omniseg.errors import MissingResourceError
+
 EXACT_MAX = 20_000
 HNSW_MAX = 300_000
 
@@ -71,8 +73,6 @@ def _faiss():
     try:
         import faiss
     except ImportError as exc:  # pragma: no cover - faiss-cpu is a dependency
-        from omniseg.errors import MissingResourceError
-
         raise MissingResourceError("large vocabularies need FAISS: pip install faiss-cpu") from exc
     faiss.omp_set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS") or 2)))
     return faiss

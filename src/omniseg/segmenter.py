@@ -10,36 +10,36 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, overload
+from typing import Literal, overload
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from omniseg.errors import InputError
 from omniseg.io import ImageLike, atomic_save_png, atomic_write_text, load_image, output_path
-from omniseg.models.openseg import OpenSegModel
 from omniseg.regions import Regions
 from omniseg.results import InstanceResult, PanopticResult
 from omniseg.search import SearchConfig
+from omniseg.source import PromptableSource, RegionSource
+from omniseg.tasks.incontext import incontext
 from omniseg.tasks.instance import DEFAULT_TEMPERATURE, instance_segmentation
+from omniseg.tasks.interactive import Box, Click, ClickResult, click
 from omniseg.tasks.panoptic import DEFAULT_PANOPTIC_MIN_SCORE, panoptic_segmentation
+from omniseg.tasks.refer import ReferResult, refer
 from omniseg.tasks.semantic import DIRECT_MAX_CLASSES, TOP_K, candidate_classes, semantic_segmentation_vocab
+from omniseg.tasks.video import VideoConfig, video
 from omniseg.text.encoder import TextEncoder, default_text_encoder
 from omniseg.viz import overlay
 from omniseg.vocab import Vocabulary
+from omniseg.vocabularies import resolve as resolve_vocabulary
 
-if TYPE_CHECKING:
-    from omniseg.tasks.interactive import Box, Click, ClickResult
-    from omniseg.tasks.refer import ReferResult
-    from omniseg.tasks.video import VideoConfig
-
-DEFAULT_MODEL_DIR = Path(__file__).parent / "weights" / "default"
 UINT8_UNLABELED = 255
 UINT16_UNLABELED = 65535
 TASKS = ("semantic", "instance", "panoptic")
@@ -149,56 +149,89 @@ class SemanticResult:
         return paths
 
 
-class Segmenter:
-    """Native model + text encoder, loaded once; every task reads the Regions it computes."""
+class VocabularyMemo:
+    """The last few vocabularies the door built from names, strings or files, embedded.
 
-    def __init__(
-        self, model: OpenSegModel, text_encoder: TextEncoder, model_id: str = "omniseg-default", max_size: int = 512
-    ) -> None:
-        self.model = model.eval()
-        self.text_encoder = text_encoder
-        self.model_id = model_id
-        self.max_size = max_size
-        # Semantic logits: (1 - a) * eq. 6 + a * per-pixel (ESS / LSeg+ heads); from the model's config.
-        self.pixel_weight = float(getattr(getattr(model, "config", None), "pixel_weight", 0.0))
+    Passing the same 100,000-name list (or the same ``vocab=`` file) call after call would
+    otherwise parse, embed (a store lookup keyed by every text) and index it on every call; the
+    memo makes the natural call cost what a prebuilt Vocabulary costs. Names are keyed by their
+    tuple, strings by themselves, files by path, size and modification time (an edited file is
+    read again). Vocabulary objects are never memoised: the caller owns them.
+    """
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self._built: OrderedDict[tuple, Vocabulary] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(spec: Sequence[str] | str | Path, is_file: bool) -> tuple:
+        if is_file:
+            path = Path(spec).resolve()  # type: ignore[arg-type]
+            stat = path.stat()
+            return ("file", str(path), stat.st_size, stat.st_mtime_ns)
+        if isinstance(spec, str):
+            return ("string", spec)
+        return ("names", tuple(str(name) for name in spec))
+
+    def get(self, key: tuple, build: Callable[[], Vocabulary]) -> Vocabulary:
+        with self._lock:
+            if key in self._built:
+                self._built.move_to_end(key)
+                return self._built[key]
+        vocabulary = build()
+        with self._lock:
+            self._built[key] = vocabulary
+            while len(self._built) > self.size:
+                self._built.popitem(last=False)
+        return vocabulary
+
+
+class Segmenter:
+    """The door: a region source + a text encoder; every task reads the Regions the source computes.
+
+    ``source``: any ``omniseg.source.RegionSource`` (``omniseg.load()`` builds one from a model
+    directory or ``KIND:PATH`` specs). Vocabularies are embedded in the source's own text space
+    when it has one (CLIP/SigLIP embeddings), else by ``text_encoder`` (default: the embedded
+    MiniLM encoder, loaded on first use).
+    """
+
+    def __init__(self, source: RegionSource, text_encoder: TextEncoder | None = None) -> None:
+        if not isinstance(source, RegionSource):
+            raise TypeError(f"{type(source).__name__} is not a region source (needs name and regions(image))")
+        self.source = source
+        self._text_encoder = getattr(source, "text_encoder", None) or text_encoder
         self.top_k = TOP_K  # classes per region looked up in a large vocabulary's index
         self.search: SearchConfig | None = None  # index choice for large vocabularies (None: defaults)
+        self._vocabularies = VocabularyMemo()
 
-    def _prepare(self, image: np.ndarray) -> torch.Tensor:
-        h, w = image.shape[:2]
-        if h < 8 or w < 8:
-            raise InputError(f"image too small: {w}x{h} (at least 8x8 pixels)")
-        x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float().unsqueeze(0) / 255.0
-        scale = self.max_size / max(h, w)
-        if scale < 1:
-            x = F.interpolate(
-                x,
-                size=(max(8, round(h * scale)), max(8, round(w * scale))),
-                mode="bilinear",
-                align_corners=False,
-                antialias=True,
-            )
-        return x
+    @property
+    def text_encoder(self) -> TextEncoder:
+        if self._text_encoder is None:
+            self._text_encoder = default_text_encoder()
+        return self._text_encoder
+
+    @property
+    def model_id(self) -> str:
+        """What results report as the model: the source's name."""
+        return self.source.name
 
     @torch.inference_mode()
     def regions(self, image: ImageLike) -> Regions:
-        """The image as N soft masks (at stride 4 of the processed size) + embeddings + scores."""
+        """The image as N soft masks + embeddings + scores (and pixel features when the source has them)."""
+        return self.source.regions(load_image(image))
+
+    @torch.inference_mode()
+    def prompt_regions(self, image: ImageLike, clicks: Sequence[Click], boxes: Sequence[Box] = ()) -> Regions:
+        """Regions for interactive prompts: the source's answers to the clicks/boxes when it takes
+        prompts (SAM), else every region (the click task then picks among them)."""
         array = load_image(image)
-        out = self.model(self._prepare(array))
-        return Regions(
-            masks=out["mask_logits"][0].sigmoid(),
-            embeddings=out["embeddings"][0],
-            scores=out["objectness"][0].sigmoid(),
-            image_size=tuple(array.shape[:2]),
-            pixel_features=out["pixel_features"][0] if "pixel_features" in out else None,
-            pixel_embeddings=out["pixel_embeddings"][0] if "pixel_embeddings" in out else None,
-            pixel_weight=self.pixel_weight if "pixel_embeddings" in out else 0.0,
-        )
+        if isinstance(self.source, PromptableSource):
+            return self.source.prompt_regions(array, clicks, boxes)
+        return self.source.regions(array)
 
     def refer(self, image: ImageLike, phrase: str, margin: float = 0.03, max_regions: int = 4) -> ReferResult:
         """The region(s) ``phrase`` refers to ("the dog on the left"): a mask, its score and the ranking."""
-        from omniseg.tasks.refer import refer
-
         return refer(self, image, phrase, margin=margin, max_regions=max_regions)
 
     def click(
@@ -210,8 +243,6 @@ class Segmenter:
     ) -> ClickResult:
         """The object under positive points (x, y[, True]) / away from negative ones (x, y, False) / in
         the boxes (x0, y0, x1, y1); with ``classes``, also its name (open-vocabulary interactive)."""
-        from omniseg.tasks.interactive import click
-
         return click(self, image, points, boxes, classes)
 
     def incontext(
@@ -225,8 +256,6 @@ class Segmenter:
 
         Several examples are combined by feature ensemble; ids keep the example masks' values.
         """
-        from omniseg.tasks.incontext import incontext
-
         many = isinstance(targets, Sequence) and not isinstance(targets, (str, bytes))
         target_list = list(targets) if many else [targets]  # type: ignore[list-item]
         return incontext(self, examples, target_list, level=level, ignore_index=ignore_index)
@@ -236,26 +265,35 @@ class Segmenter:
     ) -> Iterator[np.ndarray]:
         """Propagate the objects of ``first_mask`` (ids, 0 = background) through ``frames``; yields
         one id map per frame, lazily, so long videos stream."""
-        from omniseg.tasks.video import video
-
         return video(self, frames, first_mask, config)
 
-    def vocabulary(self, classes: Sequence[str] | str | Vocabulary) -> Vocabulary:
+    def vocabulary(self, classes: Sequence[str] | str | Path | Vocabulary, is_file: bool = False) -> Vocabulary:
+        """An embedded Vocabulary from names, a 'sky, road, car' string, a Vocabulary, or (is_file)
+        a vocabulary file or shipped vocabulary name; built ones are memoised (VocabularyMemo)."""
         if isinstance(classes, Vocabulary):
-            vocab = classes
-        elif isinstance(classes, str):
-            vocab = Vocabulary.from_string(classes)
-        else:
-            vocab = Vocabulary.from_names(list(classes))
-        if vocab.embeddings is None:
-            vocab.embed(self.text_encoder)
-        return vocab
+            if classes.embeddings is None:
+                classes.embed(self.text_encoder)
+            return classes
+        spec = str(resolve_vocabulary(classes)) if is_file else classes
+        if isinstance(spec, Path):
+            spec = str(spec)
+
+        def build() -> Vocabulary:
+            if is_file:
+                vocab = Vocabulary.from_file(spec)  # type: ignore[arg-type]
+            elif isinstance(spec, str):
+                vocab = Vocabulary.from_string(spec)
+            else:
+                vocab = Vocabulary.from_names(list(spec))
+            return vocab.embed(self.text_encoder)
+
+        return self._vocabularies.get(VocabularyMemo.key(spec, is_file), build)
 
     @property
     def class_temperature(self) -> float:
-        """The temperature of the class softmax: the one the model's class head was trained with."""
-        scale = getattr(self.model, "logit_scale_class", None)
-        return float(1.0 / scale.detach().exp()) if isinstance(scale, torch.Tensor) else DEFAULT_TEMPERATURE
+        """The temperature of the class softmax: the one the source's class head was trained with."""
+        value = getattr(self.source, "class_temperature", None)
+        return float(value) if value else DEFAULT_TEMPERATURE
 
     @overload
     def segment(
@@ -330,7 +368,7 @@ class Segmenter:
             vocabulary = self.vocabulary(classes)
         else:
             assert vocab is not None
-            vocabulary = self.vocabulary(vocab if isinstance(vocab, Vocabulary) else Vocabulary.load(vocab))
+            vocabulary = self.vocabulary(vocab, is_file=not isinstance(vocab, Vocabulary))
         if stuff is not None:
             vocabulary = dataclasses.replace(vocabulary, stuff=list(vocabulary.stuff or [])).mark_stuff(stuff)
         if task != "semantic":
@@ -385,34 +423,3 @@ class Segmenter:
             timings = {"vocabulary_s": t1 - t0, "model_s": t2 - t1, "panoptic_s": t3 - t2, "total_s": t3 - t0}
             result = PanopticResult(array, pan.id_map.numpy(), pan.segments, names, stuff, self.model_id, timings)
         return result
-
-
-def load(
-    model: str | Path | None = None,
-    text_encoder: TextEncoder | None = None,
-    max_size: int = 512,
-    masks: str | None = None,
-    embed: str | None = None,
-    runtime: Literal["torch", "onnx"] = "torch",
-) -> Segmenter:
-    """Load the embedded default model (or a directory written by ``save_pretrained``).
-
-    masks / embed: other backends as ``KIND:PATH`` specs (omniseg.backends), e.g.
-    ``masks="sam:facebook/sam-vit-base", embed="clip:openai/clip-vit-base-patch32"``.
-    runtime="onnx": the native model through ONNX Runtime (omniseg.export.onnx).
-    """
-    if masks is not None or embed is not None:
-        from omniseg.backends import compose
-
-        return compose(masks, embed, model=model, text_encoder=text_encoder, max_size=max_size)
-    if runtime == "onnx":
-        from omniseg.export.onnx import load_onnx_segmenter
-
-        return load_onnx_segmenter(model, text_encoder=text_encoder, max_size=max_size)
-    if runtime != "torch":
-        raise InputError(f"unknown runtime {runtime!r}: use torch or onnx")
-    directory = Path(model) if model else DEFAULT_MODEL_DIR
-    net = OpenSegModel.from_pretrained(directory)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    model_id = "omniseg-default" if model is None else str(directory)
-    return Segmenter(net, text_encoder or default_text_encoder(), model_id=model_id, max_size=max_size)

@@ -30,6 +30,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from omniseg.errors import InputError
+from omniseg.search import PromptIndex
+from omniseg.text.store import embed_texts
+from omniseg.vocabularies import resolve
 
 if TYPE_CHECKING:
     from omniseg.search import PromptIndex, SearchConfig
@@ -243,7 +246,6 @@ class Vocabulary:
         cls, name_or_path: str | Path, templates: tuple[str, ...] | None = None, template_mode: str | None = None
     ) -> Vocabulary:
         """A shipped vocabulary by name (``ade150``, see ``omniseg vocab list``) or a vocabulary file."""
-        from omniseg.vocabularies import resolve
 
         return cls.from_file(resolve(name_or_path), templates, template_mode)
 
@@ -265,7 +267,6 @@ class Vocabulary:
         texts go through the SQLite cache; larger vocabularies through a memory-mapped store
         (encoded once, with a progress bar, resumable).
         """
-        from omniseg.text.store import embed_texts
 
         texts, owner = self.prompts()
         vectors, self.store_dir = embed_texts(encoder, texts, progress=progress)
@@ -282,7 +283,6 @@ class Vocabulary:
     def index(self, config: SearchConfig | None = None) -> PromptIndex:
         """The search index over the prompt embeddings (exact or FAISS by size), built once per
         Vocabulary and persisted next to a large vocabulary's embedding store."""
-        from omniseg.search import PromptIndex
 
         assert self.embeddings is not None, "embed() the vocabulary first"
         if self._index is None or (config is not None and self._index.config != config):

@@ -1,16 +1,17 @@
-"""Masks from any source x embeddings from any source (DESIGN.md): the two kinds of backend and
-the Segmenter that combines them.
+"""Masks from any source x embeddings from any source (docs/ARCHITECTURE.md): the two kinds of
+backend and the region source that combines them.
 
 - A **mask source** proposes class-agnostic soft masks and scores for an image (the native model,
   SAM's point grid, Mask2Former/OneFormer queries); it may carry its own region embeddings and
   pixel features (native; Mask2Former's label names in a text space).
 - An **embedding source** turns an image into dense features (CLIP/SigLIP patch tokens in CLIP's
   own space, the native model's F_z) and owns the text encoder of that space; region embeddings
-  are the features pooled under each mask (seeds/003: mask pooling), pixel features the same
+  are the features pooled under each mask (mask pooling, OpenSeg), pixel features the same
   features on the masks' grid (for the example-based tasks).
 
-``ComposedSegmenter`` is a Segmenter whose ``regions()`` is (mask source, embedding source), so every
-task function (semantic, instance, panoptic, refer, click, incontext, video) runs unchanged on it.
+``ComposedSource`` is a region source (omniseg.source) whose ``regions()`` is (mask source,
+embedding source), so the door runs every task (semantic, instance, panoptic, refer, click,
+incontext, video) on it unchanged.
 """
 
 from __future__ import annotations
@@ -24,14 +25,12 @@ import torch
 import torch.nn.functional as F
 
 from omniseg.errors import InputError
-from omniseg.io import ImageLike, load_image
 from omniseg.regions import Regions
-from omniseg.segmenter import Segmenter
-from omniseg.tasks.instance import DEFAULT_TEMPERATURE
 
 if TYPE_CHECKING:
     from omniseg.tasks.interactive import Box, Click
     from omniseg.text.encoder import TextEncoder
+    from omniseg.vocab import Vocabulary
 
 
 @dataclass
@@ -87,41 +86,31 @@ def pool_regions(masks: torch.Tensor, dense: DenseFeatures) -> torch.Tensor:
     return F.normalize(pooled, dim=-1)
 
 
-class _Sources(torch.nn.Module):
-    """Stands in for Segmenter.model: holds the sources, exposes the native class temperature if any."""
-
-    def __init__(self, masks: MaskSource, embed: EmbedSource | None) -> None:
-        super().__init__()
-        self.masks_source, self.embed_source = masks, embed
-
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover - never called
-        raise InputError("a composed segmenter has no single forward pass: use regions()")
-
-
-class ComposedSegmenter(Segmenter):
+class ComposedSource:
     """Regions = masks (and scores) of ``masks`` + embeddings pooled from ``embed``'s dense features.
 
-    embed=None: the mask source's own embeddings and pixel features (it must carry them).
+    embed=None: the mask source's own embeddings and pixel features (it must carry them). The
+    composed source speaks in the embedding source's text space (``text_encoder``; None: the
+    door's default encoder, which is also the space of the native model and of Mask2Former labels).
     """
 
-    def __init__(
-        self,
-        masks: MaskSource,
-        embed: EmbedSource | None,
-        text_encoder: TextEncoder,
-        model_id: str | None = None,
-        max_size: int = 512,
-    ) -> None:
-        model_id = model_id or f"masks={masks.name},embed={embed.name if embed else masks.name}"
-        sources = _Sources(masks, embed)
-        super().__init__(sources, text_encoder, model_id=model_id, max_size=max_size)  # type: ignore[arg-type]
+    def __init__(self, masks: MaskSource, embed: EmbedSource | None, name: str | None = None) -> None:
         self.masks_source, self.embed_source = masks, embed
+        self.name = name or f"masks={masks.name},embed={embed.name if embed else masks.name}"
+        self.text_encoder: TextEncoder | None = getattr(embed, "text_encoder", None)
 
     @property
-    def class_temperature(self) -> float:
+    def class_temperature(self) -> float | None:
         source = self.embed_source if self.embed_source is not None else self.masks_source
         temperature = getattr(source, "temperature", None)
-        return float(temperature) if temperature else DEFAULT_TEMPERATURE
+        return float(temperature) if temperature else None
+
+    def label_vocabulary(self) -> Vocabulary:
+        """The mask source's own classes (Mask2Former/OneFormer), for when the user names none."""
+        labels = getattr(self.masks_source, "label_vocabulary", None)
+        if labels is None:
+            raise InputError(f"{self.masks_source.name} has no classes of its own: name the classes")
+        return labels()
 
     def _regions(self, array: np.ndarray, proposals: Proposals) -> Regions:
         masks = proposals.masks.float()
@@ -144,15 +133,13 @@ class ComposedSegmenter(Segmenter):
         )
 
     @torch.inference_mode()
-    def regions(self, image: ImageLike) -> Regions:
-        array = load_image(image)
-        return self._regions(array, self.masks_source.propose(array))
+    def regions(self, image: np.ndarray) -> Regions:
+        return self._regions(image, self.masks_source.propose(image))
 
     @torch.inference_mode()
-    def prompt_regions(self, image: ImageLike, clicks: Sequence[Click], boxes: Sequence[Box] = ()) -> Regions:
+    def prompt_regions(self, image: np.ndarray, clicks: Sequence[Click], boxes: Sequence[Box] = ()) -> Regions:
         """Regions for interactive prompts: the mask source's answers to the clicks/boxes when it
         takes prompts (SAM), else every proposal (the click task then picks among them)."""
-        array = load_image(image)
         prompt = getattr(self.masks_source, "prompt", None)
-        proposals = prompt(array, clicks, boxes) if callable(prompt) else self.masks_source.propose(array)
-        return self._regions(array, proposals)
+        proposals = prompt(image, clicks, boxes) if callable(prompt) else self.masks_source.propose(image)
+        return self._regions(image, proposals)

@@ -13,10 +13,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+
+from omniseg.masks import dedupe
 
 FELZENSZWALB_SCALES = (100, 300, 1000)
 SLIC_SEGMENTS = (32, 128)
 HIST_BINS = 16
+FEATURE_SEGMENTS = 48  # base segments of the feature hierarchy (SLIC on the model's pixel features)
 
 
 def _histograms(image: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
@@ -139,7 +144,31 @@ def superpixel_proposals(image: np.ndarray, max_proposals: int = 100, seed: int 
         labels = slic(image, n_segments=n_segments, compactness=10, start_label=0)
         for i in range(int(labels.max()) + 1):
             candidates.append((n_segments * rng.random(), labels == i))
-    from omniseg.eval.proposals import dedupe
-
     candidates.sort(key=lambda c: c[0])
     return dedupe(np.stack([m for _, m in candidates]), max_proposals)
+
+
+def feature_hierarchy_masks(pixel_features: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """Masks [P, H, W] of a merge hierarchy over the model's unit pixel features [D, h, w], top first."""
+    from skimage.segmentation import slic
+
+    features = F.normalize(pixel_features.float(), dim=0).permute(1, 2, 0).numpy()  # [h, w, D]
+    labels = slic(
+        features,
+        n_segments=FEATURE_SEGMENTS,
+        compactness=0.1,  # features are unit vectors: distances in 0..2, so a small spatial weight
+        channel_axis=-1,
+        convert2lab=False,
+        start_label=0,
+    )
+    n = int(labels.max()) + 1
+    sums = np.zeros((n, features.shape[-1]))
+    np.add.at(sums, labels.reshape(-1), features.reshape(-1, features.shape[-1]))
+    means = sums / np.maximum(np.bincount(labels.reshape(-1), minlength=n), 1)[:, None]
+    levels = hierarchy_levels(labels, merge_hierarchy(labels, means, _cosine))
+    small = torch.from_numpy(np.stack(levels)).float()[None]
+    return F.interpolate(small, size=size, mode="nearest")[0].bool().numpy()
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-9))

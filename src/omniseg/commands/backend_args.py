@@ -1,16 +1,30 @@
-"""The --masks / --embed / --runtime options shared by the commands that build a Segmenter
-(not a subcommand itself: COMMAND_MODULES does not list it)."""
+"""The --model / --masks / --embed / --runtime options shared by every command that runs a model
+(not a subcommand itself: COMMAND_MODULES does not list it). What the specs mean is decided in one
+place, omniseg.registry; these options only carry them."""
 
 from __future__ import annotations
 
 import argparse
 from typing import TYPE_CHECKING
 
+from omniseg.commands import add_max_size_argument
+
 if TYPE_CHECKING:
+    from omniseg.backends.seggpt import SegGptBackend
     from omniseg.segmenter import Segmenter
 
+MODEL_HELP = (
+    "model: a native model directory (default: the embedded default model) or KIND:PATH of a complete "
+    "source (onnx:DIR, mask2former:PATH, oneformer:PATH; PATH: a save_pretrained directory or a hub id in the "
+    "local cache)"
+)
 
-def add_backend_arguments(parser: argparse.ArgumentParser, runtime: bool = False) -> None:
+
+def add_model_arguments(parser: argparse.ArgumentParser, examples: bool = False) -> None:
+    """--model, --masks, --embed, --runtime and --max-size. ``examples``: --model may also be
+    seggpt:PATH (incontext, video: SegGPT paints the targets itself)."""
+    help_text = MODEL_HELP + (", or seggpt:PATH to run SegGPT" if examples else "")
+    parser.add_argument("--model", help=help_text)
     parser.add_argument(
         "--masks",
         metavar="KIND:PATH",
@@ -23,48 +37,29 @@ def add_backend_arguments(parser: argparse.ArgumentParser, runtime: bool = False
         help="where region embeddings and the text encoder come from: native, clip:PATH or siglip:PATH "
         "(default: the native model, or the Mask2Former/OneFormer labels of --masks)",
     )
-    if runtime:
-        parser.add_argument(
-            "--runtime",
-            choices=("torch", "onnx"),
-            default="torch",
-            help="run the native model with PyTorch or ONNX Runtime (exported once, cached; "
-            "see `omniseg export onnx`) (default: %(default)s)",
-        )
+    parser.add_argument(
+        "--runtime",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="run the native model with PyTorch or ONNX Runtime (exported once, cached; "
+        "see `omniseg export onnx`) (default: %(default)s)",
+    )
+    add_max_size_argument(parser)
 
 
 def load_segmenter(args: argparse.Namespace) -> Segmenter:
     """The Segmenter the arguments ask for: composed backends, the ONNX runtime or the native model."""
-    import omniseg
+    from omniseg.registry import load
+
+    return load(args.model, max_size=args.max_size, masks=args.masks, embed=args.embed, runtime=args.runtime)
+
+
+def example_model_from_args(args: argparse.Namespace) -> SegGptBackend | None:
+    """The painter when --model is seggpt:PATH (example-based commands), else None."""
     from omniseg.errors import InputError
+    from omniseg.registry import load_example_model
 
-    masks, embed = getattr(args, "masks", None), getattr(args, "embed", None)
-    onnx = getattr(args, "runtime", "torch") == "onnx"
-    if onnx and (masks or embed):
-        raise InputError("--runtime onnx runs the native model only: drop --masks/--embed or use --runtime torch")
-    return omniseg.load(
-        args.model, max_size=args.max_size, masks=masks, embed=embed, runtime="onnx" if onnx else "torch"
-    )
-
-
-def seggpt_from_args(args: argparse.Namespace):
-    """The SegGPT backend when --model is seggpt:PATH (example-based commands), else None."""
-    from omniseg.errors import InputError
-
-    if not (args.model or "").lower().startswith("seggpt:"):
-        return None
-    if getattr(args, "masks", None) or getattr(args, "embed", None):
-        raise InputError("--model seggpt:PATH paints the targets itself: drop --masks/--embed")
-    from omniseg.backends import parse_spec
-    from omniseg.backends.seggpt import SegGptBackend
-
-    return SegGptBackend(parse_spec(args.model, ("seggpt",), "--model")[1])  # type: ignore[arg-type]
-
-
-def add_example_model_argument(parser: argparse.ArgumentParser) -> None:
-    """--model of the example-based commands (incontext, video), which can also run SegGPT."""
-    parser.add_argument(
-        "--model",
-        help="model directory (default: the embedded default model), or seggpt:PATH to run SegGPT "
-        "(a save_pretrained directory or a hub id in the local cache)",
-    )
+    painter = load_example_model(args.model)
+    if painter is not None and (args.masks or args.embed or args.runtime != "torch"):
+        raise InputError("--model seggpt:PATH paints the targets itself: drop --masks/--embed/--runtime")
+    return painter

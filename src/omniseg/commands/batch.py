@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from omniseg.commands.segment import add_job_arguments, finish, prepare, report_progress
+from omniseg.commands.segment import add_job_arguments, run_job
 from omniseg.errors import InputError
 
 
@@ -33,30 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from omniseg.batch import run_batch, run_local
-
     address = None if args.ray in (None, "local") else args.ray
     if address is not None and (Path(address).exists() or "*" in address):
         raise InputError(f"--ray took {address!r} as a cluster address: put --ray after the images, or --ray=local")
-    items, job = prepare(args)
-    if args.ray is None:
-        workers = args.workers or 1
-
-        def runner(pending, j):
-            return run_local(pending, j, workers=workers, threads=args.threads)
-    else:
-        from omniseg.batch_ray import run_ray
-
-        def runner(pending, j):
-            return run_ray(pending, j, address=address, workers=args.workers, threads=args.threads)
-
-    stats = run_batch(
-        items,
-        job,
-        args.out,
-        resume=args.skip_existing,
-        progress=not args.quiet,
-        runner=runner,
-        on_outcome=report_progress(args),
-    )
-    return finish(args, stats)
+    return run_job(args)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 
 from omniseg.commands import EXIT_OK, add_max_size_argument, positive_int
 from omniseg.errors import InputError
@@ -50,14 +51,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_vocab(args: argparse.Namespace, vocabulary=None, extra: dict | None = None) -> int:
     """vocabulary / extra: for benchmarks/bench_vocab.py (a pre-embedded vocabulary, notes for the JSON)."""
-    from dataclasses import replace
 
     import numpy as np
     from PIL import Image
 
-    import omniseg
     from omniseg.eval.scale import default_images, run_vocab_benchmark
     from omniseg.io import atomic_write_text
+    from omniseg.registry import load
     from omniseg.search import SearchConfig
 
     if args.images:
@@ -75,7 +75,7 @@ def run_vocab(args: argparse.Namespace, vocabulary=None, extra: dict | None = No
         "large_ef_search": args.large_ef_search,
     }
     config = replace(SearchConfig(), **{k: v for k, v in overrides.items() if v is not None})
-    segmenter = omniseg.load(args.model, max_size=args.max_size)
+    segmenter = load(args.model, max_size=args.max_size)
     if args.top_k is not None:
         segmenter.top_k = args.top_k
     report = run_vocab_benchmark(

@@ -7,11 +7,10 @@ import argparse
 from omniseg.commands import (
     BINARY_MASK_SUFFIXES,
     EXIT_OK,
-    add_max_size_argument,
     plan_outputs,
     require_files,
 )
-from omniseg.commands.backend_args import add_backend_arguments, load_segmenter
+from omniseg.commands.backend_args import add_model_arguments, load_segmenter
 from omniseg.errors import InputError
 
 
@@ -55,9 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     cl.add_argument("--box", type=box_arg, action="append", default=[], metavar="X0,Y0,X1,Y1", help="a box around it")
     cl.add_argument("--classes", help="comma-separated class names to name the object with, e.g. 'dog,cat,person'")
     cl.add_argument("--out", default="omniseg_out", help="output directory (default: %(default)s)")
-    cl.add_argument("--model", help="model directory (default: the embedded default model)")
-    add_max_size_argument(cl)
-    add_backend_arguments(cl)
+    add_model_arguments(cl)
     cl.add_argument("--quiet", action="store_true")
     cl.set_defaults(func=run)
 

@@ -11,10 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from omniseg.commands import EXIT_OK, add_max_size_argument
+from omniseg.commands import EXIT_OK
+from omniseg.commands.backend_args import add_model_arguments, load_segmenter
 from omniseg.commands.vocab import add_vocab_options, apply_vocab_options
 from omniseg.errors import InputError
+
+if TYPE_CHECKING:  # the CLI loads torch only once a command runs
+    from omniseg.segmenter import Segmenter
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -104,10 +109,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--val-fraction", type=float, default=0.2)
     ev.add_argument("--split-seed", type=int, default=0)
-    ev.add_argument("--model", help="model directory (default: the embedded default model)")
-    add_max_size_argument(ev)
+    add_model_arguments(ev)
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=run)
+
+
+def set_pixel_weight(segmenter: Segmenter, weight: float) -> None:
+    """--pixel-weight: the native model's per-pixel share of the semantic logits (ESS / lseg heads)."""
+    from omniseg.backends.native import NativeSource
+
+    source = segmenter.source
+    config = getattr(getattr(source, "network", None), "config", None)
+    if not isinstance(source, NativeSource) or not 0 <= weight <= 1 or not hasattr(config, "pixel_head"):
+        raise InputError("--pixel-weight must be in [0, 1] and applies to the native model (PyTorch runtime)")
+    if weight > 0 and not config.pixel_head:
+        raise InputError("--pixel-weight > 0 needs a model with a pixel head (ESS or lseg)")
+    source.pixel_weight = weight
 
 
 def parse_shots(text: str) -> list[int]:
@@ -121,7 +138,6 @@ def parse_shots(text: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import omniseg
     from omniseg.io import atomic_write_text
 
     if not Path(args.dataset).is_dir():
@@ -154,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         if args.proposals_from == "superpixels":
             proposer, source = proposals.superpixel_proposer(args.seed), "superpixels"
         else:
-            segmenter = omniseg.load(args.model, max_size=args.max_size)
+            segmenter = load_segmenter(args)
             proposer, source = proposals.model_proposer(segmenter), segmenter.model_id
         report = proposals.evaluate_recall(
             proposer,
@@ -170,13 +186,9 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             atomic_write_text(args.json, json.dumps(report, indent=2))
         return EXIT_OK
-    segmenter = omniseg.load(args.model, max_size=args.max_size)
+    segmenter = load_segmenter(args)
     if args.pixel_weight is not None:
-        if not 0 <= args.pixel_weight <= 1 or "pixel_head" not in vars(segmenter.model.config):
-            raise InputError("--pixel-weight must be in [0, 1]")
-        if args.pixel_weight > 0 and not segmenter.model.config.pixel_head:
-            raise InputError("--pixel-weight > 0 needs a model with a pixel head (ESS or lseg)")
-        segmenter.pixel_weight = args.pixel_weight
+        set_pixel_weight(segmenter, args.pixel_weight)
     if args.task == "incontext":
         from omniseg.eval.fewshot import evaluate_incontext, format_fewshot
 

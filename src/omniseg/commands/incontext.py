@@ -5,13 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from omniseg.commands import EXIT_OK, add_max_size_argument, plan_outputs, require_files
-from omniseg.commands.backend_args import (
-    add_backend_arguments,
-    add_example_model_argument,
-    load_segmenter,
-    seggpt_from_args,
-)
+from omniseg.commands import EXIT_OK, plan_outputs, require_files
+from omniseg.commands.backend_args import add_model_arguments, example_model_from_args, load_segmenter
 from omniseg.errors import InputError
 
 
@@ -33,9 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="category: everything that looks like the example; instance: the one best-matching part per id",
     )
     ic.add_argument("--out", default="omniseg_out", help="output directory (default: %(default)s)")
-    add_example_model_argument(ic)
-    add_max_size_argument(ic)
-    add_backend_arguments(ic)
+    add_model_arguments(ic, examples=True)
     ic.add_argument("--quiet", action="store_true")
     ic.set_defaults(func=run)
 
@@ -68,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     stems = check_inputs(args.example, args.targets, args.out)
     examples = [(Path(i), Path(m)) for i, m in args.example]
-    seggpt = seggpt_from_args(args)
+    seggpt = example_model_from_args(args)
     if seggpt is not None:
 
         def predict(target: str):

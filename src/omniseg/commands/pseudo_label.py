@@ -32,10 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import omniseg
+    from omniseg.registry import load
     from omniseg.train.pseudo import pseudo_label_folders
 
-    segmenter = omniseg.load(None if args.model == "default" else args.model, max_size=args.max_size)
+    segmenter = load(None if args.model == "default" else args.model, max_size=args.max_size)
     report = pseudo_label_folders(
         segmenter,
         args.images,

@@ -7,12 +7,11 @@ import argparse
 from omniseg.commands import (
     BINARY_MASK_SUFFIXES,
     EXIT_OK,
-    add_max_size_argument,
     finite_float,
     plan_outputs,
     require_files,
 )
-from omniseg.commands.backend_args import add_backend_arguments, load_segmenter
+from omniseg.commands.backend_args import add_model_arguments, load_segmenter
 from omniseg.errors import InputError
 
 
@@ -21,7 +20,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     ref.add_argument("image", metavar="IMAGE")
     ref.add_argument("phrase", metavar="PHRASE")
     ref.add_argument("--out", default="omniseg_out", help="output directory (default: %(default)s)")
-    ref.add_argument("--model", help="model directory (default: the embedded default model)")
     ref.add_argument(
         "--margin",
         type=finite_float,
@@ -29,8 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="merge every region whose similarity is within this of the best (cosine; default: %(default)s)",
     )
     ref.add_argument("--no-spatial", action="store_true", help="ignore words like 'left' or 'top' in the phrase")
-    add_max_size_argument(ref)
-    add_backend_arguments(ref)
+    add_model_arguments(ref)
     ref.add_argument("--quiet", action="store_true")
     ref.set_defaults(func=run)
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from omniseg.commands import EXIT_INPUT, EXIT_OK, add_max_size_argument, finite_float, positive_int
-from omniseg.commands.backend_args import add_backend_arguments, load_segmenter
+from omniseg.commands import EXIT_INPUT, EXIT_OK, finite_float, positive_int
+from omniseg.commands.backend_args import add_model_arguments, load_segmenter
 from omniseg.commands.vocab import add_vocab_options, apply_vocab_options
 from omniseg.errors import InputError, MissingResourceError, OutputError
 
@@ -44,7 +44,6 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_vocab_options(parser)
     parser.add_argument("--out", default="omniseg_out", help="output directory (default: %(default)s)")
-    parser.add_argument("--model", help="model directory (default: the embedded default model)")
     parser.add_argument(
         "--task",
         choices=("semantic", "instance", "panoptic"),
@@ -63,7 +62,6 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         help="semantic: mark pixels whose best score (cosine) is below this unlabeled; "
         "instance/panoptic: drop regions whose score (class probability x objectness) is below this",
     )
-    add_max_size_argument(parser)
     parser.add_argument(
         "--workers",
         type=positive_int,
@@ -82,46 +80,54 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="resume: skip images finished by an earlier run of the same job (an image cut off by a kill is redone)",
     )
-    add_backend_arguments(parser, runtime=True)
+    add_model_arguments(parser)
     parser.add_argument("--quiet", action="store_true")
 
 
 def prepare(args: argparse.Namespace) -> tuple[list[BatchItem], BatchJob]:
     """Check the inputs and build the job (vocabulary embedded once, here) before any work starts."""
     from omniseg.batch import BatchJob, collect_images
+    from omniseg.registry import is_spec
+    from omniseg.source import LabelledSource
     from omniseg.text.encoder import default_text_encoder
     from omniseg.vocab import Vocabulary
 
-    own_labels = (args.masks or "").split(":")[0].lower() in ("mask2former", "oneformer") and args.embed is None
-    if args.classes is None and args.vocab is None and not own_labels:
+    native = not (args.masks or args.embed or args.runtime != "torch" or (args.model and is_spec(args.model, "model")))
+    if args.classes is None and args.vocab is None and native:
         raise InputError("give the classes: --classes 'sky,road,car' or --vocab FILE")
     vocab = None
     if args.classes is not None or args.vocab is not None:
         vocab = Vocabulary.from_string(args.classes) if args.classes is not None else Vocabulary.load(args.vocab)
         apply_vocab_options(vocab, args)
-    if args.stuff is not None and vocab is not None:
-        vocab.mark_stuff(args.stuff)
-    if args.model is not None and not Path(args.model).is_dir():
+    if native and args.model is not None and not Path(args.model).is_dir():
         raise MissingResourceError(f"no model at {args.model}: expected a directory with config.json and weights")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise OutputError(f"cannot write to {args.out}: it exists and is not a directory")
     items = collect_images(args.images, exclude=args.out)
     refuse_overwriting_inputs(items, args)
-    backends = {"masks": args.masks, "embed": args.embed, "runtime": args.runtime}
-    if args.masks or args.embed or args.runtime != "torch":
-        # the vocabulary must be embedded by the backend's own text encoder (CLIP/SigLIP), or be the
-        # Mask2Former/OneFormer label set: the driver loads the composed segmenter once to know it
-        segmenter = load_segmenter(args)
-        if vocab is None:
-            vocab = segmenter.masks_source.label_vocabulary()  # type: ignore[attr-defined]
-            if args.stuff is not None:
-                vocab.mark_stuff(args.stuff)
-        vocab = segmenter.vocabulary(vocab)
-    else:
+    if native:
         assert vocab is not None
         vocab.embed(default_text_encoder())
+    else:
+        # the vocabulary must be embedded by the source's own text encoder (CLIP/SigLIP), or be the
+        # Mask2Former/OneFormer label set: the driver loads the source once to know it
+        segmenter = load_segmenter(args)
+        if vocab is None:
+            if not isinstance(segmenter.source, LabelledSource):
+                raise InputError("give the classes: --classes 'sky,road,car' or --vocab FILE")
+            vocab = segmenter.source.label_vocabulary()
+        vocab = segmenter.vocabulary(vocab)
+    if args.stuff is not None:
+        vocab.mark_stuff(args.stuff)
     job = BatchJob(
-        vocab, task=args.task, threshold=args.threshold, model=args.model, max_size=args.max_size, **backends
+        vocab,
+        task=args.task,
+        threshold=args.threshold,
+        model=args.model,
+        max_size=args.max_size,
+        masks=args.masks,
+        embed=args.embed,
+        runtime=args.runtime,
     )
     if args.threads is None and (len(items) > 1 or (args.workers or 1) > 1 or getattr(args, "ray", None)):
         args.threads = 1
@@ -177,7 +183,35 @@ def finish(args: argparse.Namespace, stats: BatchStats) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from omniseg.commands.batch import run as run_batch_command
-
     args.ray = None  # `segment` is the local batch
-    return run_batch_command(args)
+    return run_job(args)
+
+
+def run_job(args: argparse.Namespace) -> int:
+    """The job of `segment` and `batch`: locally (--workers processes) or on Ray Data (args.ray set)."""
+    from omniseg.batch import run_batch, run_local
+
+    items, job = prepare(args)
+    if args.ray is None:
+        workers = args.workers or 1
+
+        def runner(pending, j):
+            return run_local(pending, j, workers=workers, threads=args.threads)
+    else:
+        from omniseg.batch_ray import run_ray
+
+        address = None if args.ray == "local" else args.ray
+
+        def runner(pending, j):
+            return run_ray(pending, j, address=address, workers=args.workers, threads=args.threads)
+
+    stats = run_batch(
+        items,
+        job,
+        args.out,
+        resume=args.skip_existing,
+        progress=not args.quiet,
+        runner=runner,
+        on_outcome=report_progress(args),
+    )
+    return finish(args, stats)

@@ -5,13 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from omniseg.commands import EXIT_OK, add_max_size_argument, plan_outputs
-from omniseg.commands.backend_args import (
-    add_backend_arguments,
-    add_example_model_argument,
-    load_segmenter,
-    seggpt_from_args,
-)
+from omniseg.commands import EXIT_OK, plan_outputs
+from omniseg.commands.backend_args import add_model_arguments, example_model_from_args, load_segmenter
 from omniseg.errors import InputError
 
 
@@ -28,9 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=3,
         help="previous frames (with their predicted masks) used as extra examples (default: %(default)s)",
     )
-    add_example_model_argument(vd)
-    add_max_size_argument(vd)
-    add_backend_arguments(vd)
+    add_model_arguments(vd, examples=True)
     vd.add_argument("--quiet", action="store_true")
     vd.set_defaults(func=run)
 
@@ -61,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     check_mask_size(frames[0], Path(args.first_mask), "first mask")
     if args.context < 0:
         raise InputError(f"--context must be >= 0, got {args.context}")
-    seggpt = seggpt_from_args(args)
+    seggpt = example_model_from_args(args)
     if seggpt is not None:
         labels = seggpt.video(frames, first_mask, context=args.context)
     else:

@@ -26,6 +26,7 @@ import numpy as np
 
 from omniseg.data.uniform import IGNORE, Sample, UniformDataset
 from omniseg.errors import InputError
+from omniseg.tasks.common import load_mask
 
 VOID_CLASS_NAMES = frozenset({"background", "void", "unlabeled", "unlabelled"})
 
@@ -69,8 +70,6 @@ def instance_path(dataset: UniformDataset, sample: Sample) -> Path | None:
 
 
 def read_instance_map(path: Path) -> np.ndarray:
-    from omniseg.tasks.common import load_mask
-
     return load_mask(path, "instance map").astype(np.int64)
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from omniseg.errors import InputError
+from omniseg.io import pil_to_rgb, read_image
+from omniseg.tasks.common import load_mask
 
 IGNORE = 255
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -87,7 +89,6 @@ class UniformDataset:
 def read_mask(path: Path, num_classes: int | None = None) -> np.ndarray:
     """Class ids (255 = ignore); with ``num_classes``, an id that is neither a class nor 255 is an
     InputError (a silent skip would score a model on part of the ground truth)."""
-    from omniseg.tasks.common import load_mask
 
     mask = load_mask(path)
     if num_classes is not None:
@@ -103,6 +104,5 @@ def read_mask(path: Path, num_classes: int | None = None) -> np.ndarray:
 
 def read_rgb(path: Path) -> np.ndarray:
     """The image as stored (no EXIF rotation: masks are aligned with the stored pixels)."""
-    from omniseg.io import pil_to_rgb, read_image
 
     return read_image(path, lambda im: pil_to_rgb(im, exif=False))

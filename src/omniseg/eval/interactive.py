@@ -20,6 +20,7 @@ from tqdm import tqdm
 from omniseg.data.uniform import IGNORE, UniformDataset, read_mask, read_rgb
 from omniseg.errors import InputError
 from omniseg.segmenter import Segmenter
+from omniseg.tasks.common import image_regions
 from omniseg.tasks.interactive import Click, interactive_segment
 
 THRESHOLDS = (0.85, 0.90)
@@ -84,7 +85,6 @@ def evaluate_interactive(
     progress: bool = True,
 ) -> dict:
     """NoC@85, NoC@90 and the mean IoU after 1, 3, 5 clicks over the objects of the split."""
-    from omniseg.tasks.common import image_regions
 
     dataset = UniformDataset(dataset_dir)
     samples = dataset.eval_samples(split, val_fraction, split_seed, limit)

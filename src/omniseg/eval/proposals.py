@@ -19,9 +19,11 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from omniseg.backends.superpixels import feature_hierarchy_masks, superpixel_proposals
 from omniseg.data.segments import class_roles, ground_truth_segments, instance_path, read_instance_map
 from omniseg.data.uniform import UniformDataset, read_mask, read_rgb
 from omniseg.errors import InputError
+from omniseg.masks import dedupe
 
 THRESHOLDS = (0.5, 0.7, 0.9)
 Proposer = Callable[[np.ndarray, int], np.ndarray]  # (RGB image, N) -> masks [P<=N, H, W] bool, ranked
@@ -53,7 +55,6 @@ def mask_ious(proposals: np.ndarray, gt: np.ndarray) -> np.ndarray:
 
 
 MODEL_THRESHOLDS = (0.5, 0.3, 0.7)
-FEATURE_SEGMENTS = 48  # base segments of the feature hierarchy (SLIC on the model's pixel features)
 MIN_COMPONENT = 0.002  # connected components smaller than this share of the image are not proposed
 
 
@@ -103,55 +104,7 @@ def connected_components(masks: np.ndarray, min_share: float) -> np.ndarray:
     return np.stack(out) if out else np.zeros((0, *masks.shape[1:]), bool)
 
 
-def feature_hierarchy_masks(pixel_features: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """Masks [P, H, W] of a merge hierarchy over the model's unit pixel features [D, h, w], top first."""
-    from skimage.segmentation import slic
-
-    from omniseg.backends.superpixels import hierarchy_levels, merge_hierarchy
-
-    features = F.normalize(pixel_features.float(), dim=0).permute(1, 2, 0).numpy()  # [h, w, D]
-    labels = slic(
-        features,
-        n_segments=FEATURE_SEGMENTS,
-        compactness=0.1,  # features are unit vectors: distances in 0..2, so a small spatial weight
-        channel_axis=-1,
-        convert2lab=False,
-        start_label=0,
-    )
-    n = int(labels.max()) + 1
-    sums = np.zeros((n, features.shape[-1]))
-    np.add.at(sums, labels.reshape(-1), features.reshape(-1, features.shape[-1]))
-    means = sums / np.maximum(np.bincount(labels.reshape(-1), minlength=n), 1)[:, None]
-    levels = hierarchy_levels(labels, merge_hierarchy(labels, means, _cosine))
-    small = torch.from_numpy(np.stack(levels)).float()[None]
-    return F.interpolate(small, size=size, mode="nearest")[0].bool().numpy()
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(a @ b / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-9))
-
-
-def dedupe(masks: np.ndarray, n: int, max_iou: float = 0.95) -> np.ndarray:
-    """The first n non-empty masks of the ranked [P, H, W] that overlap no earlier kept one above max_iou."""
-    flat = torch.from_numpy(masks.reshape(len(masks), -1))
-    kept: list[int] = []
-    for i in range(len(masks)):
-        if len(kept) >= n:
-            break
-        if not flat[i].any():
-            continue
-        if kept:
-            k = flat[kept]
-            ious = (k & flat[i]).sum(1) / (k | flat[i]).sum(1).clamp(min=1)
-            if float(ious.max()) > max_iou:
-                continue
-        kept.append(i)
-    return masks[kept]
-
-
 def superpixel_proposer(seed: int = 0) -> Proposer:
-    from omniseg.backends.superpixels import superpixel_proposals
-
     return lambda image, n: superpixel_proposals(image, n, seed=seed)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -20,8 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from omniseg.data.uniform import read_rgb
 from omniseg.eval.metrics import ConfusionMatrix
 from omniseg.io import atomic_write_bytes, atomic_write_text
+from omniseg.viz import overlay, palette
 
 MAX_MATRIX_CLASSES = 40  # a bigger confusion matrix shows the classes with the most ground-truth pixels
 
@@ -67,8 +70,6 @@ class ReportCollector:
 
 
 def _png(fig) -> bytes:
-    import io
-
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
@@ -144,9 +145,6 @@ def confusion_heat_map(matrix: np.ndarray, classes: list[str]) -> tuple[bytes, s
 def examples_grid(examples: list[Example], classes: list[str], title: str) -> bytes:
     """One row per example: image | ground truth | prediction; a legend of the classes they show."""
     from matplotlib.patches import Patch
-
-    from omniseg.data.uniform import read_rgb
-    from omniseg.viz import overlay, palette
 
     plt = _pyplot()
     k = len(classes)

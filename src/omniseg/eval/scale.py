@@ -34,7 +34,9 @@ import torch
 
 from omniseg.search import PromptIndex, SearchConfig, exact_topk
 from omniseg.segmenter import Segmenter
+from omniseg.tasks.semantic import semantic_segmentation_vocab
 from omniseg.vocab import Vocabulary
+from omniseg.vocabularies import synthetic_names
 
 SHARED_IMAGES = Path(__file__).resolve().parents[4] / "shared" / "data" / "camvid" / "images"
 
@@ -85,7 +87,6 @@ def run_vocab_benchmark(
     agreement_images: images for the approximate-vs-exact comparison (default: the timed ones). A
     few hundred regions decide 0.99 by two or three misses, so the check wants more images than the
     timing does."""
-    from omniseg.vocabularies import synthetic_names
 
     sizes = sorted(set(int(s) for s in sizes))
     agreement_images = images if agreement_images is None else agreement_images
@@ -165,7 +166,6 @@ def _describe(row: dict) -> str:
 @torch.inference_mode()
 def _agreement(segmenter: Segmenter, vocab: Vocabulary, images: Sequence[np.ndarray]) -> dict:
     """Approximate vs exact search: same best prompt per region; same label per pixel."""
-    from omniseg.tasks.semantic import semantic_segmentation_vocab
 
     approx = vocab.index()
     exact_vocab = Vocabulary(vocab.synonyms)

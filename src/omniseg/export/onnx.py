@@ -21,17 +21,14 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from omniseg.errors import MissingResourceError
+from omniseg.models import DEFAULT_MODEL_DIR
 from omniseg.models.openseg import CONFIG_NAME, WEIGHTS_NAME, OpenSegModel
-
-if TYPE_CHECKING:
-    from omniseg.segmenter import Segmenter
-    from omniseg.text.encoder import TextEncoder
+from omniseg.text.cache import default_cache_dir
 
 ONNX_NAME = "model.onnx"
 OUTPUTS = ("mask_logits", "embeddings", "objectness", "pixel_features")
@@ -72,8 +69,6 @@ def export_onnx(
     out_dir: str | Path, model_dir: str | Path | None = None, sample_size: tuple[int, int] = (384, 512)
 ) -> Path:
     """Write ``out_dir/model.onnx`` (dynamic height and width) and the model's config.json; returns the .onnx path."""
-    from omniseg.segmenter import DEFAULT_MODEL_DIR
-
     _require("onnx", "ONNX export")
     _require("onnxscript", "ONNX export")
     source = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
@@ -155,9 +150,6 @@ def weights_key(model_dir: Path) -> str:
 
 def cached_export(model_dir: str | Path | None = None) -> Path:
     """The directory of an ONNX export of ``model_dir`` (default: the embedded model), exported on first use."""
-    from omniseg.segmenter import DEFAULT_MODEL_DIR
-    from omniseg.text.cache import default_cache_dir
-
     source = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
     if not (source / CONFIG_NAME).is_file() or not (source / WEIGHTS_NAME).is_file():
         raise MissingResourceError(f"no model at {source}: expected {CONFIG_NAME} and {WEIGHTS_NAME}")
@@ -175,20 +167,13 @@ def cached_export(model_dir: str | Path | None = None) -> Path:
     return target
 
 
-def load_onnx_segmenter(
-    model: str | Path | None = None, text_encoder: TextEncoder | None = None, max_size: int = 512
-) -> Segmenter:
-    """A Segmenter on ONNX Runtime: ``model`` is an export directory (model.onnx), a native model
-    directory (exported once into the cache) or None (the embedded default model)."""
-    from omniseg.segmenter import Segmenter
-    from omniseg.text.encoder import default_text_encoder
-
+def onnx_network(model: str | Path | None = None, threads: int | None = None) -> OnnxOpenSeg:
+    """The native network on ONNX Runtime: ``model`` is an export directory (model.onnx), a native
+    model directory (exported once into the cache) or None (the embedded default model)."""
     directory = Path(model) if model else None
     if directory is None or not (directory / ONNX_NAME).is_file():
         directory = cached_export(directory)
-    net = OnnxOpenSeg(directory)
-    model_id = ("omniseg-default" if model is None else str(model)) + " (onnx)"
-    return Segmenter(net, text_encoder or default_text_encoder(), model_id=model_id, max_size=max_size)  # type: ignore[arg-type]
+    return OnnxOpenSeg(directory, threads)
 
 
 @torch.inference_mode()
@@ -197,8 +182,6 @@ def compare_with_torch(
 ) -> dict[str, float]:
     """Max absolute difference per output between ONNX Runtime and PyTorch eager on a random image
     (of a size other than the export sample, so the dynamic axes are exercised)."""
-    from omniseg.segmenter import DEFAULT_MODEL_DIR
-
     model = OpenSegModel.from_pretrained(Path(model_dir) if model_dir else DEFAULT_MODEL_DIR).eval()
     x = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(seed))
     expected = model(x)

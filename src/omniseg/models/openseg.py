@@ -17,9 +17,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 from torch import nn
 
 from omniseg.errors import MissingResourceError, ModelLoadError
+from omniseg.io import atomic_write_bytes, atomic_write_text
 from omniseg.models.backbone import FEATURE_CHANNELS, IMAGE_MEAN, IMAGE_STD, EfficientNetLite0, load_pretrained_backbone
 
 IMAGE_MEAN_T = torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1)
@@ -251,9 +254,6 @@ class OpenSegModel(nn.Module):
         return {k: v for k, v in self.state_dict().items() if k not in frozen}
 
     def save_pretrained(self, directory: str | Path, extra_config: dict | None = None) -> None:
-        from safetensors.torch import save
-
-        from omniseg.io import atomic_write_bytes, atomic_write_text
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -274,8 +274,6 @@ class OpenSegModel(nn.Module):
         unpickled). MissingResourceError when the files are absent; ModelLoadError when they are
         corrupt, truncated or invalid, or when the config does not match the weights.
         """
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
 
         directory = Path(directory)
         cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME

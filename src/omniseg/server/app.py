@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import io
 import json
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -30,9 +28,12 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from omniseg import __version__, vocabularies
+from omniseg.backends.caching import CachingSource
 from omniseg.errors import InputError, TooLargeError
-from omniseg.io import ImageLike, decode_image, load_image
-from omniseg.regions import Regions
+from omniseg.formats import encode_rle, id_map_to_rgb
+from omniseg.io import decode_image
+from omniseg.registry import DEFAULT_NAME, load
 from omniseg.segmenter import Segmenter
 from omniseg.server.limits import (
     TICKET_KEY,
@@ -44,6 +45,8 @@ from omniseg.server.limits import (
     ServerLimits,
 )
 from omniseg.tasks.common import load_mask
+from omniseg.text.cache import MemoryEmbeddingCache
+from omniseg.text.encoder import MiniLMTextEncoder
 from omniseg.vocab import Vocabulary
 
 log = logging.getLogger("omniseg.server")
@@ -58,36 +61,7 @@ def shipped_vocabularies() -> dict[str, Path]:
 
     The server accepts only these names, never a path from a client.
     """
-    try:
-        from omniseg import vocabularies  # type: ignore[attr-defined]
-    except ImportError:  # a build without shipped vocabularies
-        return {}
     return {name: vocabularies.vocabulary_path(name) for name in vocabularies.names()}
-
-
-class CachingSegmenter(Segmenter):
-    """A Segmenter that remembers the Regions of the last few images, so a click, a new text query or
-    a new phrase on the image the page already sent costs no model run."""
-
-    def __init__(self, base: Segmenter, model_id: str, size: int = REGIONS_CACHE_SIZE) -> None:
-        super().__init__(base.model, base.text_encoder, model_id=model_id, max_size=base.max_size)
-        self._cache: OrderedDict[bytes, Regions] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def regions(self, image: ImageLike) -> Regions:
-        array = load_image(image)
-        key = hashlib.blake2b(array.tobytes(), digest_size=16, person=str(array.shape).encode()[:16]).digest()
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-        regions = super().regions(array)
-        with self._lock:
-            self._cache[key] = regions
-            while len(self._cache) > self._size:
-                self._cache.popitem(last=False)
-        return regions
 
 
 class VocabularyStore:
@@ -124,14 +98,34 @@ class VocabularyStore:
             return segmenter.vocabulary(vocab)
 
 
-def server_segmenter(model: str | Path | None, max_size: int) -> Segmenter:
-    """Load the model for serving: text embeddings cached in memory, not in a file."""
-    import omniseg
-    from omniseg.text.cache import MemoryEmbeddingCache
-    from omniseg.text.encoder import MiniLMTextEncoder
+def server_segmenter(
+    model: str | Path | None,
+    max_size: int,
+    masks: str | None = None,
+    embed: str | None = None,
+    runtime: Literal["torch", "onnx"] = "torch",
+) -> Segmenter:
+    """Load any source ``omniseg.load`` takes, for serving: text embeddings cached in memory, not in a file."""
 
     encoder = MiniLMTextEncoder(cache=MemoryEmbeddingCache("all-MiniLM-L6-v2"))
-    return omniseg.load(model, text_encoder=encoder, max_size=max_size)
+    return load(model, text_encoder=encoder, max_size=max_size, masks=masks, embed=embed, runtime=runtime)
+
+
+def public_name(model_id: str) -> str:
+    """The model's name without directories: 'masks=sam:/a/b/sam,embed=native' -> 'masks=sam:sam,embed=native'."""
+    parts = []
+    for part in model_id.split(","):
+        head, _, path = part.rpartition(":") if ":" in part else part.rpartition("=")
+        parts.append(f"{head}{part[len(head)] if head else ''}{Path(path).name if '/' in path else path}")
+    return ",".join(parts)
+
+
+def serving_door(base: Segmenter, size: int = REGIONS_CACHE_SIZE) -> Segmenter:
+    """The door the routes use: ``base``'s source behind a Regions cache of the last ``size`` images,
+    named without the directories of its path (clients never see file-system paths)."""
+    door = Segmenter(CachingSource(base.source, size=size, name=public_name(base.model_id)), base.text_encoder)
+    door.top_k, door.search = base.top_k, base.search
+    return door
 
 
 def display_json(index: np.ndarray, names: list[str], unlabeled: int) -> dict:
@@ -159,7 +153,6 @@ def png_response(array: np.ndarray) -> Response:
 
 def mask_answer(result: Any, name: str, fmt: Format, display: bool, rle: bool) -> Response | dict:
     """refer / click: a binary mask (PNG 0/255, or JSON with the result's summary)."""
-    from omniseg.formats import encode_rle
 
     if fmt == "png":
         return png_response(result.mask.astype(np.uint8) * 255)
@@ -202,14 +195,10 @@ def create_app(
     gate = Gate(limits.concurrency, limits.queue, limits.timeout_s)
     store = VocabularyStore(shipped_vocabularies() if vocabularies is None else vocabularies, limits.max_classes)
     state: dict[str, Segmenter] = {}
-    model_name = "omniseg-default" if model is None else Path(model).name
+    model_name = DEFAULT_NAME if model is None else Path(model).name
 
     def install(base: Segmenter) -> None:
-        shown = base.model_id if base.model_id == "omniseg-default" else Path(base.model_id).name
-        state["segmenter"] = CachingSegmenter(base, model_id=shown)
-
-    if segmenter is not None:
-        install(segmenter)
+        state["segmenter"] = app.state.segmenter = serving_door(base)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -227,6 +216,8 @@ def create_app(
     )
     app.state.gate = gate
     app.state.limits = limits
+    if segmenter is not None:
+        install(segmenter)
     app.add_middleware(AdmissionControl, gate=gate)  # inner: admitted only once the size is known to be fine
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_upload_bytes)
     _error_handlers(app)
@@ -399,8 +390,6 @@ def with_warnings(answer: Any, notes: list[str]) -> Any:
 
 
 def segment_answer(result: Any, task: str, fmt: Format, rle: bool, display: bool) -> Response | dict:
-    from omniseg.formats import encode_rle, id_map_to_rgb
-
     index, names, unlabeled = result.display_map()
     if fmt == "png":
         return png_response(id_map_to_rgb(result.id_map) if task == "panoptic" else index)
@@ -432,8 +421,6 @@ def _fastapi(**kwargs: Any) -> FastAPI:
 
 
 def _version() -> str:
-    from omniseg import __version__
-
     return __version__
 
 

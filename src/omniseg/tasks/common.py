@@ -20,6 +20,7 @@ from PIL import Image
 from omniseg.errors import InputError
 from omniseg.io import ImageLike, atomic_save_png, atomic_write_text, load_image, output_path, read_image
 from omniseg.regions import Regions
+from omniseg.viz import overlay
 
 if TYPE_CHECKING:
     from omniseg.segmenter import Segmenter
@@ -27,17 +28,14 @@ if TYPE_CHECKING:
 
 @torch.inference_mode()
 def image_regions(segmenter: Segmenter, image: ImageLike) -> tuple[np.ndarray, Regions]:
-    """The loaded RGB array and its Regions, with ``pixel_features`` filled.
-
-    Segmenter.regions() fills pixel_features once it passes the model's "pixel_features" output
-    through; until then (or for a Segmenter subclass that does not) the model is run here with the
-    Segmenter's own preprocessing, so example-based tasks work with either.
-    """
+    """The loaded RGB array and its Regions, which must carry ``pixel_features``: the example-based
+    tasks (in-context, video) compare pixels, which region embeddings alone cannot do."""
     array = load_image(image)
     regions = segmenter.regions(array)
     if regions.pixel_features is None:
-        out = segmenter.model(segmenter._prepare(array))
-        regions.pixel_features = out["pixel_features"][0]
+        raise InputError(
+            f"the model {segmenter.model_id} gives no pixel features, which in-context and video segmentation need"
+        )
     return array, regions
 
 
@@ -156,7 +154,6 @@ def save_binary_mask(
 ) -> dict[str, Path]:
     """``<stem>.png`` (0 / 255), ``<stem>.json`` and, when the image is known, ``<stem>_overlay.png``
     (the refer and click results)."""
-    from omniseg.viz import overlay
 
     paths = {"mask": output_path(out_dir, stem, ".png"), "json": output_path(out_dir, stem, ".json")}
     atomic_save_png(paths["mask"], mask.astype(np.uint8) * 255)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from omniseg.errors import InputError
-from omniseg.io import ImageLike
+from omniseg.io import ImageLike, load_image
 from omniseg.regions import Regions
 from omniseg.tasks.common import save_binary_mask, upsample
 
@@ -153,7 +153,6 @@ def refer(
     use_spatial: bool = True,
 ) -> ReferResult:
     """The mask of what ``phrase`` refers to in ``image`` (Segmenter entry point)."""
-    from omniseg.io import load_image
 
     if not phrase or not phrase.strip():
         raise InputError("the phrase is empty: say what to segment, e.g. 'the dog on the left'")

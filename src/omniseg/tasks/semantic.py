@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from omniseg.regions import Regions
+from omniseg.search import exact_topk
 
 if TYPE_CHECKING:
     from omniseg.search import SearchConfig
@@ -137,7 +138,6 @@ def nearest_class_per_pixel(
     and an approximate index built per call would cost more than it saves. Then the label map is
     upsampled (nearest) and the score bilinearly.
     """
-    from omniseg.search import exact_topk
 
     d, h, w = pixel_embeddings.shape
     queries = pixel_embeddings.reshape(d, -1).T.float().numpy()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -16,18 +17,21 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from omniseg.data.segments import ClassRoles
+from omniseg.data.segments import ClassRoles, class_roles, ground_truth_segments, instance_path, read_instance_map
 from omniseg.data.transforms import random_crop_flip
 from omniseg.data.uniform import IGNORE, UniformDataset, read_mask, read_rgb
 from omniseg.errors import InputError
 from omniseg.io import atomic_write_text
+from omniseg.models import DEFAULT_MODEL_DIR
 from omniseg.models.openseg import OpenSegModel
 from omniseg.text.encoder import default_text_encoder
 from omniseg.train import losses as L
 from omniseg.train.config import TrainConfig
-from omniseg.train.words import keep_words
+from omniseg.train.plot import plot_log
+from omniseg.train.words import image_words, keep_words
 from omniseg.vocab import Vocabulary
 
 
@@ -68,9 +72,6 @@ def _source_weights(cfg: TrainConfig, sizes: list[int]) -> np.ndarray:
 
 
 def load_sources(cfg: TrainConfig) -> TrainData:
-    from omniseg.data.segments import class_roles, instance_path, read_instance_map
-    from omniseg.train.words import image_words
-
     encoder = default_text_encoder()
     sources: list[TrainSource] = []
     words: dict[str, int] = {}
@@ -182,8 +183,6 @@ def target_segments(
         return (labels.unsqueeze(0) == ids.unsqueeze(1)).float(), torch.full_like(ids, -1), valid.float()
     valid = labels != IGNORE
     if src.task in ("instance", "panoptic"):
-        from omniseg.data.segments import ground_truth_segments
-
         assert instances is not None
         id_map, segments = ground_truth_segments(label_map.numpy(), instances.numpy(), src.roles)
         keep = [g for g in segments if not g.iscrowd and (src.task == "panoptic" or src.roles.isthing[g.category_id])]
@@ -313,8 +312,6 @@ def build_optimizer(model: OpenSegModel, cfg: TrainConfig) -> torch.optim.Optimi
 
 
 def save_checkpoint(directory: Path, model: OpenSegModel, optimizer: torch.optim.Optimizer, step: int) -> None:
-    from safetensors.torch import save_file
-
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -332,8 +329,6 @@ def save_checkpoint(directory: Path, model: OpenSegModel, optimizer: torch.optim
 
 
 def load_checkpoint(directory: Path, model: OpenSegModel, optimizer: torch.optim.Optimizer) -> int:
-    from safetensors.torch import load_file
-
     model.load_state_dict(load_file(str(directory / "model.safetensors")), strict=False)
     # Our own file, written by save_checkpoint; weights_only refuses arbitrary objects anyway.
     optimizer.load_state_dict(torch.load(directory / "optimizer.pt", weights_only=True))
@@ -347,8 +342,6 @@ def init_from_model(model: OpenSegModel, source: str | Path) -> dict[str, list[s
     Tensors the source lacks (a head it did not have) stay as initialised. Any other difference
     (another feature size, another text encoder) is an InputError: those weights cannot carry over.
     Returns what was copied, partly copied and left new, for the log."""
-    from omniseg.segmenter import DEFAULT_MODEL_DIR
-
     directory = DEFAULT_MODEL_DIR if str(source) == "default" else Path(source)
     trained = OpenSegModel.from_pretrained(directory)
     if trained.config.text_encoder != model.config.text_encoder or trained.config.arch != model.config.arch:
@@ -391,7 +384,6 @@ def _truncate_log(log_path: Path, step: int) -> None:
 
 def _distributed() -> tuple[int, int]:
     """(rank, world size); under torchrun, joins the gloo process group (CPU)."""
-    import os
 
     import torch.distributed as dist
 
@@ -500,7 +492,6 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     final = out / "model"
     if rank == 0:
         model.eval().save_pretrained(final, {"trained_steps": step})
-        from omniseg.train.plot import plot_log
 
         plot_log(log_path, out / "loss_curve.png")
     if world > 1:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from omniseg.search import PromptIndex
 from omniseg.tasks.semantic import class_max_over_prompts, semantic_logits
 
 __all__ = [
@@ -119,7 +120,6 @@ def ess_loss(
     found by FAISS on the detached embeddings, so the cost is S*U*D for the search and S*(k+1)*D for
     the loss, whatever the size of the vocabulary.
     """
-    from omniseg.search import PromptIndex
 
     k = min(k, class_text.shape[0] - 1)
     if k < 1:

@@ -1,0 +1,113 @@
+"""What passing the same large vocabulary call after call costs, with and without the door's memo.
+
+    nice -n 5 .venv/bin/python benchmarks/bench_vocab_memo.py --names 100000 --images 8 \\
+        --json benchmarks/results/vocab_memo.json
+
+Per image (median over ``--images`` held-out MSRC-v2 photos, or scikit-image's photos without
+../shared), ``Segmenter.segment`` with:
+
+- ``object``: a prebuilt, embedded Vocabulary (the reference);
+- ``names``: the same Python list of names on every call (the natural call);
+- ``file``: the same ``vocab=`` file on every call;
+- ``names, no memo`` / ``file, no memo``: the same with the memo disabled (what every call cost
+  before the memo: parse, embed = a store lookup keyed by every text, and reading the FAISS index);
+- ``100 names``: a 100-name list, the flat-cost baseline (goal: natural call / 100 names <= 1.25).
+
+The first call of each vocabulary embeds it into the cache (minutes for 10^5 names, once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from omniseg.registry import load
+from omniseg.segmenter import VocabularyMemo
+from omniseg.vocab import Vocabulary
+from omniseg.vocabularies import synthetic_names
+
+MSRC = Path(__file__).resolve().parents[2] / "shared" / "data" / "msrc_v2"
+
+
+def held_out_images(count: int) -> list[np.ndarray]:
+    """The first ``count`` held-out MSRC-v2 photos (split.json), else scikit-image's photos."""
+    split = MSRC / "split.json"
+    if split.is_file():
+        ids = json.loads(split.read_text())["holdout_ids"][:count]
+        paths = [next((MSRC / "images").glob(f"{i}.*")) for i in ids]
+        return [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    import skimage.data
+
+    photos = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea(), skimage.data.rocket()]
+    return photos[:count]
+
+
+def median_seconds(call, images: list[np.ndarray]) -> float:
+    call(images[0])  # warm: the first call may embed or build an index
+    times = []
+    for image in images:
+        start = time.perf_counter()
+        call(image)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--names", type=int, default=100_000)
+    parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/omniseg-vocab-memo"))
+    args = parser.parse_args()
+    images = held_out_images(args.images)
+    seg = load()
+    names = synthetic_names(args.names)
+    args.work.mkdir(parents=True, exist_ok=True)
+    vocab_file = args.work / f"names_{args.names}.txt"
+    vocab_file.write_text("\n".join(names) + "\n")
+    prebuilt = Vocabulary.from_names(names).embed(seg.text_encoder)
+    small = [f"{n}" for n in names[:100]]
+    memo = seg._vocabularies
+
+    def without_memo(call):
+        def run(image):
+            seg._vocabularies = VocabularyMemo(size=0)
+            try:
+                return call(image)
+            finally:
+                seg._vocabularies = memo
+
+        return run
+
+    calls = {
+        "object": lambda image: seg.segment(image, classes=prebuilt),
+        "names": lambda image: seg.segment(image, classes=list(names)),
+        "file": lambda image: seg.segment(image, vocab=str(vocab_file)),
+        "names, no memo": without_memo(lambda image: seg.segment(image, classes=list(names))),
+        "file, no memo": without_memo(lambda image: seg.segment(image, vocab=str(vocab_file))),
+        "100 names": lambda image: seg.segment(image, classes=list(small)),
+    }
+    report = {name: round(median_seconds(call, images), 4) for name, call in calls.items()}
+    base = report["100 names"]
+    ratios = {f"{name} / 100 names": round(value / base, 2) for name, value in report.items() if name != "100 names"}
+    result = {
+        "names": args.names,
+        "images": len(images),
+        "median_s_per_image": report,
+        "ratios": ratios,
+        "images_from": "MSRC-v2 held-out" if (MSRC / "split.json").is_file() else "scikit-image",
+    }
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

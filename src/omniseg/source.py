@@ -1,0 +1,68 @@
+"""The seam between models and tasks: a **region source** turns an image into Regions.
+
+Every producer of Regions sits behind this one protocol: the native OpenSeg model (PyTorch or
+ONNX Runtime), masks from one model composed with embeddings from another (SAM masks x CLIP
+features), Mask2Former/OneFormer queries, a test's oracle. The door (``omniseg.segmenter.Segmenter``)
+*holds* a source and asks every task of the Regions it returns; it never subclasses or impersonates
+one (segment-anything's ``SamPredictor`` holds its model the same way).
+
+Required: ``name`` (what results report as the model) and ``regions(image) -> Regions`` for an RGB
+uint8 array [H, W, 3]. A source fills ``Regions.pixel_features`` when it has pixel features (the
+example-based tasks need them). Optional capabilities, each its own small protocol, checked with
+``isinstance`` (they are ``runtime_checkable``):
+
+- ``PromptableSource.prompt_regions(image, clicks, boxes)``: masks answering the user's clicks and
+  boxes (SAM); without it the click task picks among the ``regions()``.
+- ``text_encoder``: the source's own text space (CLIP/SigLIP); without it the door uses the
+  default MiniLM encoder.
+- ``class_temperature``: the temperature of the class softmax in the source's space.
+- ``label_vocabulary()``: a closed-vocabulary model's own classes (Mask2Former/OneFormer), used
+  when the user names none.
+
+Where to add a backend: docs/ARCHITECTURE.md (one module under ``omniseg/backends/`` and one
+registration in ``omniseg/registry.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+
+from omniseg.regions import Regions
+
+if TYPE_CHECKING:
+    from omniseg.tasks.interactive import Box, Click
+    from omniseg.text.encoder import TextEncoder
+    from omniseg.vocab import Vocabulary
+
+
+@runtime_checkable
+class RegionSource(Protocol):
+    """image (RGB uint8 [H, W, 3]) -> Regions."""
+
+    name: str
+
+    def regions(self, image: np.ndarray) -> Regions: ...
+
+
+@runtime_checkable
+class PromptableSource(Protocol):
+    """A source that answers clicks (x, y, positive) and boxes (x0, y0, x1, y1) with masks of its own."""
+
+    def prompt_regions(self, image: np.ndarray, clicks: Sequence[Click], boxes: Sequence[Box] = ()) -> Regions: ...
+
+
+@runtime_checkable
+class TextSpaceSource(Protocol):
+    """A source whose region embeddings live in the space of its own text encoder."""
+
+    text_encoder: TextEncoder
+
+
+@runtime_checkable
+class LabelledSource(Protocol):
+    """A closed-vocabulary source that can name its own classes."""
+
+    def label_vocabulary(self) -> Vocabulary: ...
