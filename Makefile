@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The browser tests (tests/test_web_browser.py) drive Debian's Chromium through Playwright.
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo test lint bench bench-serve venv browser clean
+.PHONY: demo test check lint typecheck cycles bench bench-serve venv browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,11 +34,20 @@ browser:
 demo: $(STAMP)
 	$(PY) -m omniseg.demo --out out/demo
 
-test: $(STAMP) browser
+# What CI runs (.ci/run): the house checks first (lint, types, import cycles), then the tests.
+test: $(STAMP) browser check
 	OMNISEG_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q
 
+check: lint typecheck cycles
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy src/omniseg
+
+cycles: $(STAMP)
+	$(PY) scripts/check_import_cycles.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_segment.py

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ from omniseg import __version__, registry
 from omniseg.errors import InputError
 from omniseg.io import atomic_write_bytes, atomic_write_text, remove_stale_temp_files
 from omniseg.results import InstanceResult
-from omniseg.segmenter import Segmenter, SemanticResult
+from omniseg.segmenter import Segmenter, SemanticResult, Task
 from omniseg.vocab import Vocabulary
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -127,13 +128,13 @@ class BatchJob:
     """What every worker needs to segment any image: picklable, nothing loaded."""
 
     vocab: Vocabulary  # with embeddings (computed once by the driver, so every worker uses the same)
-    task: str = "semantic"
+    task: Task = "semantic"
     threshold: float | None = None
     model: str | None = None
     max_size: int = 512
     masks: str | None = None  # source specs (omniseg.registry), None = the native model
     embed: str | None = None
-    runtime: str = "torch"
+    runtime: Literal["torch", "onnx"] = "torch"
 
     def fingerprint(self) -> str:
         """Changes whenever the outputs could: a marker from another job does not count as done."""
@@ -190,7 +191,7 @@ class Worker:
             max_size=job.max_size,
             masks=job.masks,
             embed=job.embed,
-            runtime=job.runtime,  # type: ignore[arg-type]
+            runtime=job.runtime,
         )
 
     def run(self, key: str, image: str | os.PathLike) -> Outcome:
@@ -199,7 +200,7 @@ class Worker:
                 image,
                 classes=self.job.vocab,
                 threshold=self.job.threshold,
-                task=self.job.task,  # type: ignore[arg-type]
+                task=self.job.task,
             )
         except InputError as exc:
             return Outcome(key, error=str(exc))

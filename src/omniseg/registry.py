@@ -267,8 +267,13 @@ def _composed(
         kind, path = parse_spec(spec, role, f"--{role}")
         return base if kind == "native" and path is None and base.split(":")[0] == "native" else spec
 
-    mask_spec = normalised(masks, "masks") if isinstance(masks, str) else (base if masks is None else None)
-    mask_source = get(mask_spec, "masks") if mask_spec is not None else masks
+    mask_spec: str | None
+    mask_source: MaskSource
+    if masks is None or isinstance(masks, str):
+        mask_spec = base if masks is None else normalised(masks, "masks")
+        mask_source = get(mask_spec, "masks")
+    else:
+        mask_spec, mask_source = None, masks
     embed_source: Any
     if isinstance(embed, str):
         embed_source = get(normalised(embed, "embed"), "embed")

@@ -199,6 +199,7 @@ class PromptIndex:
 
 
 def _config_key(kind: str, shape: tuple[int, ...], config: SearchConfig, tag: str) -> str:
+    params: tuple[int, ...]
     if kind in ("hnsw", "hnsw_sq8"):
         params = (config.hnsw_m, config.hnsw_ef_construction)
     else:

@@ -164,16 +164,6 @@ class VocabularyMemo:
         self._built: OrderedDict[tuple, Vocabulary] = OrderedDict()
         self._lock = threading.Lock()
 
-    @staticmethod
-    def key(spec: Sequence[str] | str | Path, is_file: bool) -> tuple:
-        if is_file:
-            path = Path(spec).resolve()  # type: ignore[arg-type]
-            stat = path.stat()
-            return ("file", str(path), stat.st_size, stat.st_mtime_ns)
-        if isinstance(spec, str):
-            return ("string", spec)
-        return ("names", tuple(str(name) for name in spec))
-
     def get(self, key: tuple, build: Callable[[], Vocabulary]) -> Vocabulary:
         with self._lock:
             if key in self._built:
@@ -248,7 +238,7 @@ class Segmenter:
     def incontext(
         self,
         examples: Sequence[tuple[ImageLike, np.ndarray | str]],
-        targets: ImageLike | Sequence[ImageLike],
+        targets: ImageLike | list[ImageLike] | tuple[ImageLike, ...],
         level: Literal["category", "instance"] = "category",
         ignore_index: int | None = None,
     ) -> list[np.ndarray]:
@@ -256,8 +246,7 @@ class Segmenter:
 
         Several examples are combined by feature ensemble; ids keep the example masks' values.
         """
-        many = isinstance(targets, Sequence) and not isinstance(targets, (str, bytes))
-        target_list = list(targets) if many else [targets]  # type: ignore[list-item]
+        target_list: list[ImageLike] = list(targets) if isinstance(targets, (list, tuple)) else [targets]
         return incontext(self, examples, target_list, level=level, ignore_index=ignore_index)
 
     def video(
@@ -268,26 +257,29 @@ class Segmenter:
         return video(self, frames, first_mask, config)
 
     def vocabulary(self, classes: Sequence[str] | str | Path | Vocabulary, is_file: bool = False) -> Vocabulary:
-        """An embedded Vocabulary from names, a 'sky, road, car' string, a Vocabulary, or (is_file)
-        a vocabulary file or shipped vocabulary name; built ones are memoised (VocabularyMemo)."""
+        """An embedded Vocabulary from names, a 'sky, road, car' string or a Vocabulary; with
+        ``is_file`` (or a Path), from a vocabulary file or a shipped vocabulary's name. What the door
+        builds is memoised (VocabularyMemo): names by their tuple, strings by themselves, files by
+        path, size and modification time."""
+        encoder = self.text_encoder
         if isinstance(classes, Vocabulary):
             if classes.embeddings is None:
-                classes.embed(self.text_encoder)
+                classes.embed(encoder)
             return classes
-        spec = str(resolve_vocabulary(classes)) if is_file else classes
-        if isinstance(spec, Path):
-            spec = str(spec)
-
-        def build() -> Vocabulary:
-            if is_file:
-                vocab = Vocabulary.from_file(spec)  # type: ignore[arg-type]
-            elif isinstance(spec, str):
-                vocab = Vocabulary.from_string(spec)
-            else:
-                vocab = Vocabulary.from_names(list(spec))
-            return vocab.embed(self.text_encoder)
-
-        return self._vocabularies.get(VocabularyMemo.key(spec, is_file), build)
+        if is_file or isinstance(classes, Path):
+            if not isinstance(classes, (str, Path)):
+                raise InputError("a vocabulary file is given by its path or a shipped vocabulary's name")
+            path = resolve_vocabulary(classes).resolve()
+            if not path.is_file():
+                return Vocabulary.from_file(path)  # raises the InputError that says what is wrong
+            stat = path.stat()
+            key: tuple = ("file", str(path), stat.st_size, stat.st_mtime_ns)
+            return self._vocabularies.get(key, lambda: Vocabulary.from_file(path).embed(encoder))
+        if isinstance(classes, str):
+            text = classes
+            return self._vocabularies.get(("string", text), lambda: Vocabulary.from_string(text).embed(encoder))
+        names = tuple(str(name) for name in classes)
+        return self._vocabularies.get(("names", names), lambda: Vocabulary.from_names(names).embed(encoder))
 
     @property
     def class_temperature(self) -> float:

@@ -35,7 +35,7 @@ def _histograms(image: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
 
 
 def _adjacent_pairs(labels: np.ndarray) -> set[tuple[int, int]]:
-    pairs = set()
+    pairs: set[tuple[int, int]] = set()
     for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1], labels[1:])):
         diff = a != b
         lo, hi = np.minimum(a[diff], b[diff]), np.maximum(a[diff], b[diff])
@@ -45,8 +45,8 @@ def _adjacent_pairs(labels: np.ndarray) -> set[tuple[int, int]]:
 
 def _boxes(labels: np.ndarray, n: int) -> np.ndarray:
     """[n, 4] (y0, x0, y1, x1) of each label (zeros for absent labels)."""
-    ys, xs = np.indices(labels.shape)
-    flat, ys, xs = labels.reshape(-1), ys.reshape(-1), xs.reshape(-1)
+    rows, cols = np.indices(labels.shape)
+    flat, ys, xs = labels.reshape(-1), rows.reshape(-1), cols.reshape(-1)
     boxes = np.zeros((n, 4))
     present = np.bincount(flat, minlength=n) > 0
     boxes[:, 0] = np.where(present, np.full(n, np.inf), 0)

@@ -120,7 +120,12 @@ def set_pixel_weight(segmenter: Segmenter, weight: float) -> None:
 
     source = segmenter.source
     config = getattr(getattr(source, "network", None), "config", None)
-    if not isinstance(source, NativeSource) or not 0 <= weight <= 1 or not hasattr(config, "pixel_head"):
+    if (
+        not isinstance(source, NativeSource)
+        or config is None
+        or not 0 <= weight <= 1
+        or not hasattr(config, "pixel_head")
+    ):
         raise InputError("--pixel-weight must be in [0, 1] and applies to the native model (PyTorch runtime)")
     if weight > 0 and not config.pixel_head:
         raise InputError("--pixel-weight > 0 needs a model with a pixel head (ESS or lseg)")

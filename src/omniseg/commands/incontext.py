@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from omniseg.tasks.incontext import prototypes_from_examples, segment_with_prototypes
 
     stems = check_inputs(args.example, args.targets, args.out)
-    examples = [(Path(i), Path(m)) for i, m in args.example]
+    examples = [(Path(i), str(m)) for i, m in args.example]
     seggpt = example_model_from_args(args)
     if seggpt is not None:
 

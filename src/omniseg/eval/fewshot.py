@@ -77,7 +77,8 @@ def sample_episodes(
 ) -> tuple[list[Episode], list[int]]:
     """``episodes`` episodes with ``shots`` ordered supports each; also the classes that had too few images."""
     rng = random.Random(seed)
-    eligible, skipped = [], []
+    eligible: list[int] = []
+    skipped: list[int] = []
     for c in sorted(queries):
         pool_ok = any(len([s for s in supports.get(c, []) if s.id != q.id]) >= shots for q in queries[c])
         (eligible if queries[c] and pool_ok else skipped).append(c)

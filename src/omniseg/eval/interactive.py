@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -36,9 +37,9 @@ def next_click(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> Click | N
             continue
         # distance to the nearest non-error pixel; the image border counts as a boundary
         dist = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
-        y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+        y, x = (int(v) for v in np.unravel_index(int(np.argmax(dist)), dist.shape))
         if best is None or dist[y, x] > best[0]:
-            best = (float(dist[y, x]), int(y), int(x), positive)
+            best = (float(dist[y, x]), y, x, positive)
     if best is None:
         return None
     _, y, x, positive = best
@@ -108,7 +109,7 @@ def evaluate_interactive(
     def iou_at(n: int) -> float:
         return float(np.mean([c[min(n, len(c)) - 1] if c else 0.0 for c in curves])) * 100
 
-    report = {"dataset": dataset.name, "metric": "NoC"}
+    report: dict[str, Any] = {"dataset": dataset.name, "metric": "NoC"}
     for t in THRESHOLDS:
         counts_t = [noc(c, t, max_clicks) for c in curves]
         report[f"NoC@{round(t * 100)}"] = round(float(np.mean(counts_t)), 2)

@@ -168,6 +168,7 @@ def _agreement(segmenter: Segmenter, vocab: Vocabulary, images: Sequence[np.ndar
     """Approximate vs exact search: same best prompt per region; same label per pixel."""
 
     approx = vocab.index()
+    assert vocab.embeddings is not None
     exact_vocab = Vocabulary(vocab.synonyms)
     exact_vocab.embeddings, exact_vocab.prompt_to_class = vocab.embeddings, vocab.prompt_to_class
     exact_vocab._index = PromptIndex(vocab.embeddings, "exact", None, approx.config)

@@ -39,7 +39,7 @@ def image_regions(segmenter: Segmenter, image: ImageLike) -> tuple[np.ndarray, R
     return array, regions
 
 
-def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def upsample(maps: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     """[C,h,w] -> [C,H,W] bilinear (align_corners=False, as the semantic task does)."""
     if tuple(maps.shape[-2:]) == tuple(size):
         return maps
@@ -60,7 +60,7 @@ def sample_at_points(maps: torch.Tensor, points_xy: torch.Tensor, image_size: tu
 
 
 def id_fractions(
-    mask: np.ndarray, ids: list[int], grid: tuple[int, int], ignore_index: int | None = None
+    mask: np.ndarray, ids: list[int], grid: tuple[int, ...], ignore_index: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fraction of each grid cell covered by each id ([len(ids),h,w]) and by valid pixels ([h,w]).
 
@@ -70,7 +70,7 @@ def id_fractions(
     m = torch.from_numpy(np.asarray(mask).astype(np.int64))
     onehot = torch.stack([(m == i) for i in ids]).float() if ids else torch.zeros(0, *m.shape)
     valid = (m != ignore_index).float() if ignore_index is not None else torch.ones(m.shape)
-    pooled = F.adaptive_avg_pool2d(torch.cat([onehot, valid[None]])[None], grid)[0]
+    pooled = F.adaptive_avg_pool2d(torch.cat([onehot, valid[None]])[None], (grid[0], grid[1]))[0]
     return pooled[:-1], pooled[-1]
 
 
@@ -102,8 +102,7 @@ def as_id_mask(mask: np.ndarray | str | os.PathLike, what: str = "mask", ignore_
     be thresholded by the caller: which threshold is theirs to choose). Negative ids, ids beyond
     65,535 and more than MAX_OBJECT_IDS distinct ids (a soft or JPEG-compressed mask) are InputError.
     """
-    is_path = isinstance(mask, (str, bytes, os.PathLike))
-    array = load_mask(os.fsdecode(mask), what) if is_path else np.asarray(mask)
+    array = load_mask(os.fsdecode(mask), what) if isinstance(mask, (str, bytes, os.PathLike)) else np.asarray(mask)
     if array.dtype == bool:
         array = array.astype(np.uint8)
     if np.issubdtype(array.dtype, np.floating):

@@ -23,6 +23,7 @@ id, the single connected part that matches best (this cat), SegGPT's two kinds o
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -141,7 +142,7 @@ def ensemble(
     vectors, support = [], []
     for i in ids:
         members = [(protos[i], w) for protos, w in zip(per_example, weights, strict=True) if i in protos]
-        vectors.append(F.normalize(sum(w * v for v, w in members), dim=0))
+        vectors.append(F.normalize(functools.reduce(torch.add, [w * v for v, w in members]), dim=0))
         support.append(len(members))
     memory = None
     if encoded and all(e.pixels is not None for e in encoded):

@@ -208,7 +208,7 @@ def interactive_segment(
     return ClickResult(mask=keep.numpy(), region=best, region_scores=scores.numpy(), method=method)
 
 
-def _boxes_mask(boxes: Sequence[Box], size: tuple[int, int], image_size: tuple[int, int]) -> torch.Tensor:
+def _boxes_mask(boxes: Sequence[Box], size: tuple[int, ...], image_size: tuple[int, int]) -> torch.Tensor:
     """Pixels of a ``size`` map whose centres lie in any box (boxes in ``image_size`` pixels)."""
     height, width = size
     ys = (torch.arange(height, dtype=torch.float32)[:, None] + 0.5) * image_size[0] / height
@@ -250,7 +250,8 @@ def click(
     # a backend that takes prompts (SAM) answers the clicks/boxes itself; others give every region
     prompted = getattr(segmenter, "prompt_regions", None)
     regions = prompted(array, clicks, boxes) if callable(prompted) else segmenter.regions(array)
-    result = interactive_segment(regions, clicks, [tuple(map(float, b)) for b in boxes], correct=correct)
+    boxes_xyxy: list[Box] = [(float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in boxes]
+    result = interactive_segment(regions, clicks, boxes_xyxy, correct=correct)
     if classes is not None:
         result.label, result.label_score = name_region(regions, result.region, segmenter.vocabulary(classes))
     result.image = array

@@ -59,7 +59,7 @@ def region_class_similarity(
 UPSAMPLE_BUDGET = 1 << 26  # floats of upsampled logits held at once (256 MB)
 
 
-def upsampled_max(logits: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def upsampled_max(logits: torch.Tensor, size: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """max and argmax over classes of logits [K,h,w] upsampled bilinearly to ``size``.
 
     A few classes at a time, so a large vocabulary on a large image never holds K x H x W floats;
@@ -151,7 +151,7 @@ def nearest_class_per_pixel(
     return label[0, 0].long(), score[0, 0]
 
 
-def upsampled_argmax(logits: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def upsampled_argmax(logits: torch.Tensor, size: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """argmax_k and max_k of the bilinearly upsampled logits [K,h,w] -> [H,W] each.
 
     Only classes among the PRUNE_TOP best of at least one grid cell are upsampled: an upsampled
@@ -202,9 +202,9 @@ def semantic_segmentation_vocab(
         owner = torch.from_numpy(np.asarray(vocabulary.prompt_to_class))
         return semantic_segmentation(regions, prompts, owner, len(vocabulary), out_size, threshold)
     classes = candidate_classes(regions, vocabulary, k, config)
-    prompts, owner = vocabulary.restricted(classes)
+    sub_prompts, sub_owner = vocabulary.restricted(classes)
     label, score = semantic_segmentation(
-        regions, torch.from_numpy(prompts).to(dtype), torch.from_numpy(owner), len(classes), out_size, threshold
+        regions, torch.from_numpy(sub_prompts).to(dtype), torch.from_numpy(sub_owner), len(classes), out_size, threshold
     )
     global_ids = torch.from_numpy(classes)
     return torch.where(label >= 0, global_ids[label.clamp(min=0)], label), score

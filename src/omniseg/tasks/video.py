@@ -98,10 +98,10 @@ def region_membership(regions: Regions, label: np.ndarray, ids: Sequence[int]) -
     return share / share.sum(1, keepdim=True).clamp(min=1e-6)
 
 
-def _blur_prior(label: np.ndarray, ids: Sequence[int], grid: tuple[int, int], sigma: float) -> torch.Tensor:
+def _blur_prior(label: np.ndarray, ids: Sequence[int], grid: tuple[int, ...], sigma: float) -> torch.Tensor:
     """[K, h, w] the previous label map on the grid, Gaussian-blurred, renormalised over ids."""
     frac, _ = id_fractions(label, list(ids), grid)
-    radius_cells = sigma * float(np.hypot(*grid))
+    radius_cells = sigma * float(np.hypot(grid[0], grid[1]))
     if radius_cells > 0.3:
         half = max(1, int(np.ceil(3 * radius_cells)))
         x = torch.arange(-half, half + 1, dtype=torch.float32)

@@ -143,10 +143,12 @@ class EmbeddingStore:
         return result
 
     @staticmethod
-    def _open(path: Path, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    def _open(path: Path, shape: tuple[int, ...], dtype: type) -> np.memmap:
         if path.is_file():
             try:
-                return np.load(path, mmap_mode="r+")
+                opened = np.load(path, mmap_mode="r+")
+                assert isinstance(opened, np.memmap)  # a .npy file opened with mmap_mode is a memmap
+                return opened
             except ValueError:  # torn header of a run killed while creating the file
                 pass
         return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)

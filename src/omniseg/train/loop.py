@@ -125,7 +125,7 @@ def load_sources(cfg: TrainConfig) -> TrainData:
                 spec.loss_weight,
             )
         )
-    word_list, union_list = sorted(words, key=words.get), sorted(union, key=union.get)
+    word_list, union_list = sorted(words, key=words.__getitem__), sorted(union, key=union.__getitem__)
     dim = sources[0].text.shape[1]
     word_text = torch.from_numpy(encoder.encode(word_list)) if word_list else torch.zeros(0, dim)
     union_text = F.normalize(torch.from_numpy(encoder.encode(union_list)), dim=-1)
@@ -221,11 +221,13 @@ def compute_losses(model: OpenSegModel, cfg: TrainConfig, data: TrainData, batch
     for b, s in enumerate(batch.which):
         src = data.sources[s]
         labels = y[b].reshape(-1)
-        inst = batch.instances[b][1::2, 1::2] if batch.instances[b] is not None else None
+        instance_map = batch.instances[b]
+        inst = instance_map[1::2, 1::2] if instance_map is not None else None
         classed = src.task not in ("caption", "pseudo")
         if classed and pixel_emb is not None and cfg.losses.ess > 0:
             ess.append(ess_pixel_loss(model, cfg, data, src, pixel_emb[b], labels, b))
         if lseg:
+            assert pixel_emb is not None  # an lseg model always has its pixel head
             if classed:  # LSeg+: per-pixel cross-entropy against the dataset's class names
                 sim = src.text @ pixel_emb[b].flatten(1)  # [M, P]
                 class_logits = L.class_max_over_prompts(sim, src.prompt_to_class, len(src.classes))
