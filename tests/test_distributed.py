@@ -31,7 +31,7 @@ def _config(tmp_path, dataset, name, steps):
         "log_every": 1,
         "warmup_steps": 4,  # the lr of a step does not depend on the total number of steps
         "threads": 2,
-        # Grounding is contrastive within each process's share of the batch (seeds/003 appendix F's
+        # Grounding is contrastive within each process's share of the batch (OpenSeg appendix F's
         # "unsync" loss), so it differs by design from one process; off here, the curves must agree.
         "losses": {"grounding": 0.0},
         "model": {**TINY_MODEL_CONFIG, "trainable_backbone_from": 14},

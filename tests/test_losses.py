@@ -1,4 +1,4 @@
-"""Training losses (seeds/003 eq. 1-4 and the supervised terms) on hand-computed cases."""
+"""Training losses (OpenSeg eq. 1-4 and the supervised terms) on hand-computed cases."""
 
 from __future__ import annotations
 

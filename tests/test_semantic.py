@@ -1,4 +1,4 @@
-"""Semantic segmentation from Regions (seeds/003 eq. 6) on hand-made regions."""
+"""Semantic segmentation from Regions (OpenSeg eq. 6) on hand-made regions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Regions: the one representation every task reads (DESIGN.md, seeds/003).
+"""Regions: the one representation every task reads (docs/ARCHITECTURE.md; OpenSeg).
 
 N class-agnostic soft masks s[N,H,W] in 0..1, N L2-normalised embeddings z[N,D] in the text
 space, and N objectness scores. Optionally the per-pixel features p[D',H,W] (L2-normalised per

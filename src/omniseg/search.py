@@ -1,7 +1,7 @@
 """Nearest-neighbour search of region embeddings among a vocabulary's prompt embeddings.
 
 Small vocabularies (up to ``EXACT_MAX`` prompts) are searched exactly: one matrix product.
-Larger ones get a FAISS index, chosen by size (seeds/004: ESSNet searches class embeddings with
+Larger ones get a FAISS index, chosen by size (ESSNet searches class embeddings with
 FAISS so inference cost does not grow with the number of classes):
 
 - HNSW (``IndexHNSWFlat``, inner product) up to ``HNSW_MAX`` prompts: graph search, ~log(M) per query;
@@ -19,7 +19,7 @@ only if the true best prompt was not among the candidates at all.
 
 ``kind="flat"`` is FAISS's exact inner-product index (``IndexFlatIP``), for callers that search
 many queries at once against a vocabulary that changes every call: the ESS head's k nearest
-negative classes in training (seeds/004), which the paper finds with FAISS.
+negative classes in training (ESSNet), which the paper finds with FAISS.
 
 Indexes are persisted next to the memory-mapped embeddings (text/store.py), one file per index
 configuration, and loaded on the next run instead of being rebuilt.

@@ -339,7 +339,7 @@ class Segmenter:
         ``omniseg vocab list``), a vocabulary file or a Vocabulary. Above 256 classes each region's
         best classes come from a search index (tasks.semantic); above 65,535 classes the semantic
         label map holds region ids and ``result.names`` / the JSON name each region's class.
-        task: "semantic" (a class per pixel, seeds/003 eq. 6), "instance" (objects of the thing
+        task: "semantic" (a class per pixel, OpenSeg eq. 6), "instance" (objects of the thing
         classes with scores) or "panoptic" (things + one segment per stuff class). With more than
         256 classes, instance and panoptic results list only the image's candidate classes.
         threshold: semantic: pixels whose best class scores below it (a weighted cosine in

@@ -2,9 +2,9 @@
 
 File format (as OpenSeg and FC-CLIP publish): one class per line, synonyms comma-separated;
 the first synonym names the class. Blank lines and lines starting with '#' are skipped.
-Scoring takes the max over a class's prompts (OpenSeg's synonym ensembling, seeds/003 sec. 4.4).
+Scoring takes the max over a class's prompts (OpenSeg's synonym ensembling, sec. 4.4).
 
-Templates (seeds/002 OMG-Seg, ViLD): each name can be put into several templates ("a photo of a
+Templates (OMG-Seg, ViLD): each name can be put into several templates ("a photo of a
 {}."). With ``template_mode="average"`` (the default) a name's template embeddings are averaged
 into one vector (renormalised), then synonyms are max-ensembled; with ``"max"`` every
 (synonym, template) prompt is its own row and the max runs over all of them. A file sets both for

@@ -3,7 +3,7 @@
 Offline first: a hub id is looked up in the local Hugging Face cache only, unless the user allows
 downloads with ``HF_HUB_OFFLINE=0``; then the download has short timeouts. Anything missing is a
 MissingResourceError naming what was looked for and how to provide it (one line, exit 2 in the
-CLI), never a hang or a traceback. Weights are read from safetensors only (DESIGN.md: never
+CLI), never a hang or a traceback. Weights are read from safetensors only (docs/ARCHITECTURE.md: never
 unpickle a file omniseg did not write).
 """
 

@@ -1,9 +1,9 @@
-"""SegGPT (transformers ``SegGptForImageSegmentation``) for the in-context task (seeds/000).
+"""SegGPT (transformers ``SegGptForImageSegmentation``) for the in-context task (SegGPT, Wang et al.).
 
 Each example's id mask is painted with one colour per id (background black), the example image and
 painting are the prompt, and SegGPT paints the target. Several examples run as one batch with
 ``feature_ensemble``: the target's features are averaged over the prompts inside the network
-(seeds/000, "feature ensemble"), so more examples give one better answer. The painted output is
+(SegGPT's "feature ensemble"), so more examples give one better answer. The painted output is
 read back by the nearest palette colour. level="category" uses SegGPT's semantic prompt
 embedding, level="instance" its instance one.
 """
@@ -119,7 +119,7 @@ class SegGptBackend:
     def video(
         self, frames: Sequence[ImageLike], first_mask: np.ndarray, context: int = 3, level: str = "instance"
     ) -> Iterator[np.ndarray]:
-        """Follow the first mask's objects through the frames (seeds/000, video): each frame is painted
+        """Follow the first mask's objects through the frames (SegGPT's video protocol): each frame is painted
         from the first frame's mask plus the ``context`` previous frames with their predicted masks as
         extra examples (context ensemble). Yields one label map per frame, the first is ``first_mask``."""
         if not frames:

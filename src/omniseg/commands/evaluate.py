@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=("default", "recall"),
         default="default",
         help="recall: class-agnostic mask recall at IoU 0.5/0.7/0.9 of the top --proposals masks over the "
-        "ground-truth segments (seeds/003 Table 1); default: the task's own metric",
+        "ground-truth segments (OpenSeg Table 1); default: the task's own metric",
     )
     ev.add_argument("--proposals", type=int, default=100, help="recall: proposals per image (default: %(default)s)")
     ev.add_argument(

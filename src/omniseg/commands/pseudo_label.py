@@ -1,5 +1,5 @@
 """`omniseg pseudo-label MODEL IMAGES_DIR... --out DIR`: a teacher model annotates unlabeled images
-with class-agnostic masks (seeds/003 sec. 3.3); the output is a dataset for `task: pseudo`."""
+with class-agnostic masks (OpenSeg sec. 3.3); the output is a dataset for `task: pseudo`."""
 
 from __future__ import annotations
 

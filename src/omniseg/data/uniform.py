@@ -1,4 +1,4 @@
-"""Reader of the uniform dataset layout (DESIGN.md): images/<id>.*, masks/<id>.png, classes.json.
+"""Reader of the uniform dataset layout (docs/ARCHITECTURE.md): images/<id>.*, masks/<id>.png, classes.json.
 
 Masks hold class ids with 255 = ignore. Splits are fixed by a seed so every run, and every
 machine, sees the same train/val images.

@@ -1,4 +1,4 @@
-"""Class-agnostic proposal recall (seeds/003 Table 1): `omniseg eval DATASET --metric recall`.
+"""Class-agnostic proposal recall (OpenSeg Table 1): `omniseg eval DATASET --metric recall`.
 
 Ground truth: the dataset's panoptic segments (data/segments.py: one per object with instances/,
 one per stuff class, void and crowd excluded). Each image's top-N proposals are matched to its

@@ -1,7 +1,7 @@
 """`omniseg eval DATASET_DIR`: mIoU and grounding mIoU on the uniform dataset format.
 
 mIoU: every image is segmented with the dataset's full vocabulary (classes.json).
-Grounding mIoU (seeds/003 sec. 4.3): each image's vocabulary is only the classes in its ground
+Grounding mIoU (OpenSeg sec. 4.3): each image's vocabulary is only the classes in its ground
 truth; predictions are mapped back to dataset ids and accumulate in one confusion matrix.
 """
 

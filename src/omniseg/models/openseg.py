@@ -1,4 +1,4 @@
-"""The native model: OpenSeg (seeds/003 sec. 3 and appendix C) on an EfficientNet-Lite0 backbone.
+"""The native model: OpenSeg (Ghiasi et al., sec. 3 and appendix C) on an EfficientNet-Lite0 backbone.
 
 backbone strides 4..32 -> FPN fused to stride 4 (Panoptic-FPN style) -> F_s (mask features) and
 F_z (embedding features) -> T query-to-image cross-attention blocks on N learnable queries with
@@ -45,9 +45,9 @@ class OpenSegConfig:
     trainable_backbone_from: int = 11  # blocks >= this index are fine-tuned; 16 freezes all
     text_encoder: str = "all-MiniLM-L6-v2"
     # "openseg": mask proposals + region embeddings (eq. 6); "lseg": the per-pixel baseline of
-    # seeds/003 ("LSeg+"): pixel embeddings classified by text embeddings, no mask proposals.
+    # OpenSeg ("LSeg+"): pixel embeddings classified by text embeddings, no mask proposals.
     arch: str = "openseg"
-    # Per-pixel text-space embeddings (ESSNet head, seeds/004; always on for arch "lseg").
+    # Per-pixel text-space embeddings (ESSNet head; always on for arch "lseg").
     pixel_head: bool = False
     # Inference: logits = (1 - a) * eq. 6 + a * <class, pixel embedding>; 1 = nearest class per pixel.
     pixel_weight: float = 0.0

@@ -1,4 +1,4 @@
-"""In-context segmentation: segment in a target what example masks mark (DESIGN.md, seeds/000).
+"""In-context segmentation: segment in a target what example masks mark (docs/ARCHITECTURE.md; SegGPT).
 
 Each example (image, id mask, 0 = background) is encoded on the model's grid as, per id,
 - a prototype: the id's pixel features pooled under its mask; the prototypes of an id are
@@ -195,7 +195,7 @@ def similarity_maps(
     """[len(ids), h, w] similarity of each target pixel to each id (prototype cosine or k-NN mean).
 
     (1 - region_weight) * the pixel's own similarity + region_weight * the similarities of the
-    covering regions averaged by mask mass (seeds/003 eq. 6 with examples in place of words).
+    covering regions averaged by mask mass (OpenSeg eq. 6 with examples in place of words).
     """
     if regions.pixel_features is None:
         raise InputError("these Regions have no pixel_features (needed for example-based tasks)")

@@ -1,4 +1,4 @@
-"""Instance segmentation: which objects, with which class and how sure (DESIGN.md task table).
+"""Instance segmentation: which objects, with which class and how sure (docs/ARCHITECTURE.md task table).
 
 Every region is a candidate object. Its class is the argmax over classes of the cosine to the
 region embedding (max over a class's prompts, as in semantic segmentation); its score is the

@@ -1,4 +1,4 @@
-"""Interactive segmentation: which object is under these clicks / in this box? (DESIGN.md, seeds/002)
+"""Interactive segmentation: which object is under these clicks / in this box? (docs/ARCHITECTURE.md; OMG-Seg)
 
 The first answer is a region: each region is scored by its soft-mask value at the positive points
 minus its value at the negative points, plus, per box, its soft IoU with the box; the best region

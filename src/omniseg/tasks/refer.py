@@ -1,4 +1,4 @@
-"""Referring segmentation: which region(s) does this phrase mean? (DESIGN.md, seeds/001)
+"""Referring segmentation: which region(s) does this phrase mean? (docs/ARCHITECTURE.md; MQ-Former)
 
 Regions are ranked by cos(phrase, z). A phrase may name a thing that the model split into
 several regions ("the people"), so every region within ``margin`` of the best is merged: the

@@ -1,4 +1,4 @@
-"""Semantic and grounding segmentation, seeds/003 eq. 6.
+"""Semantic and grounding segmentation, OpenSeg eq. 6.
 
 logits[k, p] = max over class k's prompts of sum_i <w, z_i> s_i(p), argmax over k. Grounding is the
 same computation with the vocabulary restricted to the classes the user names for this image.
@@ -6,7 +6,7 @@ same computation with the vocabulary restricted to the classes the user names fo
 Large vocabularies (more than DIRECT_MAX_CLASSES classes): each region's TOP_K classes come from
 the vocabulary's search index (exact or FAISS, omniseg.search), and eq. 6 runs over the union of
 those candidates only, so the per-image cost is N regions x index lookups plus eq. 6 over at most
-N x TOP_K classes, whatever the vocabulary size (seeds/004).
+N x TOP_K classes, whatever the vocabulary size (ESSNet).
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def nearest_class_per_pixel(
     prompt_to_class: torch.Tensor,
     out_size: tuple[int, int],
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """ESS inference (seeds/004): each pixel takes the class of its nearest prompt.
+    """ESS inference (ESSNet): each pixel takes the class of its nearest prompt.
 
     The nearest prompt over all of a class's prompts is the max over prompts, so the label is the
     argmax of pixel_class_logits. The search is the exact path of omniseg.search's vocabulary index

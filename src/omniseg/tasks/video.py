@@ -1,4 +1,4 @@
-"""Video object segmentation from the first frame's mask (DESIGN.md, seeds/000 and seeds/002).
+"""Video object segmentation from the first frame's mask (docs/ARCHITECTURE.md; SegGPT and OMG-Seg).
 
 Three cues decide, per frame, which object (id of the first mask, 0 = background) each pixel is:
 

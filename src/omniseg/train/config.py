@@ -38,7 +38,7 @@ class DatasetSpec:
     stuff class; binary: foreground/background sets, segments of the non-void classes only;
     caption: images + captions.json only (grounding loss); pseudo: class-agnostic masks written by
     ``omniseg pseudo-label`` (mask losses, plus grounding when captions.json is there).
-    loss_weight scales this source's mask terms (segmentation, mask BCE, objectness; seeds/003
+    loss_weight scales this source's mask terms (segmentation, mask BCE, objectness; OpenSeg
     Table 8 sets it to 0 for pseudo-labelled data). captions: use captions.json when present.
     """
 
@@ -67,7 +67,7 @@ class LossWeights:
     region_class: float = 1.0  # matched region vs its class name, over the dataset vocabulary
     pixel_class: float = 1.0  # per-pixel CE on the eq. 6 logits
     objectness: float = 0.2  # matched queries are objects
-    ess: float = 0.0  # ESS head (seeds/004): pixel vs class embeddings with k nearest negative classes
+    ess: float = 0.0  # ESS head (ESSNet): pixel vs class embeddings with k nearest negative classes
     ess_reg: float = 0.1  # ESS regularisation of the learned class map (norms, spread)
 
 
@@ -90,7 +90,7 @@ class TrainConfig:
     log_every: int = 10
     threads: int = 2
     one_to_one_matching: bool = True  # eq. 1's max restricted to distinct queries (see losses.py)
-    keep_prob: float = 0.75  # kp: each caption word is kept with this probability (seeds/003 appendix H)
+    keep_prob: float = 0.75  # kp: each caption word is kept with this probability (OpenSeg appendix H)
     ess_negatives: int = 8  # k nearest negative classes per pixel (FAISS)
     ess_pixels: int = 256  # labelled pixels sampled per image for the ESS loss
     losses: LossWeights = field(default_factory=LossWeights)

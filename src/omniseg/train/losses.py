@@ -1,4 +1,4 @@
-"""Training losses of the first recipe (seeds/003 eq. 1-4) plus the supervised terms.
+"""Training losses of the first recipe (OpenSeg eq. 1-4) plus the supervised terms.
 
 All take per-image tensors; the batch dimension is handled by the caller because images in one
 batch come from datasets with different vocabularies.
@@ -112,7 +112,7 @@ def pixel_class_loss(
 def ess_loss(
     pixels: torch.Tensor, positive: torch.Tensor, class_text: torch.Tensor, k: int, scale: torch.Tensor
 ) -> torch.Tensor:
-    """ESSNet's embedding loss (seeds/004): each pixel against its class and its k nearest negatives.
+    """ESSNet's embedding loss: each pixel against its class and its k nearest negatives.
 
     pixels [S, D]: pixel embeddings already mapped to the text side (W^T e, see OpenSegModel);
     positive [S]: row of each pixel's class in class_text [U, D] (unit text embeddings of the whole
@@ -139,7 +139,7 @@ def ess_loss(
 
 def ess_regularization(class_map: torch.Tensor, class_text: torch.Tensor) -> torch.Tensor:
     """Keeps the learned class embeddings c = W t well spread: unit norm (ESSNet's normalisation
-    against class-frequency bias, seeds/004 Fig. 4) and no pair closer than its text embeddings.
+    against class-frequency bias, ESSNet Fig. 4) and no pair closer than its text embeddings.
     class_map W [D, D], class_text [U, D] unit rows."""
     c = class_text @ class_map.T  # rows W t
     norm = c.norm(dim=1)

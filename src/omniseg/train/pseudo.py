@@ -1,4 +1,4 @@
-"""Teacher -> pseudo-labels (seeds/003 sec. 3.3): class-agnostic segment maps of unlabeled images.
+"""Teacher -> pseudo-labels (OpenSeg sec. 3.3): class-agnostic segment maps of unlabeled images.
 
 Each pixel goes to the region with the highest mask x objectness among the regions scoring at
 least ``min_score``; pixels whose mask there is below 0.5, and segments smaller than ``min_area``

