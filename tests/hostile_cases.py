@@ -216,8 +216,8 @@ def close_to_scene(array: np.ndarray, tolerance: float = 8.0) -> bool:
 
 def ids_within(allowed: set[int]) -> Callable[[Ctx, object], None]:
     def check(c: Ctx, result: object) -> None:
-        (label,) = result
-        assert set(np.unique(label).tolist()) <= allowed
+        (answer,) = result  # one typed result per target
+        assert set(np.unique(answer.id_map).tolist()) <= allowed
 
     return check
 

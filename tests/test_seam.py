@@ -209,3 +209,20 @@ def test_help_and_argument_errors_load_no_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT, check=False
     )
     assert "LOADED []" in done.stdout, done.stdout + done.stderr
+
+
+def test_every_task_result_draws_an_overlay_and_saves(segmenter, scene, tmp_path):
+    results = [
+        segmenter.segment(scene, classes=TINY_CLASSES),
+        segmenter.segment(scene, classes=TINY_CLASSES, task="instance", threshold=0.0),
+        segmenter.segment(scene, classes=TINY_CLASSES, task="panoptic", threshold=0.0),
+        segmenter.refer(scene, "the car"),
+        segmenter.click(scene, [(20, 20)], classes=TINY_CLASSES),
+        *segmenter.incontext([(scene, (scene[..., 0] > 128).astype(np.uint8))], scene),
+    ]
+    for n, result in enumerate(results):
+        picture = result.overlay()
+        assert picture.height == scene.shape[0] and picture.width >= scene.shape[1]
+        paths = result.save(tmp_path, f"r{n}")
+        assert all(p.is_file() for p in paths.values()) and any(p.suffix == ".json" for p in paths.values())
+        json.dumps(result.to_json())  # plain JSON

@@ -148,7 +148,9 @@ def test_refer_click_incontext(client, seg, picture):
     np.testing.assert_array_equal(
         np.asarray(Image.open(io.BytesIO(mask.content))) > 0, seg.refer(picture, "the sky").mask
     )
-    r = client.post("/v1/click", files=upload(picture), data={"points": "[[10, 10, 1], [70, 50, 0]]", "rle": "1"})
+    # the JSON answer carries the mask itself (COCO RLE): no second request for the PNG
+    np.testing.assert_array_equal(decode_rle(r.json()["mask"]["segmentation"]), seg.refer(picture, "the sky").mask)
+    r = client.post("/v1/click", files=upload(picture), data={"points": "[[10, 10, 1], [70, 50, 0]]"})
     assert r.status_code == 200, r.text
     expected = seg.click(picture, points=[(10, 10, True), (70, 50, False)])
     np.testing.assert_array_equal(decode_rle(r.json()["mask"]["segmentation"]), expected.mask)
@@ -163,7 +165,7 @@ def test_refer_click_incontext(client, seg, picture):
     ]
     r = client.post("/v1/incontext", files=files, data={"display": "1"})
     assert r.status_code == 200, r.text
-    expected_ids = seg.incontext([(picture, example_mask)], picture)[0]
+    expected_ids = seg.incontext([(picture, example_mask)], picture)[0].id_map
     shown = np.frombuffer(base64.b64decode(r.json()["display"]["data"]), np.uint8).reshape(60, 80)
     np.testing.assert_array_equal(shown, expected_ids)
     id_png = client.post("/v1/incontext?format=png", files=files)

@@ -604,11 +604,16 @@ def test_cli_incontext_writes_target_ids(scene_files, tiny_model_dir, tmp_path, 
     argv = ["incontext", "--example", im0, m0, "--example", im1, m1, target, im0, "--out", tmp_path]
     code, _, _ = run([*argv, "--model", tiny_model_dir, "--quiet"], capsys)
     assert code == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene0.png", "scene2.png"]
-    for name in ("scene0.png", "scene2.png"):
-        label = read_png(tmp_path / name)
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == [
+        f"{stem}{suffix}" for stem in ("scene0", "scene2") for suffix in (".json", ".png", "_overlay.png")
+    ]
+    for stem in ("scene0", "scene2"):
+        label = read_png(tmp_path / f"{stem}.png")
         assert label.shape == (64, 80) and label.dtype == np.uint8
         assert set(np.unique(label)) <= {0, 1, 3}
+        summary = json.loads((tmp_path / f"{stem}.json").read_text())  # the same JSON as the REST answer
+        assert summary["ids"] == [int(i) for i in np.unique(label) if i != 0] and summary["height"] == 64
     examples = ["--example", im0, m0, "--example", im1, m1]
     inst = tmp_path / "inst"
     code, _, _ = run(
@@ -643,7 +648,9 @@ def test_cli_video_one_png_per_frame(scene_files, tiny_model_dir, tmp_path, caps
     argv = ["video", scene_files["clip"], "--first-mask", scene_files["first"], "--out", tmp_path]
     code, _, _ = run([*argv, "--model", tiny_model_dir, "--quiet", "--context", "2"], capsys)
     assert code == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{t:05d}.png" for t in range(4)]
+    suffixes = (".json", ".png", "_overlay.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{t:05d}{s}" for t in range(4) for s in suffixes]
+    assert [json.loads((tmp_path / f"{t:05d}.json").read_text())["frame"] for t in range(4)] == [0, 1, 2, 3]
     first = read_png(scene_files["first"])
     np.testing.assert_array_equal(read_png(tmp_path / "00000.png"), first)
     for t in range(1, 4):
@@ -707,12 +714,14 @@ def test_segmenter_methods_equal_the_task_functions(scene_files, tiny_model_dir,
     np.testing.assert_array_equal(seg.click(im0, points).mask, click(seg, im0, points).mask)
     single = seg.incontext([(im0, m0), (im1, m1)], im1)  # one target, not in a list
     assert len(single) == 1
-    np.testing.assert_array_equal(single[0], incontext(seg, [(im0, m0), (im1, m1)], [im1])[0])
+    np.testing.assert_array_equal(single[0].id_map, incontext(seg, [(im0, m0), (im1, m1)], [im1])[0])
+    assert single[0].to_json()["ids"] == single[0].ids() and single[0].overlay().size[1] == single[0].id_map.shape[0]
     frames = sorted(scene_files["clip"].iterdir())
     first = read_png(scene_files["first"])
     from_path = list(seg.video(frames, scene_files["first"]))
-    for a, b in zip(from_path, video(seg, frames, first), strict=True):
-        np.testing.assert_array_equal(a, b)
+    for position, (a, b) in enumerate(zip(from_path, video(seg, frames, first), strict=True)):
+        np.testing.assert_array_equal(a.id_map, b)
+        assert a.frame == position and a.image.shape[:2] == b.shape
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
-"""Results of the instance and panoptic tasks, with the same surface as ``SemanticResult``:
-``to_json()`` (an API summary), ``overlay()`` (a picture) and ``save(out_dir, stem)`` (files).
+"""Results of the instance, panoptic, in-context and video tasks, with the same surface as
+``SemanticResult``: ``to_json()`` (an API summary, the same in the CLI's files and the REST
+answers), ``overlay()`` (a picture) and ``save(out_dir, stem)`` (files).
 
 Category ids in the written COCO files are the class's index in the vocabulary + 1: COCO's ids
 start at 1, and a file that names the class as well ("category_name", "categories") can be read
@@ -9,6 +10,7 @@ without the vocabulary at hand. The image id is the file stem, as a number when 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from omniseg import formats
-from omniseg.io import atomic_save_png, output_path
+from omniseg.io import atomic_save_png, atomic_write_text, output_path
 from omniseg.tasks.instance import Instance
 from omniseg.tasks.panoptic import PanopticSegment
 from omniseg.viz import overlay
@@ -26,6 +28,7 @@ OUTPUT_SUFFIXES: dict[str, tuple[str, ...]] = {
     "semantic": (".png", "_overlay.png", ".json"),
     "instance": ("_instances.json", "_overlay.png"),
     "panoptic": ("_panoptic.png", "_panoptic.json", "_overlay.png"),
+    "ids": (".png", "_overlay.png", ".json"),  # in-context targets and video frames
 }
 
 
@@ -172,4 +175,57 @@ class PanopticResult:
         record = self.record(formats.coco_image_id(stem), paths["panoptic"].name)
         formats.write_panoptic(paths["panoptic"], paths["json"], self.id_map, record)
         atomic_save_png(paths["overlay"], self.overlay())
+        return paths
+
+
+@dataclass
+class IdMapResult:
+    """An in-context target's or a video frame's answer: the examples' (or first mask's) object ids
+    at the image's size, 0 = background. ``frame``: the frame's position in a video (None otherwise)."""
+
+    image: np.ndarray = field(repr=False)
+    id_map: np.ndarray = field(repr=False)  # uint8/uint16 [H, W], the ids of the example masks
+    model_id: str
+    frame: int | None = None
+
+    def ids(self) -> list[int]:
+        """The object ids found (background 0 excluded), ascending."""
+        return [int(i) for i in np.unique(self.id_map) if i != 0]
+
+    def fractions(self) -> dict[str, float]:
+        """Fraction of the image each value covers, background (0) included; keys are the ids as text."""
+        values, counts = np.unique(self.id_map, return_counts=True)
+        return {str(int(i)): round(float(c) / self.id_map.size, 6) for i, c in zip(values, counts, strict=True)}
+
+    def display_map(self) -> tuple[np.ndarray, list[str], int]:
+        """(map of indices into the found ids, 'id k' per found id, the 'nothing' value = background)."""
+        found = np.asarray(self.ids(), dtype=np.int64)
+        unlabeled = 65535 if len(found) >= 255 else 255
+        index = np.searchsorted(found, self.id_map.astype(np.int64))
+        index = np.where(self.id_map == 0, unlabeled, index).astype(np.uint16 if unlabeled == 65535 else np.uint8)
+        return index, [f"id {i}" for i in found], unlabeled
+
+    def overlay(self, alpha: float = 0.55, legend: bool = True) -> Image.Image:
+        return overlay(self.image, *self.display_map(), alpha=alpha, legend=legend)
+
+    def to_json(self) -> dict:
+        out: dict = {
+            "height": int(self.id_map.shape[0]),
+            "width": int(self.id_map.shape[1]),
+            "dtype": str(self.id_map.dtype),
+            "ids": self.ids(),
+            "fractions": self.fractions(),
+            "model": self.model_id,
+        }
+        if self.frame is not None:
+            out["frame"] = self.frame
+        return out
+
+    def save(self, out_dir: str | Path, stem: str) -> dict[str, Path]:
+        """``<stem>.png`` (the id map), ``<stem>_overlay.png`` and ``<stem>.json``."""
+        suffixes = dict(zip(("ids", "overlay", "json"), OUTPUT_SUFFIXES["ids"], strict=True))
+        paths = {key: output_path(out_dir, stem, suffix) for key, suffix in suffixes.items()}
+        atomic_save_png(paths["ids"], self.id_map)
+        atomic_save_png(paths["overlay"], self.overlay())
+        atomic_write_text(paths["json"], json.dumps(self.to_json(), indent=2))
         return paths

@@ -25,7 +25,7 @@ from PIL import Image
 from omniseg.errors import InputError
 from omniseg.io import ImageLike, atomic_save_png, atomic_write_text, load_image, output_path
 from omniseg.regions import Regions
-from omniseg.results import InstanceResult, PanopticResult
+from omniseg.results import IdMapResult, InstanceResult, PanopticResult
 from omniseg.search import SearchConfig
 from omniseg.source import PromptableSource, RegionSource
 from omniseg.tasks.incontext import incontext
@@ -241,20 +241,29 @@ class Segmenter:
         targets: ImageLike | list[ImageLike] | tuple[ImageLike, ...],
         level: Literal["category", "instance"] = "category",
         ignore_index: int | None = None,
-    ) -> list[np.ndarray]:
-        """Segment in the targets what the example (image, id mask) pairs mark: one id map per target.
+    ) -> list[IdMapResult]:
+        """Segment in the targets what the example (image, id mask) pairs mark: one result per target
+        (``.id_map``: the examples' ids, 0 = background; ``.save()``, ``.overlay()``, ``.to_json()``).
 
         Several examples are combined by feature ensemble; ids keep the example masks' values.
         """
         target_list: list[ImageLike] = list(targets) if isinstance(targets, (list, tuple)) else [targets]
-        return incontext(self, examples, target_list, level=level, ignore_index=ignore_index)
+        arrays = [load_image(t) for t in target_list]
+        id_maps = incontext(self, examples, arrays, level=level, ignore_index=ignore_index)
+        return [IdMapResult(array, ids, self.model_id) for array, ids in zip(arrays, id_maps, strict=True)]
 
     def video(
         self, frames: Sequence[ImageLike], first_mask: np.ndarray | str, config: VideoConfig | None = None
-    ) -> Iterator[np.ndarray]:
-        """Propagate the objects of ``first_mask`` (ids, 0 = background) through ``frames``; yields
-        one id map per frame, lazily, so long videos stream."""
-        return video(self, frames, first_mask, config)
+    ) -> Iterator[IdMapResult]:
+        """Propagate the objects of ``first_mask`` (ids, 0 = background) through ``frames``.
+
+        An iterator of one result per frame, in order, computed lazily (a long video streams: a
+        frame is read and segmented when the loop asks for it): ``.frame`` (its position),
+        ``.id_map`` (the first mask's ids), ``.image``, ``.save()``, ``.overlay()``, ``.to_json()``.
+        The first result is the first frame with ``first_mask`` itself.
+        """
+        for position, (frame, ids) in enumerate(zip(frames, video(self, frames, first_mask, config), strict=False)):
+            yield IdMapResult(load_image(frame), ids, self.model_id, frame=position)
 
     def vocabulary(self, classes: Sequence[str] | str | Path | Vocabulary, is_file: bool = False) -> Vocabulary:
         """An embedded Vocabulary from names, a 'sky, road, car' string or a Vocabulary; with

@@ -48,14 +48,18 @@ def check_inputs(examples: list[list[str]], targets: list[str], out: str) -> lis
         require_files([image], f"example image {n}")
         require_files([mask], f"example mask {n}")
         check_mask_size(Path(image), Path(mask), f"example mask {n}")
-    return plan_outputs(require_files(targets, "target"), out, (".png",), [p for pair in examples for p in pair])
+    from omniseg.results import OUTPUT_SUFFIXES
+
+    return plan_outputs(
+        require_files(targets, "target"), out, OUTPUT_SUFFIXES["ids"], [p for pair in examples for p in pair]
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
     from tqdm import tqdm
 
-    from omniseg.io import atomic_save_png, output_path
+    from omniseg.io import load_image
+    from omniseg.results import IdMapResult
     from omniseg.tasks.common import image_regions
     from omniseg.tasks.incontext import prototypes_from_examples, segment_with_prototypes
 
@@ -63,23 +67,24 @@ def run(args: argparse.Namespace) -> int:
     examples = [(Path(i), str(m)) for i, m in args.example]
     seggpt = example_model_from_args(args)
     if seggpt is not None:
+        model_id = args.model
 
         def predict(target: str):
             return seggpt.incontext(examples, [target], level=args.level)[0]
     else:
         segmenter = load_segmenter(args)
+        model_id = segmenter.model_id
         prototypes = prototypes_from_examples(segmenter, examples)
 
         def predict(target: str):
             return segment_with_prototypes(image_regions(segmenter, target)[1], prototypes, level=args.level)
 
-    out = Path(args.out)
     bar = tqdm(args.targets, desc="incontext", disable=len(args.targets) < 2 or args.quiet, dynamic_ncols=True)
     for target, stem in zip(bar, stems, strict=True):
-        label = predict(target)
-        path = output_path(out, stem, ".png")
-        atomic_save_png(path, label)
+        result = IdMapResult(load_image(target), predict(target), model_id)
+        paths = result.save(args.out, stem)
         if not args.quiet:
-            found = ", ".join(f"id {i}: {(label == i).mean():.0%}" for i in np.unique(label) if i != 0)
-            tqdm.write(f"{target} -> {path}  [{found or 'nothing found'}]")
+            fractions = result.fractions()
+            found = ", ".join(f"id {i}: {fractions[str(i)]:.0%}" for i in result.ids())
+            tqdm.write(f"{target} -> {paths['ids']}  [{found or 'nothing found'}]")
     return EXIT_OK

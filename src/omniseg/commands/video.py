@@ -44,25 +44,28 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from omniseg.commands.incontext import check_mask_size
-    from omniseg.io import atomic_save_png, output_path
+    from omniseg.io import load_image
+    from omniseg.results import OUTPUT_SUFFIXES, IdMapResult
     from omniseg.tasks.common import as_id_mask
     from omniseg.tasks.video import VideoConfig, video
 
     frames = list_frames(args.frames)
-    stems = plan_outputs(frames, args.out, (".png",), protected=[args.first_mask])
+    stems = plan_outputs(frames, args.out, OUTPUT_SUFFIXES["ids"], protected=[args.first_mask])
     first_mask = as_id_mask(args.first_mask, "first mask")
     check_mask_size(frames[0], Path(args.first_mask), "first mask")
     if args.context < 0:
         raise InputError(f"--context must be >= 0, got {args.context}")
     seggpt = example_model_from_args(args)
     if seggpt is not None:
+        model_id = args.model
         labels = seggpt.video(frames, first_mask, context=args.context)
     else:
-        labels = video(load_segmenter(args), frames, first_mask, VideoConfig(context=args.context))
-    out = Path(args.out)
+        segmenter = load_segmenter(args)
+        model_id = segmenter.model_id
+        labels = video(segmenter, frames, first_mask, VideoConfig(context=args.context))
     bar = tqdm(zip(frames, stems, strict=True), total=len(frames), desc="video", disable=args.quiet, dynamic_ncols=True)
-    for (_, stem), label in zip(bar, labels, strict=False):
-        atomic_save_png(output_path(out, stem, ".png"), label)
+    for position, ((frame, stem), label) in enumerate(zip(bar, labels, strict=False)):
+        IdMapResult(load_image(frame), label, model_id, frame=position).save(args.out, stem)
     if not args.quiet:
-        print(f"{len(frames)} frames -> {out}")
+        print(f"{len(frames)} frames -> {args.out}")
     return EXIT_OK

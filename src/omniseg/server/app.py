@@ -151,14 +151,12 @@ def png_response(array: np.ndarray) -> Response:
     return Response(png_bytes(array), media_type="image/png")
 
 
-def mask_answer(result: Any, name: str, fmt: Format, display: bool, rle: bool) -> Response | dict:
-    """refer / click: a binary mask (PNG 0/255, or JSON with the result's summary)."""
-
+def mask_answer(result: Any, name: str, fmt: Format, display: bool) -> Response | dict:
+    """refer / click: a binary mask (PNG 0/255, or JSON with the result's summary and the mask as COCO RLE)."""
     if fmt == "png":
         return png_response(result.mask.astype(np.uint8) * 255)
     answer = result.to_json()
-    if rle:
-        answer["mask"]["segmentation"] = encode_rle(result.mask)
+    answer["mask"]["segmentation"] = encode_rle(result.mask)  # COCO RLE: the mask itself, no second request
     if display:
         answer["display"] = display_json(np.where(result.mask, 0, 255).astype(np.uint8), [name], 255)
     return answer
@@ -299,7 +297,6 @@ def create_app(
         request: Request,
         image: UploadFile = File(...),
         phrase: str = Form(..., description="what to find, in words"),
-        rle: bool = Form(False),
         display: bool = Form(False),
         format: Format = Query("json", description="json, or png: the mask (0 / 255)"),
     ) -> Any:
@@ -309,7 +306,7 @@ def create_app(
 
         def job(notes: list[str]) -> Any:
             result = seg().refer(image_of(data, notes), phrase)
-            return mask_answer(result, phrase.strip(), format, display, rle)
+            return mask_answer(result, phrase.strip(), format, display)
 
         return await run(request, job)
 
@@ -320,7 +317,6 @@ def create_app(
         points: str = Form("[]", description="JSON [[x, y, 1 (on it) or 0 (not on it)], ...] in image pixels"),
         boxes: str = Form("[]", description="JSON [[x0, y0, x1, y1], ...] in image pixels"),
         classes: str | None = Form(None, description="optional comma-separated names to name the object with"),
-        rle: bool = Form(False),
         display: bool = Form(False),
         format: Format = Query("json", description="json, or png: the mask (0 / 255)"),
     ) -> Any:
@@ -331,7 +327,7 @@ def create_app(
         def job(notes: list[str]) -> Any:
             names = vocabulary_of(classes, None) if classes and classes.strip() else None
             result = seg().click(image_of(data, notes), points=pts, boxes=bxs, classes=names)
-            return mask_answer(result, result.label or "object", format, display, rle)
+            return mask_answer(result, result.label or "object", format, display)
 
         return await run(request, job)
 
@@ -359,16 +355,11 @@ def create_app(
                 (image_of(e, notes, f"example #{n}"), load_mask(m, f"field 'example_mask' #{n}", notes))
                 for n, (e, m) in enumerate(pairs, start=1)
             ]
-            id_map = seg().incontext(examples, image_of(target_data, notes, "target"), level=level)[0]
+            result = seg().incontext(examples, image_of(target_data, notes, "target"), level=level)[0]
+            id_map = result.id_map
             if format == "png":
                 return png_response(id_map)
-            ids, counts = np.unique(id_map, return_counts=True)
-            answer: dict[str, Any] = {
-                "height": int(id_map.shape[0]),
-                "width": int(id_map.shape[1]),
-                "dtype": str(id_map.dtype),
-                "fractions": {str(int(i)): round(float(c) / id_map.size, 6) for i, c in zip(ids, counts, strict=True)},
-            }
+            answer: dict[str, Any] = result.to_json()
             if display:
                 names = [f"id {i}" for i in range(int(id_map.max()) + 1)]
                 answer["display"] = display_json(id_map, names, 0)

@@ -148,6 +148,15 @@ def load_mask(path: str | Path | bytes, what: str = "mask", notes: list[str] | N
     return read_image(file, lambda im: _mask_array(im, file, what), what, notes=notes)
 
 
+def mask_overlay(
+    image: np.ndarray | None, mask: np.ndarray, name: str, alpha: float = 0.55, legend: bool = True
+) -> Image.Image:
+    """A binary mask [H, W] drawn over its image with a one-entry legend (refer and click results)."""
+    if image is None:
+        raise InputError("this result does not hold its image: pass the image to the task to draw an overlay")
+    return overlay(image, np.where(mask, 0, 255).astype(np.uint8), [name], 255, alpha=alpha, legend=legend)
+
+
 def save_binary_mask(
     out_dir: str | Path, stem: str, mask: np.ndarray, record: dict, image: np.ndarray | None, name: str
 ) -> dict[str, Path]:
@@ -159,5 +168,5 @@ def save_binary_mask(
     atomic_write_text(paths["json"], json.dumps(record, indent=2))
     if image is not None:
         paths["overlay"] = output_path(out_dir, stem, "_overlay.png")
-        atomic_save_png(paths["overlay"], overlay(image, np.where(mask, 0, 255).astype(np.uint8), [name], 255))
+        atomic_save_png(paths["overlay"], mask_overlay(image, mask, name))
     return paths

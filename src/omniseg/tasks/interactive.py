@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from omniseg.errors import InputError
 from omniseg.io import ImageLike, load_image
 from omniseg.regions import Regions
-from omniseg.tasks.common import sample_at_points, save_binary_mask, upsample
+from omniseg.tasks.common import mask_overlay, sample_at_points, save_binary_mask, upsample
 from omniseg.tasks.semantic import region_class_similarity
 
 if TYPE_CHECKING:
@@ -82,6 +83,10 @@ class ClickResult:
     def save(self, out_dir: str | Path, stem: str) -> dict[str, Path]:
         """``<stem>.png`` (0 / 255), ``<stem>.json`` and, when the image is known, ``<stem>_overlay.png``."""
         return save_binary_mask(out_dir, stem, self.mask, self.to_json(), self.image, self.label or "object")
+
+    def overlay(self, alpha: float = 0.55, legend: bool = True) -> Image.Image:
+        """The mask over the image, named by its class when one was asked for."""
+        return mask_overlay(self.image, self.mask, self.label or "object", alpha=alpha, legend=legend)
 
 
 def box_agreement(masks: torch.Tensor, box: Box, image_size: tuple[int, int]) -> torch.Tensor:

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from PIL import Image
 
 from omniseg.errors import InputError
 from omniseg.io import ImageLike, load_image
 from omniseg.regions import Regions
-from omniseg.tasks.common import save_binary_mask, upsample
+from omniseg.tasks.common import mask_overlay, save_binary_mask, upsample
 
 if TYPE_CHECKING:
     from omniseg.segmenter import Segmenter
@@ -80,6 +81,10 @@ class ReferResult:
     def save(self, out_dir: str | Path, stem: str) -> dict[str, Path]:
         """``<stem>.png`` (0 / 255), ``<stem>.json`` and, when the image is known, ``<stem>_overlay.png``."""
         return save_binary_mask(out_dir, stem, self.mask, self.to_json(), self.image, self.phrase or "referred")
+
+    def overlay(self, alpha: float = 0.55, legend: bool = True) -> Image.Image:
+        """The mask over the image, named by the phrase."""
+        return mask_overlay(self.image, self.mask, self.phrase or "referred", alpha=alpha, legend=legend)
 
 
 def _centroids(masks: torch.Tensor) -> torch.Tensor:
