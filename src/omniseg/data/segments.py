@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from omniseg.data.uniform import IGNORE, Sample, UniformDataset
+from omniseg.data.uniform import IGNORE, Sample, UniformDataset, read_mask
 from omniseg.errors import InputError
 from omniseg.tasks.common import load_mask
 
@@ -117,3 +117,19 @@ def ground_truth_segments(
     for category in np.unique(safe[stuff_px]):
         add(stuff_px & (safe == category), int(category), crowd=False)
     return id_map, segments
+
+
+def sample_truth(
+    dataset: UniformDataset, sample: Sample, roles: ClassRoles, image_size: tuple[int, ...]
+) -> tuple[np.ndarray, list[GTSegment]]:
+    """A sample's panoptic ground truth (id map, segments) from its class mask and, when the dataset
+    has instances/, its instance map; InputError when the mask does not fit the image or an
+    instance map is missing."""
+    assert sample.mask_path is not None
+    classes = read_mask(sample.mask_path, len(dataset.classes))
+    if classes.shape != tuple(image_size):
+        raise InputError(f"mask and image differ in size for {sample.id}")
+    path = instance_path(dataset, sample)
+    if roles.has_instances and path is None:
+        raise InputError(f"{dataset.name} has instances/ but no instances/{sample.id}.png")
+    return ground_truth_segments(classes, read_instance_map(path) if path else None, roles)

@@ -27,6 +27,13 @@ class Sample:
     image_path: Path
     mask_path: Path | None
 
+    @property
+    def truth_path(self) -> Path:
+        """The mask path of a sample evaluation needs a mask for (InputError when it has none)."""
+        if self.mask_path is None:
+            raise InputError(f"image {self.id} has no mask (masks/{self.id}.png) to evaluate against")
+        return self.mask_path
+
 
 class UniformDataset:
     def __init__(self, root: str | Path) -> None:

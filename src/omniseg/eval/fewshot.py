@@ -19,17 +19,16 @@ named background/void/unlabeled are never a foreground class.
 from __future__ import annotations
 
 import random
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from omniseg.data.uniform import IGNORE, Sample, UniformDataset, read_mask, read_rgb
 from omniseg.errors import InputError
+from omniseg.eval.evaluator import inference_on_dataset
 from omniseg.regions import Regions
 from omniseg.segmenter import Segmenter
 from omniseg.tasks.common import image_regions
@@ -150,6 +149,55 @@ def _binary(mask: np.ndarray, class_id: int) -> np.ndarray:
     return np.where(mask == IGNORE, IGNORE, (mask == class_id).astype(np.uint8)).astype(np.uint8)
 
 
+class FewShotEvaluator:
+    """Few-shot mIoU of episodes (one class, K ordered supports, one query) for every K in ``ks``:
+    the K-shot prototypes are the first K supports' (the same episodes serve every K)."""
+
+    def __init__(
+        self, classes: list[str], ks: Sequence[int], level: Level, region_weight: float, method: Method
+    ) -> None:
+        self.classes, self.ks = classes, list(ks)
+        self.level, self.region_weight, self.method = level, region_weight, method
+        self.reset()
+
+    def reset(self) -> None:
+        self.scores = {k: FewShotScores(len(self.classes)) for k in self.ks}
+        self.episodes = 0
+
+    def process(self, ep: Episode, output: tuple[list[Regions], Regions]) -> None:
+        support_regions, query_regions = output
+        query_gt = _binary(read_mask(ep.query.truth_path, len(self.classes)), ep.class_id)
+        per_example = []
+        for s, regions in zip(ep.supports, support_regions, strict=True):
+            assert regions.pixel_features is not None
+            support_mask = _binary(read_mask(s.truth_path, len(self.classes)), ep.class_id)
+            per_example.append(encode_example(regions.pixel_features, support_mask, IGNORE))
+        for k in self.ks:
+            prototypes = ensemble(per_example[:k])
+            pred = segment_with_prototypes(
+                query_regions, prototypes, self.level, self.region_weight, query_gt.shape, self.method
+            )
+            self.scores[k].update(ep.class_id, pred == 1, query_gt == 1, query_gt != IGNORE)
+        self.episodes += 1
+
+    def evaluate(self) -> dict:
+        by_shots = {}
+        for k in self.ks:
+            per_class = {self.classes[c]: round(v * 100, 2) for c, v in self.scores[k].per_class().items()}
+            by_shots[k] = {
+                "metric": "few-shot mIoU",
+                "shots": k,
+                "mIoU": round(self.scores[k].miou() * 100, 2),
+                "per_class_iou": per_class,
+                "episodes": self.episodes,
+                "classes_evaluated": len(per_class),
+                "level": self.level,
+                "method": self.method,
+                "averaging": "FSS: IoU of the foreground summed over a class's episodes, then mean over classes",
+            }
+        return {"by_shots": by_shots}
+
+
 def evaluate_incontext(
     segmenter: Segmenter,
     dataset_dir: str | Path,
@@ -191,42 +239,25 @@ def evaluate_incontext(
             f"no class of {dataset.name} has a query in the {split} split and {max(ks)} other images as supports"
         )
     cache = RegionCache(segmenter)
-    scores = {k: FewShotScores(len(dataset.classes)) for k in ks}
-    start = time.perf_counter()
-    for ep in tqdm(drawn, desc=f"few-shot {dataset.name}", disable=not progress, dynamic_ncols=True):
-        query_gt = _binary(read_mask(ep.query.mask_path, len(dataset.classes)), ep.class_id)
-        per_example = []
-        for s in ep.supports:
-            support_regions = cache(s.image_path)
-            assert support_regions.pixel_features is not None
-            support_mask = _binary(read_mask(s.mask_path, len(dataset.classes)), ep.class_id)
-            per_example.append(encode_example(support_regions.pixel_features, support_mask, IGNORE))
-        query_regions = cache(ep.query.image_path)
-        for k in ks:
-            prototypes = ensemble(per_example[:k])
-            pred = segment_with_prototypes(query_regions, prototypes, level, region_weight, query_gt.shape, method)
-            pred = pred == 1
-            scores[k].update(ep.class_id, pred, query_gt == 1, query_gt != IGNORE)
-    seconds = time.perf_counter() - start
+    evaluator = FewShotEvaluator(dataset.classes, ks, level, region_weight, method)
+    report = inference_on_dataset(
+        lambda ep: ([cache(s.image_path) for s in ep.supports], cache(ep.query.image_path)),
+        drawn,
+        evaluator,
+        desc=f"few-shot {dataset.name}",
+        progress=progress,
+    )
+    seconds = report["seconds"]
     reports = {}
     for k in ks:
-        per_class = {dataset.classes[c]: round(v * 100, 2) for c, v in scores[k].per_class().items()}
         reports[k] = {
             "dataset": dataset.name,
-            "metric": "few-shot mIoU",
-            "shots": k,
-            "mIoU": round(scores[k].miou() * 100, 2),
-            "per_class_iou": per_class,
-            "episodes": len(drawn),
-            "classes_evaluated": len(per_class),
+            **report["by_shots"][k],
             "classes_skipped": [dataset.classes[c] for c in skipped],
-            "level": level,
-            "method": method,
-            "averaging": "FSS: IoU of the foreground summed over a class's episodes, then mean over classes",
             "split": f"queries: {split}, supports: "
             + ("any other image" if split == "all" else f"the rest (val_fraction={val_fraction}, seed={split_seed})"),
             "seed": seed,
-            "seconds": round(seconds, 2),
+            "seconds": seconds,
             "model": segmenter.model_id,
         }
     if isinstance(shots, int):
@@ -237,7 +268,7 @@ def evaluate_incontext(
         "mIoU_by_shots": {str(k): r["mIoU"] for k, r in reports.items()},
         "by_shots": {str(k): r for k, r in reports.items()},
         "episodes": len(drawn),
-        "seconds": round(seconds, 2),
+        "seconds": seconds,
         "model": segmenter.model_id,
     }
 

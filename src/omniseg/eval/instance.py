@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,13 +21,14 @@ import numpy as np
 import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from tqdm import tqdm
 
 from omniseg import formats
-from omniseg.data.segments import GTSegment, class_roles, ground_truth_segments, instance_path, read_instance_map
-from omniseg.data.uniform import UniformDataset, read_mask, read_rgb
+from omniseg.data.segments import ClassRoles, GTSegment, class_roles, sample_truth
+from omniseg.data.uniform import Sample, UniformDataset, read_rgb
 from omniseg.errors import InputError
-from omniseg.eval.categories import evaluation_vocabulary
+from omniseg.eval.categories import EvalVocabulary, evaluation_vocabulary
+from omniseg.eval.evaluator import inference_on_dataset, split_label
+from omniseg.regions import Regions
 from omniseg.segmenter import Segmenter
 from omniseg.tasks.instance import instance_segmentation
 
@@ -88,6 +88,58 @@ def _pct(value: float) -> float | None:
     return None if math.isnan(value) or value < 0 else round(value * 100, 2)
 
 
+class InstanceEvaluator:
+    """Mask AP (pycocotools) of instance_segmentation on region outputs; every region scored, no
+    score threshold (COCO AP wants them all)."""
+
+    def __init__(self, dataset: UniformDataset, roles: ClassRoles, vocab: EvalVocabulary, temperature: float) -> None:
+        self.dataset, self.roles, self.vocab, self.temperature = dataset, roles, vocab, temperature
+        self.things = {k: c for k, c in enumerate(dataset.classes) if roles.isthing[k]}
+        self.reset()
+
+    def reset(self) -> None:
+        self.gt_images: list[tuple[int, np.ndarray, list[GTSegment]]] = []
+        self.results: list[dict] = []
+
+    def process(self, sample: Sample, regions: Regions) -> None:
+        image_id = len(self.gt_images) + 1
+        gt_map, gt_segs = sample_truth(self.dataset, sample, self.roles, regions.image_size)
+        self.gt_images.append((image_id, gt_map, gt_segs))
+        with torch.inference_mode():
+            instances = instance_segmentation(
+                regions,
+                self.vocab.prompts,
+                self.vocab.owner,
+                len(self.vocab),
+                self.vocab.stuff,
+                temperature=self.temperature,
+                min_score=0.0,
+                out_size=gt_map.shape,
+            )
+        self.results += formats.instance_records(
+            [i.mask.numpy() for i in instances],
+            [i.label for i in instances],
+            [i.score for i in instances],
+            image_id,
+            self.vocab.class_ids,
+        )
+
+    def evaluate(self) -> dict:
+        ap = mask_ap(coco_ground_truth(self.gt_images, self.things), self.results)
+        return {
+            "metric": "mask AP",
+            **{k: _pct(v) for k, v in ap.items()},
+            "protocol": "pycocotools COCOeval iouType=segm (AP@[.50:.95], AP50, AP75; maxDets 100)",
+            "ground_truth": {
+                "things": list(self.things.values()),
+                "crowd": "thing pixels without an instance id",
+                "note": "visible instance masks at the dataset's resolution",
+            },
+            "detections": len(self.results),
+            "images": len(self.gt_images),
+        }
+
+
 def evaluate_instances(
     segmenter: Segmenter,
     dataset_dir: str | Path,
@@ -106,54 +158,18 @@ def evaluate_instances(
         raise InputError(f"{dataset.name} has no instance annotations (instances/): mask AP needs thing classes")
     samples = dataset.eval_samples(split, val_fraction, split_seed, limit)
     vocab = evaluation_vocabulary(segmenter, dataset, roles)  # category id = dataset class id
-    gt_images, results = [], []
-    start = time.perf_counter()
-    for image_id, sample in enumerate(
-        tqdm(samples, desc=f"instances {dataset.name}", disable=not progress, dynamic_ncols=True), start=1
-    ):
-        image, gt_classes = read_rgb(sample.image_path), read_mask(sample.mask_path, len(dataset.classes))
-        if gt_classes.shape != image.shape[:2]:
-            raise InputError(f"mask and image differ in size for {sample.id}")
-        inst_path = instance_path(dataset, sample)
-        if inst_path is None:
-            raise InputError(f"{dataset.name} has instances/ but no instances/{sample.id}.png")
-        gt_map, gt_segs = ground_truth_segments(gt_classes, read_instance_map(inst_path), roles)
-        gt_images.append((image_id, gt_map, gt_segs))
-        with torch.inference_mode():
-            instances = instance_segmentation(
-                segmenter.regions(image),
-                vocab.prompts,
-                vocab.owner,
-                len(vocab),
-                vocab.stuff,
-                temperature=segmenter.class_temperature,
-                min_score=0.0,
-                out_size=gt_classes.shape,
-            )
-        results += formats.instance_records(
-            [i.mask.numpy() for i in instances],
-            [i.label for i in instances],
-            [i.score for i in instances],
-            image_id,
-            vocab.class_ids,
-        )
-    things = {k: c for k, c in enumerate(dataset.classes) if roles.isthing[k]}
-    ap = mask_ap(coco_ground_truth(gt_images, things), results)
-    seconds = time.perf_counter() - start
+    evaluator = InstanceEvaluator(dataset, roles, vocab, segmenter.class_temperature)
+    report = inference_on_dataset(
+        lambda sample: segmenter.regions(read_rgb(sample.image_path)),
+        samples,
+        evaluator,
+        desc=f"instances {dataset.name}",
+        progress=progress,
+    )
     return {
         "dataset": dataset.name,
-        "metric": "mask AP",
-        **{k: _pct(v) for k, v in ap.items()},
-        "protocol": "pycocotools COCOeval iouType=segm (AP@[.50:.95], AP50, AP75; maxDets 100)",
-        "ground_truth": {
-            "things": list(things.values()),
-            "crowd": "thing pixels without an instance id",
-            "note": "visible instance masks at the dataset's resolution",
-        },
-        "detections": len(results),
-        "split": split if split == "all" else f"{split} (val_fraction={val_fraction}, seed={split_seed})",
-        "images": len(samples),
-        "seconds": round(seconds, 2),
+        **report,
+        "split": split_label(split, val_fraction, split_seed),
         "model": segmenter.model_id,
     }
 

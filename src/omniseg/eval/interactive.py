@@ -10,16 +10,18 @@ number of clicks until IoU >= t, counted as ``max_clicks`` when never reached; l
 
 from __future__ import annotations
 
-import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
-from tqdm import tqdm
 
-from omniseg.data.uniform import IGNORE, UniformDataset, read_mask, read_rgb
+from omniseg.data.uniform import IGNORE, Sample, UniformDataset, read_mask, read_rgb
 from omniseg.errors import InputError
+from omniseg.eval.evaluator import inference_on_dataset, split_label
+from omniseg.regions import Regions
 from omniseg.segmenter import Segmenter
 from omniseg.tasks.common import image_regions
 from omniseg.tasks.interactive import Click, interactive_segment
@@ -74,6 +76,70 @@ def noc(ious: list[float], threshold: float, max_clicks: int) -> int:
     return max_clicks
 
 
+@dataclass(frozen=True)
+class ImageObjects:
+    """One evaluated image: its sample, class mask, labelled pixels and the classes that are objects."""
+
+    sample: Sample
+    mask: np.ndarray
+    valid: np.ndarray
+    objects: list[int]
+
+
+def image_objects(samples: Sequence[Sample], num_classes: int, min_fraction: float) -> Iterator[ImageObjects]:
+    """The samples with at least one object (a class covering ``min_fraction`` of the labelled pixels)."""
+    for sample in samples:
+        assert sample.mask_path is not None
+        mask = read_mask(sample.mask_path, num_classes)
+        valid = mask != IGNORE
+        ids, counts = np.unique(mask[valid], return_counts=True)
+        objects = [int(i) for i, n in zip(ids, counts, strict=True) if n >= min_fraction * max(valid.sum(), 1)]
+        if objects:
+            yield ImageObjects(sample, mask, valid, objects)
+
+
+class InteractiveEvaluator:
+    """NoC@85, NoC@90 and the mean IoU after 1, 3, 5 simulated clicks over the objects of the images."""
+
+    def __init__(self, max_clicks: int = 20, nothing_found: str = "no object to click on") -> None:
+        self.max_clicks = max_clicks
+        self.nothing_found = nothing_found  # the InputError when no image had an object
+        self.reset()
+
+    def reset(self) -> None:
+        self.curves: list[list[float]] = []
+
+    def process(self, item: ImageObjects, regions: Regions) -> None:
+        for c in item.objects:
+            self.curves.append(clicks_to_iou(regions, (item.mask == c) & item.valid, item.valid, self.max_clicks))
+
+    def evaluate(self) -> dict:
+        curves, max_clicks = self.curves, self.max_clicks
+        if not curves:
+            raise InputError(self.nothing_found)
+
+        def iou_at(n: int) -> float:
+            return float(np.mean([c[min(n, len(c)) - 1] if c else 0.0 for c in curves])) * 100
+
+        report: dict[str, Any] = {"metric": "NoC"}
+        for t in THRESHOLDS:
+            counts_t = [noc(c, t, max_clicks) for c in curves]
+            report[f"NoC@{round(t * 100)}"] = round(float(np.mean(counts_t)), 2)
+            report[f"failed@{round(t * 100)}"] = round(float(np.mean([n >= max_clicks for n in counts_t])) * 100, 2)
+        report.update(
+            {
+                "mIoU@1": round(iou_at(1), 2),
+                "mIoU@3": round(iou_at(3), 2),
+                "mIoU@5": round(iou_at(5), 2),
+                "objects": len(curves),
+                "max_clicks": max_clicks,
+                "protocol": "first click at the object's centre, then at the centre of the largest error region "
+                "(positive on misses, negative on false alarms); objects = classes present per image",
+            }
+        )
+        return report
+
+
 def evaluate_interactive(
     segmenter: Segmenter,
     dataset_dir: str | Path,
@@ -86,49 +152,21 @@ def evaluate_interactive(
     progress: bool = True,
 ) -> dict:
     """NoC@85, NoC@90 and the mean IoU after 1, 3, 5 clicks over the objects of the split."""
-
     dataset = UniformDataset(dataset_dir)
     samples = dataset.eval_samples(split, val_fraction, split_seed, limit)
-    curves: list[list[float]] = []
-    start = time.perf_counter()
-    for sample in tqdm(samples, desc=f"interactive {dataset.name}", disable=not progress, dynamic_ncols=True):
-        assert sample.mask_path is not None
-        mask = read_mask(sample.mask_path, len(dataset.classes))
-        valid = mask != IGNORE
-        ids, counts = np.unique(mask[valid], return_counts=True)
-        objects = [int(i) for i, n in zip(ids, counts, strict=True) if n >= min_fraction * max(valid.sum(), 1)]
-        if not objects:
-            continue
-        _, regions = image_regions(segmenter, read_rgb(sample.image_path))
-        for c in objects:
-            curves.append(clicks_to_iou(regions, (mask == c) & valid, valid, max_clicks))
-    seconds = time.perf_counter() - start
-    if not curves:
-        raise InputError(f"no object covers {min_fraction:.0%} of an image in {dataset_dir}")
-
-    def iou_at(n: int) -> float:
-        return float(np.mean([c[min(n, len(c)) - 1] if c else 0.0 for c in curves])) * 100
-
-    report: dict[str, Any] = {"dataset": dataset.name, "metric": "NoC"}
-    for t in THRESHOLDS:
-        counts_t = [noc(c, t, max_clicks) for c in curves]
-        report[f"NoC@{round(t * 100)}"] = round(float(np.mean(counts_t)), 2)
-        report[f"failed@{round(t * 100)}"] = round(float(np.mean([n >= max_clicks for n in counts_t])) * 100, 2)
-    report.update(
-        {
-            "mIoU@1": round(iou_at(1), 2),
-            "mIoU@3": round(iou_at(3), 2),
-            "mIoU@5": round(iou_at(5), 2),
-            "objects": len(curves),
-            "max_clicks": max_clicks,
-            "protocol": "first click at the object's centre, then at the centre of the largest error region "
-            "(positive on misses, negative on false alarms); objects = classes present per image",
-            "split": split if split == "all" else f"{split} (val_fraction={val_fraction}, seed={split_seed})",
-            "seconds": round(seconds, 2),
-            "model": segmenter.model_id,
-        }
+    report = inference_on_dataset(
+        lambda item: image_regions(segmenter, read_rgb(item.sample.image_path))[1],
+        image_objects(samples, len(dataset.classes), min_fraction),
+        InteractiveEvaluator(max_clicks, f"no object covers {min_fraction:.0%} of an image in {dataset_dir}"),
+        desc=f"interactive {dataset.name}",
+        progress=progress,
     )
-    return report
+    return {
+        "dataset": dataset.name,
+        **report,
+        "split": split_label(split, val_fraction, split_seed),
+        "model": segmenter.model_id,
+    }
 
 
 def format_interactive(report: dict) -> str:

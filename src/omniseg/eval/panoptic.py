@@ -17,19 +17,18 @@ omniseg.data.segments have at most one crowd segment per category, where this ma
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from omniseg.data.segments import class_roles, ground_truth_segments, instance_path, read_instance_map
-from omniseg.data.uniform import UniformDataset, read_mask, read_rgb
-from omniseg.errors import InputError
-from omniseg.eval.categories import evaluation_vocabulary
+from omniseg.data.segments import ClassRoles, class_roles, sample_truth
+from omniseg.data.uniform import Sample, UniformDataset, read_rgb
+from omniseg.eval.categories import EvalVocabulary, evaluation_vocabulary
+from omniseg.eval.evaluator import inference_on_dataset, split_label
+from omniseg.regions import Regions
 from omniseg.segmenter import Segmenter
 from omniseg.tasks.panoptic import DEFAULT_PANOPTIC_MIN_SCORE, panoptic_segmentation
 
@@ -139,6 +138,69 @@ def _pct(value: float) -> float | None:
     return None if math.isnan(value) else round(value * 100, 2)
 
 
+class PanopticEvaluator:
+    """PQ/SQ/RQ of panoptic_segmentation on region outputs (ground truth: omniseg.data.segments)."""
+
+    def __init__(
+        self, dataset: UniformDataset, roles: ClassRoles, vocab: EvalVocabulary, temperature: float, min_score: float
+    ) -> None:
+        self.dataset, self.roles, self.vocab = dataset, roles, vocab
+        self.temperature, self.min_score = temperature, min_score
+        self.categories = {k: roles.isthing[k] for k in range(len(dataset.classes)) if not roles.void[k]}
+        self.reset()
+
+    def reset(self) -> None:
+        self.pq = PanopticQuality()
+        self.images = 0
+
+    def process(self, sample: Sample, regions: Regions) -> None:
+        gt_map, gt_segs = sample_truth(self.dataset, sample, self.roles, regions.image_size)
+        with torch.inference_mode():
+            pan = panoptic_segmentation(
+                regions,
+                self.vocab.prompts,
+                self.vocab.owner,
+                len(self.vocab),
+                self.vocab.stuff,
+                temperature=self.temperature,
+                min_score=self.min_score,
+                out_size=gt_map.shape,
+            )
+        pred_segs = [Segment(s.id, self.vocab.class_ids[s.label]) for s in pan.segments]
+        gt_list = [Segment(s.id, s.category_id, s.iscrowd) for s in gt_segs]
+        self.pq.update(gt_map, gt_list, pan.id_map.numpy(), pred_segs)
+        self.images += 1
+
+    def evaluate(self) -> dict:
+        classes, roles = self.dataset.classes, self.roles
+        groups = {
+            name: self.pq.average(self.categories, flag)
+            for name, flag in (("all", None), ("things", True), ("stuff", False))
+        }
+        return {
+            "metric": "PQ",
+            "PQ": _pct(groups["all"]["pq"]),
+            "SQ": _pct(groups["all"]["sq"]),
+            "RQ": _pct(groups["all"]["rq"]),
+            **{
+                name: {"PQ": _pct(g["pq"]), "SQ": _pct(g["sq"]), "RQ": _pct(g["rq"]), "n": g["n"]}
+                for name, g in groups.items()
+            },
+            "per_class": {
+                classes[k]: {m: round(v * 100, 2) for m, v in r.items()} for k, r in groups["all"]["per_class"].items()
+            },
+            "rules": "panopticapi: match at IoU > 0.5, void removed from the union, predictions mostly on "
+            "void/crowd not counted; categories without TP/FP/FN left out of the means",
+            "ground_truth": {
+                "things": [c for c, t in zip(classes, roles.isthing, strict=True) if t],
+                "stuff": [c for c, s in zip(classes, roles.stuff, strict=True) if s],
+                "void": [c for c, v in zip(classes, roles.void, strict=True) if v] + ["mask value 255"],
+            },
+            "min_score": self.min_score,
+            "images": self.images,
+        }
+
+
 def evaluate_panoptic(
     segmenter: Segmenter,
     dataset_dir: str | Path,
@@ -158,58 +220,18 @@ def evaluate_panoptic(
     roles = class_roles(dataset, stuff)
     samples = dataset.eval_samples(split, val_fraction, split_seed, limit)
     vocab = evaluation_vocabulary(segmenter, dataset, roles)
-    categories = {k: roles.isthing[k] for k in range(len(dataset.classes)) if not roles.void[k]}
-    pq = PanopticQuality()
-    start = time.perf_counter()
-    for sample in tqdm(samples, desc=f"panoptic {dataset.name}", disable=not progress, dynamic_ncols=True):
-        image, gt_classes = read_rgb(sample.image_path), read_mask(sample.mask_path, len(dataset.classes))
-        if gt_classes.shape != image.shape[:2]:
-            raise InputError(f"mask and image differ in size for {sample.id}")
-        inst_path = instance_path(dataset, sample)
-        if roles.has_instances and inst_path is None:
-            raise InputError(f"{dataset.name} has instances/ but no instances/{sample.id}.png")
-        gt_map, gt_segs = ground_truth_segments(gt_classes, read_instance_map(inst_path) if inst_path else None, roles)
-        with torch.inference_mode():
-            pan = panoptic_segmentation(
-                segmenter.regions(image),
-                vocab.prompts,
-                vocab.owner,
-                len(vocab),
-                vocab.stuff,
-                temperature=segmenter.class_temperature,
-                min_score=min_score,
-                out_size=gt_classes.shape,
-            )
-        pred_segs = [Segment(s.id, vocab.class_ids[s.label]) for s in pan.segments]
-        gt_list = [Segment(s.id, s.category_id, s.iscrowd) for s in gt_segs]
-        pq.update(gt_map, gt_list, pan.id_map.numpy(), pred_segs)
-    seconds = time.perf_counter() - start
-    groups = {name: pq.average(categories, flag) for name, flag in (("all", None), ("things", True), ("stuff", False))}
+    evaluator = PanopticEvaluator(dataset, roles, vocab, segmenter.class_temperature, min_score)
+    report = inference_on_dataset(
+        lambda sample: segmenter.regions(read_rgb(sample.image_path)),
+        samples,
+        evaluator,
+        desc=f"panoptic {dataset.name}",
+        progress=progress,
+    )
     return {
         "dataset": dataset.name,
-        "metric": "PQ",
-        "PQ": _pct(groups["all"]["pq"]),
-        "SQ": _pct(groups["all"]["sq"]),
-        "RQ": _pct(groups["all"]["rq"]),
-        **{
-            name: {"PQ": _pct(g["pq"]), "SQ": _pct(g["sq"]), "RQ": _pct(g["rq"]), "n": g["n"]}
-            for name, g in groups.items()
-        },
-        "per_class": {
-            dataset.classes[k]: {m: round(v * 100, 2) for m, v in r.items()}
-            for k, r in groups["all"]["per_class"].items()
-        },
-        "rules": "panopticapi: match at IoU > 0.5, void removed from the union, predictions mostly on "
-        "void/crowd not counted; categories without TP/FP/FN left out of the means",
-        "ground_truth": {
-            "things": [c for c, t in zip(dataset.classes, roles.isthing, strict=True) if t],
-            "stuff": [c for c, s in zip(dataset.classes, roles.stuff, strict=True) if s],
-            "void": [c for c, v in zip(dataset.classes, roles.void, strict=True) if v] + ["mask value 255"],
-        },
-        "min_score": min_score,
-        "split": split if split == "all" else f"{split} (val_fraction={val_fraction}, seed={split_seed})",
-        "images": len(samples),
-        "seconds": round(seconds, 2),
+        **report,
+        "split": split_label(split, val_fraction, split_seed),
         "model": segmenter.model_id,
     }
 

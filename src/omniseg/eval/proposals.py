@@ -9,20 +9,20 @@ all ground-truth segments whose match has IoU >= t. Everything is scored at a wo
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tqdm import tqdm
 
 from omniseg.backends.superpixels import feature_hierarchy_masks, superpixel_proposals
 from omniseg.data.segments import class_roles, ground_truth_segments, instance_path, read_instance_map
-from omniseg.data.uniform import UniformDataset, read_mask, read_rgb
+from omniseg.data.uniform import Sample, UniformDataset, read_mask, read_rgb
 from omniseg.errors import InputError
+from omniseg.eval.evaluator import inference_on_dataset, split_label
 from omniseg.masks import dedupe
 
 THRESHOLDS = (0.5, 0.7, 0.9)
@@ -119,6 +119,56 @@ def _resize(image: np.ndarray, ids: np.ndarray, work_size: int) -> tuple[np.ndar
     return im, idm.astype(np.int64)
 
 
+@dataclass(frozen=True)
+class RecallItem:
+    """One image at the working resolution with its ground-truth segments (non-crowd, present)."""
+
+    image: np.ndarray
+    gt: np.ndarray  # bool [S, h, w]
+
+
+def recall_items(dataset: UniformDataset, samples: Sequence[Sample], work_size: int) -> Iterator[RecallItem]:
+    """The samples with at least one ground-truth segment, resized to ``work_size`` (longer side)."""
+    roles = class_roles(dataset)
+    for sample in samples:
+        image, classes = read_rgb(sample.image_path), read_mask(sample.truth_path)
+        ipath = instance_path(dataset, sample)
+        id_map, segments = ground_truth_segments(classes, read_instance_map(ipath) if ipath else None, roles)
+        image, id_map = _resize(image, id_map, work_size)
+        gt_ids = [s.id for s in segments if not s.iscrowd and (id_map == s.id).any()]
+        if gt_ids:
+            yield RecallItem(image, np.stack([id_map == i for i in gt_ids]))
+
+
+class RecallEvaluator:
+    """Class-agnostic recall at IoU 0.5/0.7/0.9: each image's top ``proposals`` masks matched
+    one-to-one (greedy by IoU) to its ground-truth segments."""
+
+    def __init__(self, proposals: int) -> None:
+        self.proposals = proposals
+        self.reset()
+
+    def reset(self) -> None:
+        self.matched: list[np.ndarray] = []
+        self.n_props: list[int] = []
+
+    def process(self, item: RecallItem, proposed: np.ndarray) -> None:
+        props = proposed[: self.proposals]
+        self.n_props.append(len(props))
+        self.matched.append(greedy_match_ious(mask_ious(props, item.gt)) if len(props) else np.zeros(len(item.gt)))
+
+    def evaluate(self) -> dict:
+        best = np.concatenate(self.matched) if self.matched else np.zeros(0)
+        return {
+            "metric": "class-agnostic mask recall (one-to-one greedy matching)",
+            "proposals": self.proposals,
+            "mean_proposals_per_image": round(float(np.mean(self.n_props)), 1) if self.n_props else 0.0,
+            **{f"recall@{t}": round(float((best >= t).mean()) * 100, 2) if len(best) else None for t in THRESHOLDS},
+            "gt_segments": int(len(best)),
+            "images": len(self.matched),
+        }
+
+
 def evaluate_recall(
     proposer: Proposer,
     dataset_dir: str | Path,
@@ -133,35 +183,19 @@ def evaluate_recall(
 ) -> dict:
     dataset = UniformDataset(dataset_dir)
     samples = dataset.eval_samples(split, val_fraction, split_seed, limit)
-    roles = class_roles(dataset)
-    matched: list[np.ndarray] = []
-    n_props: list[int] = []
-    start = time.perf_counter()
-    for sample in tqdm(samples, desc=f"recall {dataset.name}", disable=not progress, dynamic_ncols=True):
-        image, classes = read_rgb(sample.image_path), read_mask(sample.mask_path)
-        ipath = instance_path(dataset, sample)
-        id_map, segments = ground_truth_segments(classes, read_instance_map(ipath) if ipath else None, roles)
-        image, id_map = _resize(image, id_map, work_size)
-        gt_ids = [s.id for s in segments if not s.iscrowd and (id_map == s.id).any()]
-        if not gt_ids:
-            continue
-        gt = np.stack([id_map == i for i in gt_ids])
-        props = proposer(image, proposals)[:proposals]
-        n_props.append(len(props))
-        matched.append(greedy_match_ious(mask_ious(props, gt)) if len(props) else np.zeros(len(gt_ids)))
-    best = np.concatenate(matched) if matched else np.zeros(0)
+    report = inference_on_dataset(
+        lambda item: proposer(item.image, proposals),
+        recall_items(dataset, samples, work_size),
+        RecallEvaluator(proposals),
+        desc=f"recall {dataset.name}",
+        progress=progress,
+    )
     return {
         "dataset": dataset.name,
-        "metric": "class-agnostic mask recall (one-to-one greedy matching)",
         "proposals_from": source,
-        "proposals": proposals,
-        "mean_proposals_per_image": round(float(np.mean(n_props)), 1) if n_props else 0.0,
-        **{f"recall@{t}": round(float((best >= t).mean()) * 100, 2) if len(best) else None for t in THRESHOLDS},
-        "gt_segments": int(len(best)),
-        "images": len(matched),
+        **report,
         "work_size": work_size,
-        "split": split if split == "all" else f"{split} (val_fraction={val_fraction}, seed={split_seed})",
-        "seconds": round(time.perf_counter() - start, 2),
+        "split": split_label(split, val_fraction, split_seed),
     }
 
 

@@ -8,23 +8,84 @@ truth; predictions are mapped back to dataset ids and accumulate in one confusio
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from omniseg.data.uniform import IGNORE, UniformDataset, read_mask, read_rgb
+from omniseg.data.uniform import IGNORE, Sample, UniformDataset, read_mask, read_rgb
 from omniseg.errors import InputError
+from omniseg.eval.evaluator import inference_on_dataset, split_label
 from omniseg.eval.metrics import ConfusionMatrix
+from omniseg.regions import Regions
 from omniseg.segmenter import Segmenter
 from omniseg.tasks.semantic import semantic_segmentation
 from omniseg.vocab import Vocabulary
 
 if TYPE_CHECKING:
     from omniseg.eval.report import ReportCollector
+
+
+class SemanticEvaluator:
+    """mIoU (or grounding mIoU) of region outputs against class-id masks, in one confusion matrix.
+
+    prompts / owner: the embedded prompts of the dataset's classes and each prompt's class.
+    grounding: each image's vocabulary is only the classes in its ground truth.
+    collector: also sees every (prediction, ground truth) and the final confusion matrix (--report).
+    """
+
+    def __init__(
+        self,
+        classes: list[str],
+        prompts: torch.Tensor,
+        owner: torch.Tensor,
+        grounding: bool = False,
+        collector: ReportCollector | None = None,
+    ) -> None:
+        self.classes, self.prompts, self.owner = classes, prompts, owner
+        self.grounding, self.collector = grounding, collector
+        self.reset()
+
+    def reset(self) -> None:
+        self.conf = ConfusionMatrix(len(self.classes), IGNORE)
+        self.evaluated = 0
+
+    def process(self, sample: Sample, regions: Regions) -> None:
+        gt = read_mask(sample.truth_path, len(self.classes))
+        if gt.shape != tuple(regions.image_size):
+            raise InputError(f"mask and image differ in size for {sample.id}")
+        if self.grounding:
+            present = [int(c) for c in np.unique(gt) if c != IGNORE and c < len(self.classes)]
+            if not present:
+                return
+            keep = torch.isin(self.owner, torch.tensor(present))
+            remap = {c: i for i, c in enumerate(present)}
+            local_owner = torch.tensor([remap[int(c)] for c in self.owner[keep]])
+            label, _ = semantic_segmentation(regions, self.prompts[keep], local_owner, len(present), gt.shape)
+            pred = np.asarray(present)[label.numpy()]
+        else:
+            label, _ = semantic_segmentation(regions, self.prompts, self.owner, len(self.classes), gt.shape)
+            pred = label.numpy()
+        self.conf.update(pred, gt)
+        if self.collector is not None:
+            self.collector.add(sample.id, sample.image_path, pred, gt)
+        self.evaluated += 1
+
+    def evaluate(self) -> dict:
+        if self.collector is not None:
+            self.collector.confusion = self.conf.matrix.copy()
+        scores = self.conf.scores()
+        return {
+            "metric": "grounding mIoU" if self.grounding else "mIoU",
+            "mIoU": _finite(scores["mIoU"]),
+            "mAcc": _finite(scores["mAcc"]),
+            "pixel_acc": _finite(scores["pixel_acc"]),
+            "per_class_iou": _percent_per_class(self.classes, scores["iou"]),
+            "per_class_acc": _percent_per_class(self.classes, scores["acc"]),
+            "averaging": "detectron2: mean over classes with ground-truth pixels in the evaluated images",
+            "images": self.evaluated,
+        }
 
 
 def evaluate_semantic(
@@ -50,62 +111,37 @@ def evaluate_semantic(
             "its class i must be the dataset's class i"
         )
     vocab = segmenter.vocabulary(vocabulary or Vocabulary.from_names(dataset.classes))
-    prompts = torch.from_numpy(vocab.embeddings)
-    owner = torch.from_numpy(vocab.prompt_to_class)
-    conf = ConfusionMatrix(len(dataset.classes), IGNORE)
-    start = time.perf_counter()
-    evaluated = 0
-    for sample in tqdm(samples, desc=f"eval {dataset.name}", disable=not progress, dynamic_ncols=True):
-        image, gt = read_rgb(sample.image_path), read_mask(sample.mask_path, len(dataset.classes))
-        if gt.shape != image.shape[:2]:
-            raise InputError(f"mask and image differ in size for {sample.id}")
-        regions = segmenter.regions(image)
-        if grounding:
-            present = [int(c) for c in np.unique(gt) if c != IGNORE and c < len(dataset.classes)]
-            if not present:
-                continue
-            keep = torch.isin(owner, torch.tensor(present))
-            remap = {c: i for i, c in enumerate(present)}
-            local_owner = torch.tensor([remap[int(c)] for c in owner[keep]])
-            label, _ = semantic_segmentation(regions, prompts[keep], local_owner, len(present), gt.shape)
-            pred = np.asarray(present)[label.numpy()]
-        else:
-            label, _ = semantic_segmentation(regions, prompts, owner, len(dataset.classes), gt.shape)
-            pred = label.numpy()
-        conf.update(pred, gt)
-        if collector is not None:
-            collector.add(sample.id, sample.image_path, pred, gt)
-        evaluated += 1
-    seconds = time.perf_counter() - start
-    if collector is not None:
-        collector.confusion = conf.matrix.copy()
-    scores = conf.scores()
-    per_class = {
-        name: (None if math.isnan(v) else round(float(v) * 100, 2))
-        for name, v in zip(dataset.classes, scores["iou"], strict=False)
-    }
-    per_class_acc = {
-        name: (None if math.isnan(v) else round(float(v) * 100, 2))
-        for name, v in zip(dataset.classes, scores["acc"], strict=False)
-    }
+    assert vocab.embeddings is not None and vocab.prompt_to_class is not None
+    evaluator = SemanticEvaluator(
+        dataset.classes,
+        torch.from_numpy(vocab.embeddings),
+        torch.from_numpy(vocab.prompt_to_class),
+        grounding,
+        collector,
+    )
+    report = inference_on_dataset(
+        lambda sample: segmenter.regions(read_rgb(sample.image_path)),
+        samples,
+        evaluator,
+        desc=f"eval {dataset.name}",
+        progress=progress,
+    )
     return {
         "dataset": dataset.name,
-        "metric": "grounding mIoU" if grounding else "mIoU",
-        "mIoU": _finite(scores["mIoU"]),
-        "mAcc": _finite(scores["mAcc"]),
-        "pixel_acc": _finite(scores["pixel_acc"]),
-        "per_class_iou": per_class,
-        "per_class_acc": per_class_acc,
-        "averaging": "detectron2: mean over classes with ground-truth pixels in the evaluated images",
-        "split": split if split == "all" else f"{split} (val_fraction={val_fraction}, seed={split_seed})",
-        "images": evaluated,
-        "seconds": round(seconds, 2),
+        **report,
+        "split": split_label(split, val_fraction, split_seed),
         "model": segmenter.model_id,
         "prompts": {
             "names": [", ".join(names) for names in vocab.synonyms],
             "templates": list(vocab.templates),
             "template_mode": vocab.template_mode,
         },
+    }
+
+
+def _percent_per_class(classes: list[str], values: np.ndarray) -> dict[str, float | None]:
+    return {
+        name: (None if math.isnan(v) else round(float(v) * 100, 2)) for name, v in zip(classes, values, strict=False)
     }
 
 

@@ -14,16 +14,15 @@ scored with the same code, so the gain over it is the part due to tracking.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
-from tqdm import tqdm
 
 from omniseg.data.uniform import IMAGE_EXTS, read_mask
 from omniseg.errors import InputError
+from omniseg.eval.evaluator import inference_on_dataset
 from omniseg.segmenter import Segmenter
 from omniseg.tasks.common import image_regions
 from omniseg.tasks.video import VideoConfig, propagate_regions
@@ -143,6 +142,53 @@ def video_sequences(dataset_dir: str | Path) -> dict[str, list[tuple[Path, Path]
     return out
 
 
+def first_mask(mask: np.ndarray) -> np.ndarray:
+    """The first frame's ids as the method gets them: void pixels are background."""
+    return np.where(mask == VOID, 0, mask)
+
+
+class VideoEvaluator:
+    """DAVIS J&F of propagated sequences and of the copy-first-mask baseline.
+
+    sequences: {name: [(frame image, frame mask), ...]}; process(name, predicted id maps).
+    """
+
+    def __init__(self, sequences: dict[str, list[tuple[Path, Path]]]) -> None:
+        self.sequences = sequences
+        self.reset()
+
+    def reset(self) -> None:
+        self.method: dict[str, tuple[list[float], list[float]]] = {}
+        self.baseline: dict[str, tuple[list[float], list[float]]] = {}
+        self.frames = 0
+        self.scored: list[str] = []
+
+    def process(self, name: str, preds: list[np.ndarray]) -> None:
+        gts = [read_mask(m) for _, m in self.sequences[name]]
+        self.frames += len(preds)
+        for k, jf in score_sequence(preds, gts).items():
+            self.method[f"{name}_{k}"] = jf
+        for k, jf in score_sequence([first_mask(gts[0])] * len(gts), gts).items():
+            self.baseline[f"{name}_{k}"] = jf
+        self.scored.append(name)
+
+    def evaluate(self) -> dict:
+        report = summarize(self.method)
+        base = summarize(self.baseline)
+        return {
+            "metric": "J&F",
+            **{k: v for k, v in report.items() if k != "per_object"},
+            "baseline_copy_first_mask": {k: v for k, v in base.items() if k != "per_object"},
+            "gain_over_baseline": round(report["J&F"] - base["J&F"], 2),
+            "per_object": report["per_object"],
+            "per_object_baseline": base["per_object"],
+            "protocol": "DAVIS semi-supervised: objects of the first mask, first and last frames not scored, "
+            f"boundary tolerance ceil({BOUND_TH} * diagonal) px",
+            "sequences": len(self.scored),
+            "frames": self.frames,
+        }
+
+
 def evaluate_video(
     segmenter: Segmenter,
     dataset_dir: str | Path,
@@ -161,39 +207,21 @@ def evaluate_video(
         names = names[: max(0, limit)]
     if not names:
         raise InputError("no sequences to evaluate")
-    method: dict[str, tuple[list[float], list[float]]] = {}
-    baseline: dict[str, tuple[list[float], list[float]]] = {}
-    start = time.perf_counter()
-    frames_done = 0
-    for name in tqdm(names, desc=f"video {Path(dataset_dir).name}", disable=not progress, dynamic_ncols=True):
-        pairs = available[name]
-        gts = [read_mask(m) for _, m in pairs]
-        first = np.where(gts[0] == VOID, 0, gts[0])
-        regions = (image_regions(segmenter, f)[1] for f, _ in pairs)
-        preds = list(propagate_regions(regions, first, config))
-        frames_done += len(preds)
-        for k, jf in score_sequence(preds, gts).items():
-            method[f"{name}_{k}"] = jf
-        for k, jf in score_sequence([first] * len(gts), gts).items():
-            baseline[f"{name}_{k}"] = jf
-    seconds = time.perf_counter() - start
-    report = summarize(method)
-    base = summarize(baseline)
     cfg = config or VideoConfig()
+
+    def predict(name: str) -> list[np.ndarray]:
+        pairs = available[name]
+        first = first_mask(read_mask(pairs[0][1]))
+        regions = (image_regions(segmenter, f)[1] for f, _ in pairs)
+        return list(propagate_regions(regions, first, config))
+
+    report = inference_on_dataset(
+        predict, names, VideoEvaluator(available), desc=f"video {Path(dataset_dir).name}", progress=progress
+    )
     return {
         "dataset": Path(dataset_dir).name,
-        "metric": "J&F",
-        **{k: v for k, v in report.items() if k != "per_object"},
-        "baseline_copy_first_mask": {k: v for k, v in base.items() if k != "per_object"},
-        "gain_over_baseline": round(report["J&F"] - base["J&F"], 2),
-        "per_object": report["per_object"],
-        "per_object_baseline": base["per_object"],
-        "protocol": "DAVIS semi-supervised: objects of the first mask, first and last frames not scored, "
-        f"boundary tolerance ceil({BOUND_TH} * diagonal) px",
-        "sequences": len(names),
-        "frames": frames_done,
+        **report,
         "config": vars(cfg),
-        "seconds": round(seconds, 2),
         "model": segmenter.model_id,
     }
 
