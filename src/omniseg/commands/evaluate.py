@@ -145,8 +145,8 @@ def parse_shots(text: str) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     from omniseg.io import atomic_write_text
 
-    if not Path(args.dataset).is_dir():
-        raise InputError(f"dataset directory not found: {args.dataset}")
+    if not Path(args.dataset).is_dir() and not (args.dataset.endswith(".json") and Path(args.dataset).is_file()):
+        raise InputError(f"dataset not found: {args.dataset} (a dataset directory or a COCO JSON file)")
     if args.grounding and args.task != "semantic":
         raise InputError("--grounding applies to --task semantic only")
     if args.stuff is not None and args.task == "semantic":
@@ -236,19 +236,20 @@ def run(args: argparse.Namespace) -> int:
         )
         table = instance.format_table(report)
     else:
-        from omniseg.data.uniform import IGNORE, UniformDataset
+        from omniseg.data.dataset import open_dataset
+        from omniseg.data.uniform import IGNORE
         from omniseg.eval.report import ReportCollector, write_report
         from omniseg.eval.semantic import evaluate_semantic, format_table
         from omniseg.vocab import Vocabulary
 
-        classes = UniformDataset(args.dataset).classes
+        classes = open_dataset(args.dataset).classes
         collector = ReportCollector(len(classes), IGNORE, args.report_examples) if args.report else None
         vocabulary = None
         if prompting:
             vocabulary = (
                 Vocabulary.load(args.vocab)
                 if args.vocab is not None
-                else Vocabulary.from_names(UniformDataset(args.dataset).classes)
+                else Vocabulary.from_names(classes)
             )
             apply_vocab_options(vocabulary, args)
         report = evaluate_semantic(

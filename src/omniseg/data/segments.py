@@ -9,7 +9,8 @@ Which class is what (documented in the eval report):
 - void: classes named "background", "void", "unlabeled"/"unlabelled" (COCO's 0 = "no annotated
   thing") and mask value 255; these pixels are void for PQ and never ground-truth objects.
 - thing: with instances/ present, every other class (COCO's 80 classes are all things), except
-  the classes the user names as stuff (``--stuff``).
+  the classes the user names as stuff (``--stuff``) or the dataset declares in ``stuff.json``
+  (written from COCO panoptic's ``isthing: 0``).
 - stuff: without instances/ (camvid, msrc_v2: semantic-only sets), every non-void class; one
   segment per class present in the image. Instance evaluation needs things, so it refuses such sets.
 - crowd: pixels of a thing class that carry no instance id (coco_mini paints COCO's crowd RLEs
@@ -18,13 +19,15 @@ Which class is what (documented in the eval report):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from omniseg.data.uniform import IGNORE, Sample, UniformDataset, read_mask
+from omniseg.data.dataset import Dataset
+from omniseg.data.uniform import IGNORE, Sample, read_mask
 from omniseg.errors import InputError
 from omniseg.tasks.common import load_mask
 
@@ -51,20 +54,26 @@ class GTSegment:
     bbox: tuple[int, int, int, int]  # COCO [x, y, w, h]
 
 
-def class_roles(dataset: UniformDataset, stuff_names: Sequence[str] = ()) -> ClassRoles:
+def declared_stuff(root: Path) -> list[str]:
+    """The stuff classes a dataset declares itself (``stuff.json``, written e.g. from COCO panoptic's isthing)."""
+    path = root / "stuff.json"
+    return [str(n) for n in json.loads(path.read_text())] if path.is_file() else []
+
+
+def class_roles(dataset: Dataset, stuff_names: Sequence[str] = ()) -> ClassRoles:
     """Void / thing / stuff per class of the dataset (rules in the module docstring)."""
     has_instances = (dataset.root / "instances").is_dir()
     lower = [c.lower() for c in dataset.classes]
     unknown = [n for n in stuff_names if n.strip().lower() not in lower]
     if unknown:
         raise InputError(f"--stuff names a class that is not in {dataset.name}/classes.json: {unknown[0]!r}")
-    stuff = {n.strip().lower() for n in stuff_names}
+    stuff = {n.strip().lower() for n in [*stuff_names, *declared_stuff(dataset.root)]}
     void = [c in VOID_CLASS_NAMES for c in lower]
     isthing = [has_instances and not v and c not in stuff for c, v in zip(lower, void, strict=True)]
     return ClassRoles(void, isthing, has_instances)
 
 
-def instance_path(dataset: UniformDataset, sample: Sample) -> Path | None:
+def instance_path(dataset: Dataset, sample: Sample) -> Path | None:
     path = dataset.root / "instances" / f"{sample.id}.png"
     return path if path.is_file() else None
 
@@ -120,7 +129,7 @@ def ground_truth_segments(
 
 
 def sample_truth(
-    dataset: UniformDataset, sample: Sample, roles: ClassRoles, image_size: tuple[int, ...]
+    dataset: Dataset, sample: Sample, roles: ClassRoles, image_size: tuple[int, ...]
 ) -> tuple[np.ndarray, list[GTSegment]]:
     """A sample's panoptic ground truth (id map, segments) from its class mask and, when the dataset
     has instances/, its instance map; InputError when the mask does not fit the image or an

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from omniseg.data.dataset import Dataset
 from omniseg.data.segments import ClassRoles
-from omniseg.data.uniform import UniformDataset
 from omniseg.segmenter import Segmenter
 from omniseg.vocab import Vocabulary
 
@@ -31,7 +31,7 @@ class EvalVocabulary:
         return len(self.class_ids)
 
 
-def evaluation_vocabulary(segmenter: Segmenter, dataset: UniformDataset, roles: ClassRoles) -> EvalVocabulary:
+def evaluation_vocabulary(segmenter: Segmenter, dataset: Dataset, roles: ClassRoles) -> EvalVocabulary:
     class_ids = [k for k in range(len(dataset.classes)) if not roles.void[k]]
     vocab = segmenter.vocabulary(Vocabulary.from_names([dataset.classes[k] for k in class_ids]))
     assert vocab.embeddings is not None and vocab.prompt_to_class is not None

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from omniseg.data.uniform import IGNORE, Sample, UniformDataset, read_mask, read_rgb
+from omniseg.data.dataset import open_dataset
+from omniseg.data.uniform import IGNORE, Sample, read_mask, read_rgb
 from omniseg.errors import InputError
 from omniseg.eval.evaluator import inference_on_dataset
 from omniseg.regions import Regions
@@ -222,7 +223,7 @@ def evaluate_incontext(
         raise InputError(f"shots must be >= 1, got {shots}")
     if episodes < 1:
         raise InputError(f"episodes must be >= 1, got {episodes}")
-    dataset = UniformDataset(dataset_dir)
+    dataset = open_dataset(dataset_dir)
     class_ids = foreground_classes(dataset.classes)
     if split == "all":
         query_samples = support_samples = dataset.split("all")

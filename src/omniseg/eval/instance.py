@@ -23,8 +23,9 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from omniseg import formats
+from omniseg.data.dataset import Dataset, open_dataset
 from omniseg.data.segments import ClassRoles, GTSegment, class_roles, sample_truth
-from omniseg.data.uniform import Sample, UniformDataset, read_rgb
+from omniseg.data.uniform import Sample, read_rgb
 from omniseg.errors import InputError
 from omniseg.eval.categories import EvalVocabulary, evaluation_vocabulary
 from omniseg.eval.evaluator import inference_on_dataset, split_label
@@ -92,7 +93,7 @@ class InstanceEvaluator:
     """Mask AP (pycocotools) of instance_segmentation on region outputs; every region scored, no
     score threshold (COCO AP wants them all)."""
 
-    def __init__(self, dataset: UniformDataset, roles: ClassRoles, vocab: EvalVocabulary, temperature: float) -> None:
+    def __init__(self, dataset: Dataset, roles: ClassRoles, vocab: EvalVocabulary, temperature: float) -> None:
         self.dataset, self.roles, self.vocab, self.temperature = dataset, roles, vocab, temperature
         self.things = {k: c for k, c in enumerate(dataset.classes) if roles.isthing[k]}
         self.reset()
@@ -152,7 +153,7 @@ def evaluate_instances(
 ) -> dict:
     """Mask AP of the segmenter's instances (every region scored, no score threshold) on a dataset
     with instances/ (ground truth: omniseg.data.segments; vocabulary: omniseg.eval.categories)."""
-    dataset = UniformDataset(dataset_dir)
+    dataset = open_dataset(dataset_dir)
     roles = class_roles(dataset, stuff)
     if not roles.has_instances or not any(roles.isthing):
         raise InputError(f"{dataset.name} has no instance annotations (instances/): mask AP needs thing classes")

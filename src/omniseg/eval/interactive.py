@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from omniseg.data.uniform import IGNORE, Sample, UniformDataset, read_mask, read_rgb
+from omniseg.data.dataset import open_dataset
+from omniseg.data.uniform import IGNORE, Sample, read_mask, read_rgb
 from omniseg.errors import InputError
 from omniseg.eval.evaluator import inference_on_dataset, split_label
 from omniseg.regions import Regions
@@ -152,7 +153,7 @@ def evaluate_interactive(
     progress: bool = True,
 ) -> dict:
     """NoC@85, NoC@90 and the mean IoU after 1, 3, 5 clicks over the objects of the split."""
-    dataset = UniformDataset(dataset_dir)
+    dataset = open_dataset(dataset_dir)
     samples = dataset.eval_samples(split, val_fraction, split_seed, limit)
     report = inference_on_dataset(
         lambda item: image_regions(segmenter, read_rgb(item.sample.image_path))[1],

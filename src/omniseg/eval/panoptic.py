@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from omniseg.data.dataset import Dataset, open_dataset
 from omniseg.data.segments import ClassRoles, class_roles, sample_truth
-from omniseg.data.uniform import Sample, UniformDataset, read_rgb
+from omniseg.data.uniform import Sample, read_rgb
 from omniseg.eval.categories import EvalVocabulary, evaluation_vocabulary
 from omniseg.eval.evaluator import inference_on_dataset, split_label
 from omniseg.regions import Regions
@@ -142,7 +143,7 @@ class PanopticEvaluator:
     """PQ/SQ/RQ of panoptic_segmentation on region outputs (ground truth: omniseg.data.segments)."""
 
     def __init__(
-        self, dataset: UniformDataset, roles: ClassRoles, vocab: EvalVocabulary, temperature: float, min_score: float
+        self, dataset: Dataset, roles: ClassRoles, vocab: EvalVocabulary, temperature: float, min_score: float
     ) -> None:
         self.dataset, self.roles, self.vocab = dataset, roles, vocab
         self.temperature, self.min_score = temperature, min_score
@@ -216,7 +217,7 @@ def evaluate_panoptic(
 
     The vocabulary is the evaluated categories, void classes left out (omniseg.eval.categories).
     """
-    dataset = UniformDataset(dataset_dir)
+    dataset = open_dataset(dataset_dir)
     roles = class_roles(dataset, stuff)
     samples = dataset.eval_samples(split, val_fraction, split_seed, limit)
     vocab = evaluation_vocabulary(segmenter, dataset, roles)

@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from omniseg.backends.superpixels import feature_hierarchy_masks, superpixel_proposals
+from omniseg.data.dataset import Dataset, open_dataset
 from omniseg.data.segments import class_roles, ground_truth_segments, instance_path, read_instance_map
-from omniseg.data.uniform import Sample, UniformDataset, read_mask, read_rgb
+from omniseg.data.uniform import Sample, read_mask, read_rgb
 from omniseg.errors import InputError
 from omniseg.eval.evaluator import inference_on_dataset, split_label
 from omniseg.masks import dedupe
@@ -127,7 +128,7 @@ class RecallItem:
     gt: np.ndarray  # bool [S, h, w]
 
 
-def recall_items(dataset: UniformDataset, samples: Sequence[Sample], work_size: int) -> Iterator[RecallItem]:
+def recall_items(dataset: Dataset, samples: Sequence[Sample], work_size: int) -> Iterator[RecallItem]:
     """The samples with at least one ground-truth segment, resized to ``work_size`` (longer side)."""
     roles = class_roles(dataset)
     for sample in samples:
@@ -181,7 +182,7 @@ def evaluate_recall(
     limit: int | None = None,
     progress: bool = True,
 ) -> dict:
-    dataset = UniformDataset(dataset_dir)
+    dataset = open_dataset(dataset_dir)
     samples = dataset.eval_samples(split, val_fraction, split_seed, limit)
     report = inference_on_dataset(
         lambda item: proposer(item.image, proposals),

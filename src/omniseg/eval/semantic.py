@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from omniseg.data.uniform import IGNORE, Sample, UniformDataset, read_mask, read_rgb
+from omniseg.data.dataset import open_dataset
+from omniseg.data.uniform import IGNORE, Sample, read_mask, read_rgb
 from omniseg.errors import InputError
 from omniseg.eval.evaluator import inference_on_dataset, split_label
 from omniseg.eval.metrics import ConfusionMatrix
@@ -103,7 +104,7 @@ def evaluate_semantic(
     """collector: also sees every (prediction, ground truth) and the final confusion matrix (--report).
     vocabulary: prompts for the dataset's classes (synonyms, templates); its class i must be
     dataset class i (same count, same order). Default: the names in classes.json, no templates."""
-    dataset = UniformDataset(dataset_dir)
+    dataset = open_dataset(dataset_dir)
     samples = dataset.eval_samples(split, val_fraction, split_seed, limit)
     if vocabulary is not None and len(vocabulary) != len(dataset.classes):
         raise InputError(

@@ -20,9 +20,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from omniseg.data.dataset import open_dataset
 from omniseg.data.segments import ClassRoles, class_roles, ground_truth_segments, instance_path, read_instance_map
 from omniseg.data.transforms import random_crop_flip
-from omniseg.data.uniform import IGNORE, UniformDataset, read_mask, read_rgb
+from omniseg.data.uniform import IGNORE, read_mask, read_rgb
 from omniseg.errors import InputError
 from omniseg.io import atomic_write_text
 from omniseg.models import DEFAULT_MODEL_DIR
@@ -77,7 +78,7 @@ def load_sources(cfg: TrainConfig) -> TrainData:
     words: dict[str, int] = {}
     union: dict[str, int] = {}
     for spec in cfg.datasets:
-        ds = UniformDataset(spec.path)
+        ds = open_dataset(spec.path)
         samples = ds.split("train", spec.val_fraction, cfg.split_seed)
         if spec.task in ("instance", "panoptic") and not (ds.root / "instances").is_dir():
             raise InputError(f"dataset {ds.name}: task {spec.task} needs an instances/ folder")
