@@ -15,8 +15,7 @@ from omniseg.backends.base import ComposedSource
 from omniseg.errors import InputError, MissingResourceError
 from omniseg.regions import Regions
 from omniseg.registry import parse_spec
-from omniseg.results import InstanceResult, PanopticResult
-from omniseg.segmenter import SemanticResult
+from omniseg.results import InstanceResult, PanopticResult, SemanticResult
 from omniseg.tasks.incontext import incontext
 from omniseg.tasks.interactive import click
 from omniseg.tasks.refer import refer

@@ -17,8 +17,9 @@ from PIL import Image
 from omniseg import vocabularies
 from omniseg.errors import InputError
 from omniseg.regions import Regions
+from omniseg.results import SemanticResult, encode_label_map
 from omniseg.search import PromptIndex, SearchConfig, exact_topk
-from omniseg.segmenter import Segmenter, SemanticResult, encode_label_map
+from omniseg.segmenter import Segmenter
 from omniseg.tasks.semantic import semantic_segmentation, semantic_segmentation_vocab, upsampled_argmax
 from omniseg.text.store import EmbeddingStore, embed_texts
 from omniseg.vocab import TEMPLATE_SETS, Vocabulary, parse_templates

@@ -19,7 +19,8 @@ from omniseg.errors import InputError, MissingResourceError, OmnisegError
 if TYPE_CHECKING:
     from omniseg.regions import Regions
     from omniseg.registry import load
-    from omniseg.segmenter import Segmenter, SemanticResult
+    from omniseg.results import SemanticResult
+    from omniseg.segmenter import Segmenter
     from omniseg.source import RegionSource
     from omniseg.vocab import Vocabulary
 
@@ -28,7 +29,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "Regions": "omniseg.regions",
     "RegionSource": "omniseg.source",
-    "SemanticResult": "omniseg.segmenter",
+    "SemanticResult": "omniseg.results",
     "Segmenter": "omniseg.segmenter",
     "Vocabulary": "omniseg.vocab",
     "load": "omniseg.registry",

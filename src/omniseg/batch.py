@@ -32,8 +32,8 @@ import torch
 from omniseg import __version__, registry
 from omniseg.errors import InputError
 from omniseg.io import atomic_write_bytes, atomic_write_text, remove_stale_temp_files
-from omniseg.results import InstanceResult
-from omniseg.segmenter import Segmenter, SemanticResult, Task
+from omniseg.results import InstanceResult, SemanticResult
+from omniseg.segmenter import Segmenter, Task
 from omniseg.vocab import Vocabulary
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")

@@ -1,6 +1,8 @@
-"""Results of the instance, panoptic, in-context and video tasks, with the same surface as
-``SemanticResult``: ``to_json()`` (an API summary, the same in the CLI's files and the REST
-answers), ``overlay()`` (a picture) and ``save(out_dir, stem)`` (files).
+"""The results module: what every task returns, with one surface — ``to_json()`` (an API summary,
+the same in the CLI's files and the REST answers), ``overlay()`` (a picture) and
+``save(out_dir, stem)`` (files). Semantic label maps (``SemanticResult``, ``encode_label_map``),
+instances, panoptic segments, and id maps of in-context targets and video frames (``IdMapResult``);
+the refer and click results live with their tasks and share the surface.
 
 Category ids in the written COCO files are the class's index in the vocabulary + 1: COCO's ids
 start at 1, and a file that names the class as well ("category_name", "categories") can be read
@@ -18,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from omniseg import formats
+from omniseg.errors import InputError
 from omniseg.io import atomic_save_png, atomic_write_text, output_path
 from omniseg.tasks.instance import Instance
 from omniseg.tasks.panoptic import PanopticSegment
@@ -30,6 +33,113 @@ OUTPUT_SUFFIXES: dict[str, tuple[str, ...]] = {
     "panoptic": ("_panoptic.png", "_panoptic.json", "_overlay.png"),
     "ids": (".png", "_overlay.png", ".json"),  # in-context targets and video frames
 }
+
+
+UINT8_UNLABELED = 255
+UINT16_UNLABELED = 65535
+
+
+def unlabeled_value(num_classes: int) -> int:
+    """uint8 with 255 = unlabeled up to 255 classes, else uint16 with 65535."""
+    if num_classes <= 255:
+        return UINT8_UNLABELED
+    if num_classes <= 65535:
+        return UINT16_UNLABELED
+    raise InputError(f"{num_classes} classes do not fit a uint16 label map (at most 65,535)")
+
+
+def encode_label_map(label: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Class ids [H,W] (int, -1 = unlabeled) -> the label map to write, and its region classes.
+
+    Up to 65,535 classes the map holds class ids (uint8 up to 255 classes, else uint16; the top
+    value means unlabeled) and the second value is None. Above, no integer PNG holds a class id:
+    the map holds region ids instead (one region per class present in this image, numbered in
+    class order) and the second value gives each region's class id.
+    """
+    if num_classes <= 65535:
+        unlabeled = unlabeled_value(num_classes)
+        dtype = np.uint8 if unlabeled == UINT8_UNLABELED else np.uint16
+        return np.where(label < 0, unlabeled, label).astype(dtype), None
+    present = np.unique(label[label >= 0])
+    unlabeled = unlabeled_value(len(present))
+    dtype = np.uint8 if unlabeled == UINT8_UNLABELED else np.uint16
+    regions = np.searchsorted(present, np.maximum(label, 0))
+    return np.where(label < 0, unlabeled, regions).astype(dtype), present.astype(np.int64)
+
+
+@dataclass
+class SemanticResult:
+    image: np.ndarray = field(repr=False)
+    label_map: np.ndarray = field(repr=False)  # uint8/uint16, index into names, unlabeled = 255/65535
+    classes: list[str] = field(repr=False)  # the whole vocabulary
+    model_id: str
+    timings: dict[str, float]
+    region_classes: np.ndarray | None = field(default=None, repr=False)  # > 65,535 classes: region id -> class id
+
+    @property
+    def names(self) -> list[str]:
+        """Name of each label-map value: the classes, or (region ids) the class of each region."""
+        if self.region_classes is None:
+            return self.classes
+        return [self.classes[int(k)] for k in self.region_classes]
+
+    @property
+    def unlabeled(self) -> int:
+        return unlabeled_value(len(self.names))
+
+    def class_map(self) -> np.ndarray:
+        """Class ids [H,W] int64 whatever the label map holds; -1 = unlabeled."""
+        values = self.label_map.astype(np.int64)
+        ids = values if self.region_classes is None else self.region_classes[np.minimum(values, len(self.names) - 1)]
+        return np.where(values == self.unlabeled, -1, ids)
+
+    def fractions(self) -> dict[str, float]:
+        ids, counts = np.unique(self.label_map, return_counts=True)
+        total = self.label_map.size
+        names = self.names
+        return {
+            names[int(i)]: round(float(c) / total, 6) for i, c in zip(ids, counts, strict=False) if i != self.unlabeled
+        }
+
+    def display_map(self) -> tuple[np.ndarray, list[str], int]:
+        """(label map, class names, unlabeled value): what the overlay draws."""
+        return self.label_map, self.names, self.unlabeled
+
+    def overlay(self, alpha: float = 0.55, legend: bool = True) -> Image.Image:
+        return overlay(self.image, *self.display_map(), alpha=alpha, legend=legend)
+
+    def to_json(self) -> dict:
+        """'classes' names every label-map value (class ids, or region ids above 65,535 classes)."""
+        out = {
+            "classes": self.names,
+            "label_map": {
+                "dtype": str(self.label_map.dtype),
+                "unlabeled": self.unlabeled,
+                "height": int(self.label_map.shape[0]),
+                "width": int(self.label_map.shape[1]),
+                "values": "class ids" if self.region_classes is None else "region ids",
+            },
+            "vocabulary_size": len(self.classes),
+            "fractions": self.fractions(),
+            "unlabeled_fraction": round(float((self.label_map == self.unlabeled).mean()), 6),
+            "model": self.model_id,
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+        }
+        if self.region_classes is not None:
+            out["regions"] = [
+                {"id": i, "class": self.classes[int(k)], "class_id": int(k)} for i, k in enumerate(self.region_classes)
+            ]
+        return out
+
+    def save(self, out_dir: str | Path, stem: str) -> dict[str, Path]:
+        suffixes = {"label_map": ".png", "overlay": "_overlay.png", "json": ".json"}
+        paths = {key: output_path(out_dir, stem, suffix) for key, suffix in suffixes.items()}
+        atomic_save_png(paths["label_map"], self.label_map)
+        atomic_save_png(paths["overlay"], self.overlay())
+        # Files hold no timings: the same image and job give the same bytes (batch resume relies on it).
+        saved = {k: v for k, v in self.to_json().items() if k != "timings"}
+        atomic_write_text(paths["json"], json.dumps(saved, indent=2))
+        return paths
 
 
 def _index_map(masks: list[np.ndarray], shape: tuple[int, int]) -> tuple[np.ndarray, int]:

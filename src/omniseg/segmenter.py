@@ -1,31 +1,29 @@
-"""The user's door: ``omniseg.load()`` returns a Segmenter; ``segment()`` answers with a result
-that knows how to save itself as a label PNG, an overlay and JSON.
+"""The user's door: a ``Segmenter`` holds a region source (omniseg.source) and a text encoder and
+asks every task of the Regions the source gives; ``omniseg.load()`` (omniseg.registry) builds one.
 
-``segment(..., task="instance" | "panoptic")`` asks the same Regions a different question; those
-results live in omniseg.results (COCO RLE / COCO panoptic files).
+Each task answers with a typed result from omniseg.results (``save()``, ``overlay()``,
+``to_json()``); ``segment(..., task="instance" | "panoptic")`` asks the same Regions a different
+question than semantic segmentation.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, overload
 
 import numpy as np
 import torch
-from PIL import Image
 
 from omniseg.errors import InputError
-from omniseg.io import ImageLike, atomic_save_png, atomic_write_text, load_image, output_path
+from omniseg.io import ImageLike, load_image
 from omniseg.regions import Regions
-from omniseg.results import IdMapResult, InstanceResult, PanopticResult
+from omniseg.results import IdMapResult, InstanceResult, PanopticResult, SemanticResult, encode_label_map
 from omniseg.search import SearchConfig
 from omniseg.source import PromptableSource, RegionSource
 from omniseg.tasks.incontext import incontext
@@ -36,117 +34,11 @@ from omniseg.tasks.refer import ReferResult, refer
 from omniseg.tasks.semantic import DIRECT_MAX_CLASSES, TOP_K, candidate_classes, semantic_segmentation_vocab
 from omniseg.tasks.video import VideoConfig, video
 from omniseg.text.encoder import TextEncoder, default_text_encoder
-from omniseg.viz import overlay
 from omniseg.vocab import Vocabulary
 from omniseg.vocabularies import resolve as resolve_vocabulary
 
-UINT8_UNLABELED = 255
-UINT16_UNLABELED = 65535
 TASKS = ("semantic", "instance", "panoptic")
 Task = Literal["semantic", "instance", "panoptic"]
-
-
-def unlabeled_value(num_classes: int) -> int:
-    """uint8 with 255 = unlabeled up to 255 classes, else uint16 with 65535."""
-    if num_classes <= 255:
-        return UINT8_UNLABELED
-    if num_classes <= 65535:
-        return UINT16_UNLABELED
-    raise InputError(f"{num_classes} classes do not fit a uint16 label map (at most 65,535)")
-
-
-def encode_label_map(label: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Class ids [H,W] (int, -1 = unlabeled) -> the label map to write, and its region classes.
-
-    Up to 65,535 classes the map holds class ids (uint8 up to 255 classes, else uint16; the top
-    value means unlabeled) and the second value is None. Above, no integer PNG holds a class id:
-    the map holds region ids instead (one region per class present in this image, numbered in
-    class order) and the second value gives each region's class id.
-    """
-    if num_classes <= 65535:
-        unlabeled = unlabeled_value(num_classes)
-        dtype = np.uint8 if unlabeled == UINT8_UNLABELED else np.uint16
-        return np.where(label < 0, unlabeled, label).astype(dtype), None
-    present = np.unique(label[label >= 0])
-    unlabeled = unlabeled_value(len(present))
-    dtype = np.uint8 if unlabeled == UINT8_UNLABELED else np.uint16
-    regions = np.searchsorted(present, np.maximum(label, 0))
-    return np.where(label < 0, unlabeled, regions).astype(dtype), present.astype(np.int64)
-
-
-@dataclass
-class SemanticResult:
-    image: np.ndarray = field(repr=False)
-    label_map: np.ndarray = field(repr=False)  # uint8/uint16, index into names, unlabeled = 255/65535
-    classes: list[str] = field(repr=False)  # the whole vocabulary
-    model_id: str
-    timings: dict[str, float]
-    region_classes: np.ndarray | None = field(default=None, repr=False)  # > 65,535 classes: region id -> class id
-
-    @property
-    def names(self) -> list[str]:
-        """Name of each label-map value: the classes, or (region ids) the class of each region."""
-        if self.region_classes is None:
-            return self.classes
-        return [self.classes[int(k)] for k in self.region_classes]
-
-    @property
-    def unlabeled(self) -> int:
-        return unlabeled_value(len(self.names))
-
-    def class_map(self) -> np.ndarray:
-        """Class ids [H,W] int64 whatever the label map holds; -1 = unlabeled."""
-        values = self.label_map.astype(np.int64)
-        ids = values if self.region_classes is None else self.region_classes[np.minimum(values, len(self.names) - 1)]
-        return np.where(values == self.unlabeled, -1, ids)
-
-    def fractions(self) -> dict[str, float]:
-        ids, counts = np.unique(self.label_map, return_counts=True)
-        total = self.label_map.size
-        names = self.names
-        return {
-            names[int(i)]: round(float(c) / total, 6) for i, c in zip(ids, counts, strict=False) if i != self.unlabeled
-        }
-
-    def display_map(self) -> tuple[np.ndarray, list[str], int]:
-        """(label map, class names, unlabeled value): what the overlay draws."""
-        return self.label_map, self.names, self.unlabeled
-
-    def overlay(self, alpha: float = 0.55, legend: bool = True) -> Image.Image:
-        return overlay(self.image, *self.display_map(), alpha=alpha, legend=legend)
-
-    def to_json(self) -> dict:
-        """'classes' names every label-map value (class ids, or region ids above 65,535 classes)."""
-        out = {
-            "classes": self.names,
-            "label_map": {
-                "dtype": str(self.label_map.dtype),
-                "unlabeled": self.unlabeled,
-                "height": int(self.label_map.shape[0]),
-                "width": int(self.label_map.shape[1]),
-                "values": "class ids" if self.region_classes is None else "region ids",
-            },
-            "vocabulary_size": len(self.classes),
-            "fractions": self.fractions(),
-            "unlabeled_fraction": round(float((self.label_map == self.unlabeled).mean()), 6),
-            "model": self.model_id,
-            "timings": {k: round(v, 4) for k, v in self.timings.items()},
-        }
-        if self.region_classes is not None:
-            out["regions"] = [
-                {"id": i, "class": self.classes[int(k)], "class_id": int(k)} for i, k in enumerate(self.region_classes)
-            ]
-        return out
-
-    def save(self, out_dir: str | Path, stem: str) -> dict[str, Path]:
-        suffixes = {"label_map": ".png", "overlay": "_overlay.png", "json": ".json"}
-        paths = {key: output_path(out_dir, stem, suffix) for key, suffix in suffixes.items()}
-        atomic_save_png(paths["label_map"], self.label_map)
-        atomic_save_png(paths["overlay"], self.overlay())
-        # Files hold no timings: the same image and job give the same bytes (batch resume relies on it).
-        saved = {k: v for k, v in self.to_json().items() if k != "timings"}
-        atomic_write_text(paths["json"], json.dumps(saved, indent=2))
-        return paths
 
 
 class VocabularyMemo:
