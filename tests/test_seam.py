@@ -226,3 +226,16 @@ def test_every_task_result_draws_an_overlay_and_saves(segmenter, scene, tmp_path
         paths = result.save(tmp_path, f"r{n}")
         assert all(p.is_file() for p in paths.values()) and any(p.suffix == ".json" for p in paths.values())
         json.dumps(result.to_json())  # plain JSON
+
+
+def test_a_missing_extra_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from omniseg.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "yaml" else real(name, *a))
+    (tmp_path / "c.yaml").write_text("datasets: [x]\n")
+    assert main(["train", str(tmp_path / "c.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "pip install 'omniseg[train]'" in err and len(err.splitlines()) == 1

@@ -167,6 +167,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--limit does not apply to --task incontext: use --episodes")
     if args.task == "video" and args.split:
         raise InputError("--split does not apply to --task video (every sequence of the dataset is scored)")
+    from omniseg.extras import require
+
+    if args.report is not None:
+        require("matplotlib", "report", "--report")
+    if args.metric == "recall" and args.proposals_from == "superpixels":
+        require("skimage", "report", "the superpixel proposals")
     if args.metric == "recall":
         from omniseg.eval import proposals
 

@@ -18,6 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from omniseg.extras import require
+
+    for module in ("yaml", "matplotlib"):
+        require(module, "train", "omniseg train")
     from omniseg.train.config import TrainConfig
     from omniseg.train.loop import train
 

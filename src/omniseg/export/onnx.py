@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from omniseg.errors import MissingResourceError
+from omniseg.extras import require
 from omniseg.models import DEFAULT_MODEL_DIR
 from omniseg.models.openseg import CONFIG_NAME, WEIGHTS_NAME, OpenSegModel
 from omniseg.text.cache import default_cache_dir
@@ -58,19 +59,12 @@ def _quiet_logger(name: str):
         logger.setLevel(level)
 
 
-def _require(module: str, purpose: str) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
-        raise MissingResourceError(f"{purpose} needs the package {module}: pip install 'omniseg[onnx]'")
-
-
 def export_onnx(
     out_dir: str | Path, model_dir: str | Path | None = None, sample_size: tuple[int, int] = (384, 512)
 ) -> Path:
     """Write ``out_dir/model.onnx`` (dynamic height and width) and the model's config.json; returns the .onnx path."""
-    _require("onnx", "ONNX export")
-    _require("onnxscript", "ONNX export")
+    require("onnx", "onnx", "ONNX export")
+    require("onnxscript", "onnx", "ONNX export")
     source = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
     model = OpenSegModel.from_pretrained(source).eval()
     out = Path(out_dir)
@@ -113,7 +107,7 @@ class OnnxOpenSeg:
     """Runs model.onnx with ONNX Runtime and answers like OpenSegModel.forward (torch tensors)."""
 
     def __init__(self, directory: str | Path, threads: int | None = None) -> None:
-        _require("onnxruntime", "--runtime onnx")
+        require("onnxruntime", "onnx", "--runtime onnx")
         import onnxruntime as ort
 
         directory = Path(directory)
