@@ -255,3 +255,47 @@ def test_api_docs_render_offline(page, server):
     page.wait_for_selector(".swagger-ui .info .title")
     assert "omniseg" in page.inner_text(".swagger-ui .info .title")
     assert page.get_by_text("/v1/segment", exact=True).count() >= 1
+
+
+def test_portrait_images_stay_in_view_markers_clear_between_modes_and_favicon(page, server, tmp_path):
+    import httpx
+
+    tall, _ = make_scene(np.random.default_rng(9), height=900, width=300)  # portrait, taller than the window
+    path = tmp_path / "tall.png"
+    Image.fromarray(tall).save(path)
+    page.set_input_files("#file", str(path))
+    page.wait_for_function("document.getElementById('status').textContent.includes('loaded')")
+    box = page.locator("#marks").bounding_box()
+    viewport = page.viewport_size
+    assert box["y"] + box["height"] <= viewport["height"] and box["height"] > 300  # whole picture in view
+    assert box["width"] / box["height"] == pytest.approx(300 / 900, rel=0.02)  # not squeezed
+    screenshot(page, "portrait")
+
+    page.click("#modes button[data-mode=click]")
+    start_waiting(page)
+    page.mouse.click(*image_point(page, 150, 100))
+    wait_done(page)
+    marked = "(() => { const c = document.getElementById('marks'); const d = c.getContext('2d')" \
+        ".getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 3; i < d.length; i += 4) " \
+        "if (d[i]) n++; return n; })()"  # fmt: skip
+    assert page.evaluate(marked) > 0
+    page.click("#modes button[data-mode=phrase]")
+    assert page.evaluate(marked) == 0 and page.evaluate("state.points.length") == 0  # no stale click marker
+    screenshot(page, "phrase_after_click")
+
+    icon = httpx.get(f"{server}/favicon.ico", timeout=30)
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+    assert page.evaluate("document.querySelector('link[rel=icon]').href").endswith("/favicon.ico")
+
+
+def test_overlay_colours_come_from_the_server_and_differ(page, street):
+    page.set_input_files("#file", str(street))
+    page.wait_for_function("document.getElementById('status').textContent.includes('loaded')")
+    page.fill("#classes", CLASSES)
+    start_waiting(page)
+    page.click("#run")
+    wait_done(page)
+    colours = page.evaluate("state.colours")
+    assert colours and len({tuple(c) for c in colours.values()}) == len(colours)
+    swatches = page.evaluate("[...document.querySelectorAll('#legend .swatch')].map(s => s.style.background)")
+    assert len(swatches) == len(colours) and len(set(swatches)) == len(swatches)

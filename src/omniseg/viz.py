@@ -2,21 +2,73 @@
 
 from __future__ import annotations
 
-import colorsys
+import functools
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+# Okabe & Ito's colour-blind-safe set (black left out: it is the edge colour), then Paul Tol's
+# "muted" set: distinguishable with the common colour-vision deficiencies; more colours follow by
+# farthest-point sampling in CIELAB.
+SAFE_COLOURS = (
+    (230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0), (204, 121, 167),
+    (136, 34, 85), (68, 170, 153), (153, 153, 51), (136, 204, 238), (221, 204, 119), (51, 34, 136), (170, 68, 153),
+)  # fmt: skip
+PALETTE_SIZE = 256  # distinct colours; beyond, colours repeat
+STABLE_CLASSES = 64  # up to this many classes a class keeps its colour in every picture
+
+
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    """sRGB uint8 [N, 3] -> CIELAB [N, 3] (D65)."""
+    c = rgb.astype(np.float64) / 255.0
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]).T
+    xyz /= np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], axis=1)
+
+
+@functools.lru_cache(maxsize=1)
+def _palette_table() -> np.ndarray:
+    """PALETTE_SIZE colours: the safe set, then each next colour the farthest (CIELAB) from all
+    chosen so far, among an RGB lattice without near-black, near-white and grey colours."""
+    levels = np.linspace(0, 255, 11)
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3)
+    lab = _lab(grid)
+    chroma = np.hypot(lab[:, 1], lab[:, 2])
+    keep = (lab[:, 0] > 25) & (lab[:, 0] < 92) & (chroma > 20)  # the overlay must stay readable on photos
+    grid, lab = grid[keep], lab[keep]
+    chosen = [np.asarray(c, np.float64) for c in SAFE_COLOURS]
+    nearest = np.min(np.linalg.norm(lab[:, None] - _lab(np.asarray(chosen))[None], axis=-1), axis=1)
+    while len(chosen) < PALETTE_SIZE:
+        best = int(np.argmax(nearest))
+        chosen.append(grid[best])
+        nearest = np.minimum(nearest, np.linalg.norm(lab - lab[best], axis=1))
+    return np.round(np.asarray(chosen)).astype(np.uint8)
+
 
 def palette(n: int) -> np.ndarray:
-    """n distinct, stable colours (golden-ratio hue steps), uint8 [n, 3]."""
-    colours = []
-    for i in range(n):
-        h = (i * 0.618033988749895) % 1.0
-        s = 0.65 + 0.35 * ((i // 7) % 2)
-        v = 0.95 - 0.25 * ((i // 3) % 2)
-        colours.append([round(c * 255) for c in colorsys.hsv_to_rgb(h, s, v)])
-    return np.asarray(colours, dtype=np.uint8).reshape(n, 3)
+    """n colours, uint8 [n, 3]: the first n of one fixed sequence (colour-blind-safe ones first,
+    each next one as far as possible from the earlier ones), so palette(5) is palette(60)[:5].
+    No colour repeats below PALETTE_SIZE."""
+    table = _palette_table()
+    return table[np.arange(n) % len(table)]
+
+
+def class_colours(label_map: np.ndarray, num_classes: int, unlabeled: int) -> np.ndarray:
+    """The colour of every class [num_classes, 3] for drawing ``label_map``.
+
+    Up to STABLE_CLASSES classes a class has the same colour in every picture (palette order).
+    Larger vocabularies would run out of distinguishable colours, so the classes *present* get the
+    palette in order of area: the largest the first (most distinct) colours.
+    """
+    if num_classes <= STABLE_CLASSES:
+        return palette(num_classes)
+    values, counts = np.unique(label_map[label_map != unlabeled], return_counts=True)
+    present = values[np.argsort(-counts, kind="stable")].astype(np.int64)
+    colours = np.zeros((num_classes, 3), np.uint8)
+    colours[present] = palette(len(present))
+    return colours
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -40,7 +92,7 @@ def overlay(
     legend: bool = True,
 ) -> Image.Image:
     """Blend class colours over the image; unlabeled pixels stay as they are; legend on the right."""
-    colours = palette(len(classes))
+    colours = class_colours(label_map, len(classes), unlabeled)
     out = image.astype(np.float32).copy()
     valid = label_map != unlabeled
     ids = label_map[valid].astype(np.int64)

@@ -47,6 +47,7 @@ from omniseg.server.limits import (
 from omniseg.tasks.common import load_mask
 from omniseg.text.cache import MemoryEmbeddingCache
 from omniseg.text.encoder import MiniLMTextEncoder
+from omniseg.viz import class_colours
 from omniseg.vocab import Vocabulary
 
 log = logging.getLogger("omniseg.server")
@@ -129,9 +130,13 @@ def serving_door(base: Segmenter, size: int = REGIONS_CACHE_SIZE) -> Segmenter:
 
 
 def display_json(index: np.ndarray, names: list[str], unlabeled: int) -> dict:
-    """A map of indices into ``names`` as raw little-endian bytes (base64): what the page draws and hovers."""
+    """A map of indices into ``names`` as raw little-endian bytes (base64): what the page draws and
+    hovers, with the colour of each index present (the overlay's colours: omniseg.viz.class_colours)."""
     dtype = "<u2" if index.dtype.itemsize > 1 else "u1"
+    colours = class_colours(index, len(names), unlabeled)
+    present = [int(k) for k in np.unique(index) if k != unlabeled and k < len(names)]
     return {
+        "colours": {str(k): [int(c) for c in colours[k]] for k in present},
         "dtype": "uint16" if dtype == "<u2" else "uint8",
         "height": int(index.shape[0]),
         "width": int(index.shape[1]),
@@ -248,6 +253,10 @@ def create_app(
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -4,24 +4,12 @@
 const $ = (id) => document.getElementById(id);
 const state = {
   file: null, stem: "image", width: 0, height: 0,
-  answer: null, map: null, names: [], unlabeled: 255, lastRequest: null,
+  answer: null, map: null, names: [], colours: {}, unlabeled: 255, lastRequest: null,
   mode: "words", points: [], box: null, drag: null,
   example: { file: null, width: 0, height: 0, mask: null, painting: false, erase: false },
 };
 
-// ---- colours: the same palette as omniseg.viz.palette (golden-ratio hue steps) ----
-function hsvToRgb(h, s, v) {
-  const i = Math.floor(h * 6), f = h * 6 - i, p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f));
-  return [[v, t, p], [q, v, p], [p, v, t], [p, q, v], [t, p, v], [v, p, q]][i % 6].map((c) => Math.round(c * 255));
-}
-function palette(n) {
-  const out = [];
-  for (let i = 0; i < n; i++) {
-    const h = (i * 0.618033988749895) % 1;
-    out.push(hsvToRgb(h, 0.65 + 0.35 * (Math.floor(i / 7) % 2), 0.95 - 0.25 * (Math.floor(i / 3) % 2)));
-  }
-  return out;
-}
+// ---- colours: the server sends the overlay's colour of each index present (omniseg.viz.class_colours) ----
 
 // ---- small helpers ----
 function setStatus(text) { $("status").textContent = text; }
@@ -42,6 +30,10 @@ function imageXY(event, canvas, width, height) {
 }
 function sizeCanvases(ids, width, height) {
   for (const id of ids) { $(id).width = width; $(id).height = height; }
+}
+// Shown as large as fits: the page's width and the window's height (a portrait photo stays in view).
+function fitStack(stack, width, height, maxWidth) {
+  stack.style.width = `min(100%, ${maxWidth}px, calc((100vh - 10em) * ${width / height}))`;
 }
 
 const CRC_TABLE = (() => {
@@ -166,6 +158,7 @@ function showAnswer(answer) {
   state.answer = answer;
   state.map = decodeDisplay(display);
   state.names = display.names;
+  state.colours = display.colours || {};
   state.unlabeled = display.unlabeled;
   drawOverlay();
   drawLegend();
@@ -175,15 +168,15 @@ function showAnswer(answer) {
 }
 
 function drawOverlay() {
-  const { width, height, map, names, unlabeled } = state;
+  const { width, height, map, unlabeled } = state;
   const canvas = $("overlay");
   const ctx = canvas.getContext("2d");
   const pixels = ctx.createImageData(width, height);
-  const colours = palette(names.length);
+  const colours = state.colours;
   const out = pixels.data;
   for (let i = 0; i < map.length; i++) {
     const k = map[i];
-    if (k === unlabeled || k >= colours.length) continue;
+    if (k === unlabeled || !(k in colours)) continue;
     const edge = (i % width < width - 1 && map[i + 1] !== k) || (i + width < map.length && map[i + width] !== k);
     const c = colours[k];
     const dim = edge ? 0.35 : 1;
@@ -197,7 +190,7 @@ function drawOverlay() {
 function drawLegend() {
   const counts = new Map();
   for (const k of state.map) if (k !== state.unlabeled) counts.set(k, (counts.get(k) || 0) + 1);
-  const colours = palette(state.names.length);
+  const colours = state.colours;
   const legend = $("legend");
   legend.replaceChildren();
   const entries = [...counts.entries()].sort((a, b) => b[1] - a[1]).slice(0, 40);
@@ -231,6 +224,7 @@ async function loadImage(file) {
   Object.assign(state, { file, stem: (file.name || "image").replace(/\.[^.]*$/, ""), width: bitmap.width,
     height: bitmap.height, answer: null, map: null, points: [], box: null, lastRequest: null });
   sizeCanvases(["image", "overlay", "marks"], bitmap.width, bitmap.height);
+  fitStack($("stack"), bitmap.width, bitmap.height, 960);
   $("image").getContext("2d").drawImage(bitmap, 0, 0);
   $("overlay").dataset.ready = "";
   $("placeholder").classList.add("hidden");
@@ -324,6 +318,12 @@ function paintAt(event) {
 
 // ---- wiring ----
 function setMode(mode) {
+  if (mode !== state.mode) {  // markers belong to the mode that made them
+    state.points = [];
+    state.box = null;
+    state.drag = null;
+    drawMarks();
+  }
   state.mode = mode;
   for (const b of document.querySelectorAll("#modes button")) b.classList.toggle("active", b.dataset.mode === mode);
   for (const s of document.querySelectorAll(".mode")) s.classList.toggle("hidden", s.id !== `mode-${mode}`);
