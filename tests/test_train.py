@@ -161,3 +161,30 @@ def test_init_from_refuses_weights_of_another_shape(run_a, tiny_dataset, tmp_pat
     assert main(["train", str(cfg)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "init_from" in err and "only num_queries may differ" in err
+
+
+def test_a_config_starts_from_its_base(tmp_path):
+    from omniseg.errors import InputError
+    from omniseg.train.config import TrainConfig
+
+    (tmp_path / "budget.yaml").write_text("steps: 400\nbatch_size: 4\nlosses: {grounding: 0.25, ess: 0.5}\n")
+    (tmp_path / "run.yaml").write_text("base: budget.yaml\ndatasets: [data]\nbatch_size: 8\nlosses: {ess: 1.0}\n")
+    cfg = TrainConfig.from_yaml(tmp_path / "run.yaml")
+    assert cfg.steps == 400 and cfg.batch_size == 8  # inherited, overridden
+    assert cfg.losses.ess == 1.0 and cfg.losses.grounding == 0.25  # merged key by key
+    assert cfg.datasets[0].path == str((tmp_path / "data").resolve())
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\ndatasets: [data]\n")
+    with pytest.raises(InputError, match="includes itself"):
+        TrainConfig.from_yaml(tmp_path / "loop.yaml")
+
+
+def test_the_shipped_recipes_share_one_budget():
+    from conftest import REPO_ROOT
+    from omniseg.train.config import TrainConfig
+
+    recipes = sorted((REPO_ROOT / "configs" / "recipes").glob("*.yaml"))
+    budgeted = [p for p in recipes if p.name != "small_budget.yaml" and "base: small_budget.yaml" in p.read_text()]
+    assert len(budgeted) >= 12
+    for path in budgeted:
+        cfg = TrainConfig.from_yaml(path)
+        assert (cfg.steps, cfg.batch_size, cfg.crop, cfg.lr) == (400, 4, 192, 0.001), path.name

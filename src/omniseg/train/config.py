@@ -101,17 +101,10 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
+        """A YAML config; ``base: OTHER.yaml`` (relative to this file) starts from another config's
+        keys, which this file's own keys override (``losses`` and ``model`` key by key)."""
         path = Path(path)
-        if not path.is_file():
-            raise InputError(f"training config not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except UnicodeDecodeError as exc:
-            raise InputError(f"training config {path} is not UTF-8 text") from exc
-        except yaml.YAMLError as exc:
-            raise InputError(f"training config {path} is not valid YAML: {exc.__class__.__name__}") from exc
-        if not isinstance(data, dict):
-            raise InputError(f"training config {path} must be a mapping of keys to values")
+        data = _read_with_bases(path, [])
         if not data.get("datasets"):
             raise InputError(f"training config {path} lists no datasets")
         known = {f.name for f in fields(cls)}
@@ -139,3 +132,41 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+MERGED_KEYS = ("losses", "model")  # mappings a config merges key by key with its base's
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise InputError(f"training config not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise InputError(f"training config {path} is not UTF-8 text") from exc
+    except yaml.YAMLError as exc:
+        raise InputError(f"training config {path} is not valid YAML: {exc.__class__.__name__}") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"training config {path} must be a mapping of keys to values")
+    return data
+
+
+def _read_with_bases(path: Path, chain: list[Path]) -> dict:
+    """The config's keys over its base's (recursively). A base's own relative paths must not be
+    used: they would be read relative to the including file, so bases hold budgets, not paths."""
+    if path.resolve() in chain:
+        raise InputError(f"training config {path} includes itself through 'base'")
+    data = _read_yaml(path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    merged = _read_with_bases(path.parent / str(base), [*chain, path.resolve()])
+    for key in ("datasets", "out_dir", "init_from"):
+        if key in merged:
+            raise InputError(f"base config {base} sets {key!r}: a base holds shared settings, not paths")
+    for key, value in data.items():
+        if key in MERGED_KEYS and isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged

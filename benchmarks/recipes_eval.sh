@@ -1,16 +1,16 @@
 #!/bin/bash
-# Evaluate the issue-3 runs that have finished (runs/issue3/<name>/model); skips JSONs already written.
-# usage: bash benchmarks/issue3_eval.sh   (from the repository root; nice 10, 1 thread)
+# Evaluate the issue-3 runs that have finished (runs/recipes/<name>/model); skips JSONs already written.
+# usage: bash benchmarks/recipes_eval.sh   (from the repository root; nice 10, 1 thread)
 set -u
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 PY=${PY:-/work/main/.venv/bin/python}
 DATA=${DATA:-../shared/data}
-OUT=benchmarks/results/issue3
+OUT=benchmarks/results/recipes
 mkdir -p "$OUT"
 ev() {  # ev NAME DATASET [extra eval args...]
   local name=$1 ds=$2 tag=$3; shift 3
-  local model=runs/issue3/$name/model json=$OUT/${name}__${ds}${tag}.json
+  local model=runs/recipes/$name/model json=$OUT/${name}__${ds}${tag}.json
   [ -f "$model/model.safetensors" ] || return 0
   [ -f "$json" ] && return 0
   nice -n 10 $PY -m omniseg eval "$DATA/$ds" --model "$model" --split val --quiet --json "$json" "$@" | tail -1

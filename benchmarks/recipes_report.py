@@ -1,6 +1,6 @@
-"""Tables of the issue-3 measurements (BENCHMARKS.md) from benchmarks/results/issue3/*.json.
+"""Tables of the issue-3 measurements (BENCHMARKS.md) from benchmarks/results/recipes/*.json.
 
-usage: python benchmarks/issue3_report.py [--json benchmarks/results/issue3/summary.json]
+usage: python benchmarks/recipes_report.py [--json benchmarks/results/recipes/summary.json]
 
 Seen / unseen classes of a zero-shot fold: a held-out class is "seen" when its exact name (lower
 case) is a class name of a training source of that fold's config; caption words do not count.
@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "issue3"
+RESULTS = ROOT / "benchmarks" / "results" / "recipes"
 FOLDS = ("camvid", "msrc_v2", "coco128_seg")
 ARCHS = ("openseg", "lseg")
 ABLATIONS = (
@@ -54,7 +54,7 @@ def _mean(values: list[float]) -> float | None:
 def zero_shot() -> dict:
     out: dict = {}
     for held in FOLDS:
-        seen = training_class_names(ROOT / "configs" / "issue3" / f"zs_{held}_openseg.yaml")
+        seen = training_class_names(ROOT / "configs" / "recipes" / f"zs_{held}_openseg.yaml")
         for arch in ARCHS:
             report = _load(f"zs_{held}_{arch}__{held}")
             if report is None:
