@@ -141,7 +141,8 @@ def test_clip_region_embeddings_live_in_clip_text_space(hf, tiny_model_dir, scen
 
 # -------------------------------------------------------------------------------------------- SAM
 def test_sam_everything_mode_gives_distinct_masks(hf, scene):
-    from omniseg.backends.sam import SamBackend, mask_nms
+    from omniseg.backends.sam import SamBackend
+    from omniseg.masks import mask_nms
 
     sam = SamBackend(hf["sam"], points_per_side=4, pred_iou_threshold=0.0, stability_threshold=0.0)
     proposals = sam.propose(scene[0])
@@ -152,7 +153,7 @@ def test_sam_everything_mode_gives_distinct_masks(hf, scene):
 
 
 def test_mask_nms_drops_duplicates():
-    from omniseg.backends.sam import mask_nms
+    from omniseg.masks import mask_nms
 
     a = torch.zeros(3, 8, 8, dtype=torch.bool)
     a[0, :4] = True

@@ -125,7 +125,7 @@ def test_resume_is_exact(run_a, tiny_dataset, tmp_path, capsys):
 def test_init_from_a_trained_model_keeps_its_weights_and_adds_queries(run_a, tiny_dataset, tmp_path):
     """Fine-tuning: a run with more queries starts from the trained ones; everything else is copied."""
     from omniseg.models.openseg import OpenSegConfig, OpenSegModel
-    from omniseg.train.loop import init_from_model
+    from omniseg.train.checkpoints import init_from_model
 
     source = OpenSegModel.from_pretrained(run_a / "model").state_dict()
     more = {**TINY_MODEL_CONFIG, "trainable_backbone_from": 14, "num_queries": 12}

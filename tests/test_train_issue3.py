@@ -78,15 +78,15 @@ def test_dataset_spec_validation():
 
 
 def test_weights_and_ratios(tmp_path, tiny_dataset):
-    from omniseg.train.loop import _source_weights
+    from omniseg.train.data import source_weights
 
     path = _config(tmp_path, [{"path": str(tiny_dataset), "ratio": 1.0}, {"path": str(tiny_dataset), "ratio": 3.0}])
     cfg = TrainConfig.from_yaml(path)
-    np.testing.assert_allclose(_source_weights(cfg, [10, 10]), [0.25, 0.75])
-    np.testing.assert_allclose(_source_weights(cfg, [30, 10]), [0.5, 0.5])  # ratio x size
+    np.testing.assert_allclose(source_weights(cfg, [10, 10]), [0.25, 0.75])
+    np.testing.assert_allclose(source_weights(cfg, [30, 10]), [0.5, 0.5])  # ratio x size
     cfg.datasets[0].ratio, cfg.datasets[0].weight = None, 1.0
     cfg.datasets[1].ratio, cfg.datasets[1].weight = None, 1.0
-    np.testing.assert_allclose(_source_weights(cfg, [30, 10]), [0.5, 0.5])
+    np.testing.assert_allclose(source_weights(cfg, [30, 10]), [0.5, 0.5])
 
 
 def test_caption_words_offline():
@@ -104,7 +104,8 @@ def test_caption_words_offline():
 
 def test_target_segments_per_task(tiny_dataset):
     from omniseg.data.segments import ClassRoles
-    from omniseg.train.loop import TrainSource, target_segments
+    from omniseg.train.data import TrainSource
+    from omniseg.train.targets import target_segments
 
     def source(task, classes):
         k = len(classes)

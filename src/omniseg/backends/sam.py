@@ -26,28 +26,10 @@ from omniseg.backends.hub import (
     resolve_checkpoint,
     to_tensor,
 )
+from omniseg.masks import mask_nms
 
 if TYPE_CHECKING:
     from omniseg.tasks.interactive import Box, Click
-
-
-def mask_nms(masks: torch.Tensor, scores: torch.Tensor, iou_threshold: float, limit: int) -> list[int]:
-    """Greedy NMS on binary masks [N,h,w] by mask IoU, best score first; at most ``limit`` kept."""
-    order = torch.argsort(scores, descending=True)
-    flat = masks[order].flatten(1).float()
-    inter = flat @ flat.T
-    area = flat.sum(1)
-    iou = inter / (area[:, None] + area[None, :] - inter).clamp(min=1)
-    keep: list[int] = []
-    suppressed = torch.zeros(len(order), dtype=torch.bool)
-    for i in range(len(order)):
-        if suppressed[i]:
-            continue
-        keep.append(int(order[i]))
-        if len(keep) >= limit:
-            break
-        suppressed |= iou[i] > iou_threshold
-    return keep
 
 
 def stability(logits: torch.Tensor, offset: float = 1.0) -> torch.Tensor:
