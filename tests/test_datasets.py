@@ -144,3 +144,13 @@ def test_bad_coco_files_are_one_line_errors(tmp_path, coco_instances):
     with pytest.raises(MissingResourceError, match="images of"):
         open_dataset(moved)
     assert open_dataset(moved, images_dir=coco_instances.parent.parent / "val2017").classes == ["car", "sky"]
+
+
+def test_eval_images_option_finds_a_coco_files_images(coco_instances, tiny_model_dir, tmp_path, capsys):
+    moved = tmp_path / "ann" / "instances_val2017.json"
+    moved.parent.mkdir()
+    moved.write_text(coco_instances.read_text())
+    argv = ["eval", str(moved), "--model", str(tiny_model_dir), "--quiet"]
+    assert main(argv) == 2 and "images of" in capsys.readouterr().err
+    assert main([*argv, "--images", str(coco_instances.parent.parent / "val2017")]) == 0, capsys.readouterr().err
+    assert main(["eval", str(tmp_path), "--images", str(tmp_path), "--quiet"]) == 2  # not a COCO file

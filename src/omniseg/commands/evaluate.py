@@ -101,6 +101,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--report-examples", type=int, default=4, help="--report: best and worst images shown (default: %(default)s)"
     )
     ev.add_argument("--limit", type=int, help="evaluate the first N images (video: sequences) only")
+    ev.add_argument("--images", metavar="DIR", help="a COCO JSON dataset's image folder, when not beside the JSON")
     ev.add_argument(
         "--split",
         choices=("all", "train", "val"),
@@ -143,10 +144,12 @@ def parse_shots(text: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from omniseg.io import atomic_write_text
+    from omniseg.data.dataset import open_dataset
 
     if not Path(args.dataset).is_dir() and not (args.dataset.endswith(".json") and Path(args.dataset).is_file()):
         raise InputError(f"dataset not found: {args.dataset} (a dataset directory or a COCO JSON file)")
+    if args.images is not None and not args.dataset.endswith(".json"):
+        raise InputError("--images applies to a COCO JSON dataset only")
     if args.grounding and args.task != "semantic":
         raise InputError("--grounding applies to --task semantic only")
     if args.stuff is not None and args.task == "semantic":
@@ -185,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
             proposer, source = proposals.model_proposer(segmenter), segmenter.model_id
         report = proposals.evaluate_recall(
             proposer,
-            args.dataset,
+            open_dataset(args.dataset, args.images),
             source,
             proposals=args.proposals,
             work_size=args.work_size,
@@ -193,19 +196,22 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             **split,
         )
-        print(proposals.format_recall(report))
-        if args.json:
-            atomic_write_text(args.json, json.dumps(report, indent=2))
-        return EXIT_OK
+        return _finish(args, report, proposals.format_recall(report))
     segmenter = load_segmenter(args)
     if args.pixel_weight is not None:
         set_pixel_weight(segmenter, args.pixel_weight)
+    if args.task == "video":  # the video layout (images/<sequence>/<frame>), read by eval.video
+        from omniseg.eval.video import evaluate_video, format_video
+
+        report = evaluate_video(segmenter, args.dataset, limit=args.limit, progress=not args.quiet)
+        return _finish(args, report, format_video(report))
+    dataset = open_dataset(args.dataset, args.images)
     if args.task == "incontext":
         from omniseg.eval.fewshot import evaluate_incontext, format_fewshot
 
         report = evaluate_incontext(
             segmenter,
-            args.dataset,
+            dataset,
             shots=shots if len(shots) > 1 else shots[0],
             episodes=args.episodes,
             seed=args.seed,
@@ -215,52 +221,42 @@ def run(args: argparse.Namespace) -> int:
             **split,
         )
         table = format_fewshot(report)
-    elif args.task == "video":
-        from omniseg.eval.video import evaluate_video, format_video
-
-        report = evaluate_video(segmenter, args.dataset, limit=args.limit, progress=not args.quiet)
-        table = format_video(report)
     elif args.task == "interactive":
         from omniseg.eval.interactive import evaluate_interactive, format_interactive
 
         report = evaluate_interactive(
-            segmenter, args.dataset, limit=args.limit, max_clicks=args.max_clicks, progress=not args.quiet, **split
+            segmenter, dataset, limit=args.limit, max_clicks=args.max_clicks, progress=not args.quiet, **split
         )
         table = format_interactive(report)
     elif args.task == "panoptic":
         from omniseg.eval import panoptic
 
         report = panoptic.evaluate_panoptic(
-            segmenter, args.dataset, stuff=stuff, limit=args.limit, progress=not args.quiet, **split
+            segmenter, dataset, stuff=stuff, limit=args.limit, progress=not args.quiet, **split
         )
         table = panoptic.format_table(report)
     elif args.task == "instance":
         from omniseg.eval import instance
 
         report = instance.evaluate_instances(
-            segmenter, args.dataset, stuff=stuff, limit=args.limit, progress=not args.quiet, **split
+            segmenter, dataset, stuff=stuff, limit=args.limit, progress=not args.quiet, **split
         )
         table = instance.format_table(report)
     else:
-        from omniseg.data.dataset import open_dataset
         from omniseg.data.uniform import IGNORE
         from omniseg.eval.report import ReportCollector, write_report
         from omniseg.eval.semantic import evaluate_semantic, format_table
         from omniseg.vocab import Vocabulary
 
-        classes = open_dataset(args.dataset).classes
+        classes = dataset.classes
         collector = ReportCollector(len(classes), IGNORE, args.report_examples) if args.report else None
         vocabulary = None
         if prompting:
-            vocabulary = (
-                Vocabulary.load(args.vocab)
-                if args.vocab is not None
-                else Vocabulary.from_names(classes)
-            )
+            vocabulary = Vocabulary.load(args.vocab) if args.vocab is not None else Vocabulary.from_names(classes)
             apply_vocab_options(vocabulary, args)
         report = evaluate_semantic(
             segmenter,
-            args.dataset,
+            dataset,
             grounding=args.grounding,
             limit=args.limit,
             progress=not args.quiet,
@@ -271,6 +267,13 @@ def run(args: argparse.Namespace) -> int:
         table = format_table(report)
         if collector is not None:
             table += f"\nreport: {write_report(report, collector, classes, args.report)}"
+    return _finish(args, report, table)
+
+
+def _finish(args: argparse.Namespace, report: dict, table: str) -> int:
+    """Print the table; write the JSON report when asked."""
+    from omniseg.io import atomic_write_text
+
     print(table)
     if args.json:
         atomic_write_text(args.json, json.dumps(report, indent=2))

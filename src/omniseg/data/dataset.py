@@ -39,9 +39,11 @@ class Dataset(Protocol):
     ) -> list[Sample]: ...
 
 
-def open_dataset(path: str | Path, images_dir: str | Path | None = None) -> UniformDataset:
+def open_dataset(path: str | Path | UniformDataset, images_dir: str | Path | None = None) -> UniformDataset:
     """The dataset at ``path``: a uniform-layout directory or a COCO instances/panoptic JSON file
-    (``images_dir``: where its images are, when not beside it)."""
+    (``images_dir``: where its images are, when not beside it); an opened dataset is returned as is."""
+    if isinstance(path, UniformDataset):
+        return path
     path = Path(path)
     if is_coco_file(path):
         dataset = UniformDataset(uniform_from_coco(path, images_dir))

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from omniseg.data.dataset import open_dataset
-from omniseg.data.uniform import IGNORE, Sample, read_mask, read_rgb
+from omniseg.data.uniform import IGNORE, Sample, UniformDataset, read_mask, read_rgb
 from omniseg.errors import InputError
 from omniseg.eval.evaluator import inference_on_dataset
 from omniseg.regions import Regions
@@ -201,7 +201,7 @@ class FewShotEvaluator:
 
 def evaluate_incontext(
     segmenter: Segmenter,
-    dataset_dir: str | Path,
+    dataset_dir: str | Path | UniformDataset,
     shots: int | Sequence[int] = 1,
     episodes: int = 40,
     seed: int = 0,

@@ -25,7 +25,7 @@ from pycocotools.cocoeval import COCOeval
 from omniseg import formats
 from omniseg.data.dataset import Dataset, open_dataset
 from omniseg.data.segments import ClassRoles, GTSegment, class_roles, sample_truth
-from omniseg.data.uniform import Sample, read_rgb
+from omniseg.data.uniform import Sample, UniformDataset, read_rgb
 from omniseg.errors import InputError
 from omniseg.eval.categories import EvalVocabulary, evaluation_vocabulary
 from omniseg.eval.evaluator import inference_on_dataset, split_label
@@ -143,7 +143,7 @@ class InstanceEvaluator:
 
 def evaluate_instances(
     segmenter: Segmenter,
-    dataset_dir: str | Path,
+    dataset_dir: str | Path | UniformDataset,
     stuff: tuple[str, ...] = (),
     limit: int | None = None,
     split: str = "all",

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from omniseg.data.dataset import open_dataset
-from omniseg.data.uniform import IGNORE, Sample, read_mask, read_rgb
+from omniseg.data.uniform import IGNORE, Sample, UniformDataset, read_mask, read_rgb
 from omniseg.errors import InputError
 from omniseg.eval.evaluator import inference_on_dataset, split_label
 from omniseg.regions import Regions
@@ -143,7 +143,7 @@ class InteractiveEvaluator:
 
 def evaluate_interactive(
     segmenter: Segmenter,
-    dataset_dir: str | Path,
+    dataset_dir: str | Path | UniformDataset,
     split: str = "val",
     val_fraction: float = 0.2,
     split_seed: int = 0,

@@ -26,7 +26,7 @@ import torch
 
 from omniseg.data.dataset import Dataset, open_dataset
 from omniseg.data.segments import ClassRoles, class_roles, sample_truth
-from omniseg.data.uniform import Sample, read_rgb
+from omniseg.data.uniform import Sample, UniformDataset, read_rgb
 from omniseg.eval.categories import EvalVocabulary, evaluation_vocabulary
 from omniseg.eval.evaluator import inference_on_dataset, split_label
 from omniseg.regions import Regions
@@ -204,7 +204,7 @@ class PanopticEvaluator:
 
 def evaluate_panoptic(
     segmenter: Segmenter,
-    dataset_dir: str | Path,
+    dataset_dir: str | Path | UniformDataset,
     stuff: tuple[str, ...] = (),
     limit: int | None = None,
     split: str = "all",

@@ -21,7 +21,7 @@ from PIL import Image
 from omniseg.backends.superpixels import feature_hierarchy_masks, superpixel_proposals
 from omniseg.data.dataset import Dataset, open_dataset
 from omniseg.data.segments import class_roles, ground_truth_segments, instance_path, read_instance_map
-from omniseg.data.uniform import Sample, read_mask, read_rgb
+from omniseg.data.uniform import Sample, UniformDataset, read_mask, read_rgb
 from omniseg.errors import InputError
 from omniseg.eval.evaluator import inference_on_dataset, split_label
 from omniseg.masks import dedupe
@@ -172,7 +172,7 @@ class RecallEvaluator:
 
 def evaluate_recall(
     proposer: Proposer,
-    dataset_dir: str | Path,
+    dataset_dir: str | Path | UniformDataset,
     source: str,
     proposals: int = 100,
     work_size: int = 320,

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from omniseg.data.dataset import open_dataset
-from omniseg.data.uniform import IGNORE, Sample, read_mask, read_rgb
+from omniseg.data.uniform import IGNORE, Sample, UniformDataset, read_mask, read_rgb
 from omniseg.errors import InputError
 from omniseg.eval.evaluator import inference_on_dataset, split_label
 from omniseg.eval.metrics import ConfusionMatrix
@@ -91,7 +91,7 @@ class SemanticEvaluator:
 
 def evaluate_semantic(
     segmenter: Segmenter,
-    dataset_dir: str | Path,
+    dataset_dir: str | Path | UniformDataset,
     grounding: bool = False,
     limit: int | None = None,
     split: str = "all",
