@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     paths = result.save(args.out, stem)
     if not args.quiet:
         named = f", {result.label} ({result.label_score:.2f})" if result.label is not None else ""
+        if vocab is not None and result.label is None:
+            named = f", unknown: no given class fits (confidence {result.label_confidence:.2f})"
         print(
             f"{args.image} -> {paths['mask']}  [region {result.region}{named}, {result.mask.mean():.0%} of the image]"
         )

@@ -48,5 +48,13 @@ def run(args: argparse.Namespace) -> int:
     result = refer(segmenter, args.image, args.phrase, margin=args.margin, use_spatial=not args.no_spatial)
     paths = result.save(args.out, stem)
     if not args.quiet:
-        print(f"{args.image} -> {paths['mask']}  [regions {result.selected}, {result.mask.mean():.0%} of the image]")
+        if result.found:
+            print(
+                f"{args.image} -> {paths['mask']}  [regions {result.selected}, {result.mask.mean():.0%} of the image]"
+            )
+        else:
+            print(
+                f"{args.image} -> {paths['mask']}  [not found: another known concept fits better "
+                f"(confidence {result.confidence:.2f}); the mask is empty]"
+            )
     return EXIT_OK

@@ -70,7 +70,7 @@ class CachingSegmenter(Segmenter):
     a new phrase on the image the page already sent costs no model run."""
 
     def __init__(self, base: Segmenter, model_id: str, size: int = REGIONS_CACHE_SIZE) -> None:
-        super().__init__(base.model, base.text_encoder, model_id=model_id, max_size=base.max_size)
+        super().__init__(base.model, base.text_encoder, model_id=model_id, max_size=base.max_size, known=base.known)
         self._cache: OrderedDict[bytes, Regions] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
