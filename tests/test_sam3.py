@@ -1,0 +1,259 @@
+"""SAM 3 concept segmentation (issue 16) on a tiny random Sam3Model built here: omniseg's torch
+pre/post-processing and batched decoding against transformers' own model and post-processing."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import tiny_hf16
+from omniseg.backends.sam3 import Instances, Sam3Backend
+from omniseg.backends.sam3_processing import ImageSpec, preprocess_image, tokenize
+from omniseg.errors import InputError, MissingResourceError
+
+NAMES = ["car", "sky", "red car", "road", "a tree", "person on a bike"]
+
+
+def transformers_post_processor():
+    """transformers' own Sam3ImageProcessor.post_process_instance_segmentation.
+
+    Its module imports ``torchvision.ops.boxes.batched_nms`` at the top (used only by the
+    mask-generation path, not by this method), and there is no CPU torchvision for this torch: the
+    import is satisfied by a placeholder for the duration of the import only, then the real
+    method (pure torch) is called unbound (it does not read ``self``).
+    """
+    names = ("torchvision", "torchvision.ops", "torchvision.ops.boxes")
+    if "torchvision" in sys.modules or any(m == "torchvision" for m in sys.builtin_module_names):
+        from transformers.models.sam3.image_processing_sam3 import Sam3ImageProcessor
+    else:
+        saved = {n: sys.modules.get(n) for n in names}
+        boxes = types.ModuleType(names[2])
+        boxes.batched_nms = None  # type: ignore[attr-defined]
+        sys.modules.update(
+            {names[0]: types.ModuleType(names[0]), names[1]: types.ModuleType(names[1]), names[2]: boxes}
+        )
+        try:
+            from transformers.models.sam3.image_processing_sam3 import Sam3ImageProcessor
+        finally:
+            for n, module in saved.items():
+                if module is None:
+                    sys.modules.pop(n, None)
+                else:
+                    sys.modules[n] = module
+    return lambda outputs, **kw: Sam3ImageProcessor.post_process_instance_segmentation(None, outputs, **kw)
+
+
+@pytest.fixture(scope="module")
+def sam3_dir(tmp_path_factory):
+    with torch.random.fork_rng():
+        return tiny_hf16.make_sam3(tmp_path_factory.mktemp("sam3") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def backend(sam3_dir):
+    return Sam3Backend(sam3_dir, threshold=0.0)
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(5)
+    a = (rng.random((40, 60, 3)) * 255).astype(np.uint8)
+    b = np.zeros((50, 38, 3), np.uint8)
+    b[:, :19] = (200, 30, 30)
+    b[10:40, 19:] = (20, 160, 40)
+    b += (rng.random(b.shape) * 40).astype(np.uint8)
+    return a, b
+
+
+def mask_iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    union = (a | b).sum().item()
+    return 1.0 if union == 0 else (a & b).sum().item() / union
+
+
+def reference(backend: Sam3Backend, image: np.ndarray, text: str, threshold: float, **prompt) -> dict:
+    """transformers' pipeline for one prompt: Sam3Model on the same pixel_values / input_ids, then
+    Sam3ImageProcessor.post_process_instance_segmentation."""
+    pixels = preprocess_image(image, backend.image_spec, backend.device)
+    ids, attention = tokenize(backend.tokenizer, [text], backend.device)
+    with torch.inference_mode():
+        out = backend.model(pixel_values=pixels, input_ids=ids, attention_mask=attention, **prompt)
+    post = transformers_post_processor()
+    (result,) = post(out, threshold=threshold, mask_threshold=0.5, target_sizes=[image.shape[:2]])
+    return result
+
+
+def middle_threshold(scores: torch.Tensor) -> float:
+    """A threshold between two neighbouring scores (far from both), so that some pass and some do not."""
+    values = scores.flatten().sort().values
+    gaps = values[1:] - values[:-1]
+    i = int(torch.argmax(gaps[len(gaps) // 4 : 3 * len(gaps) // 4])) + len(gaps) // 4
+    assert gaps[i] > 1e-5
+    return float((values[i] + values[i + 1]) / 2)
+
+
+def assert_same(ours: Instances, label: int, ref: dict) -> None:
+    pick = ours.labels == label
+    assert int(pick.sum()) == len(ref["scores"])
+    assert torch.allclose(ours.scores[pick], ref["scores"], atol=1e-3)
+    assert torch.allclose(ours.boxes[pick], ref["boxes"], atol=1e-2)
+    for mine, theirs in zip(ours.masks[pick], ref["masks"].bool(), strict=True):
+        assert mask_iou(mine, theirs) >= 0.99
+
+
+# --------------------------------------------------------------------------------- preprocessing
+def test_preprocessing_is_the_documented_resize_and_normalisation(backend, images):
+    """Resize to 56 x 56 bilinear with antialiasing (PIL's BILINEAR is the reference resampler of the
+    processor's PIL backend), rescale 1/255, normalise with mean = std = 0.5."""
+    for image in images:
+        ours = preprocess_image(image, backend.image_spec, torch.device("cpu"))
+        pil = np.asarray(Image.fromarray(image).resize((56, 56), Image.BILINEAR), dtype=np.float32)
+        expected = torch.from_numpy((pil / 255.0 - 0.5) / 0.5).permute(2, 0, 1)[None]
+        assert ours.shape == (1, 3, 56, 56)
+        assert float((ours - expected).abs().max()) <= 2 * (1 / 127.5) + 1e-6  # within one uint8 level (+rounding)
+        assert float((ours - expected).abs().mean()) < 0.01
+
+
+def test_image_spec_reads_preprocessor_config(tmp_path):
+    (tmp_path / "preprocessor_config.json").write_text(
+        '{"size": {"height": 64, "width": 48}, "image_mean": [0.1, 0.2, 0.3], "image_std": [1, 1, 1]}'
+    )
+    spec = ImageSpec.from_checkpoint(tmp_path, 1008)
+    assert spec.size == (64, 48) and spec.mean == (0.1, 0.2, 0.3)
+    assert ImageSpec.from_checkpoint(tmp_path / "none", 1008).size == (1008, 1008)
+
+
+# ---------------------------------------------------------------------------------------- parity
+@pytest.mark.parametrize("which", [0, 1])
+def test_instances_equal_transformers_pipeline(backend, images, which):
+    image = images[which]
+    all_scores = backend.segment(image, NAMES, threshold=0.0).scores
+    threshold = middle_threshold(all_scores)
+    ours = backend.segment(image, NAMES, threshold=threshold)
+    assert 0 < len(ours) < len(all_scores)  # the threshold keeps some and drops some
+    assert ours.masks.dtype == torch.bool and ours.masks.shape[1:] == image.shape[:2]
+    assert ours.masks.any() and not ours.masks.all()
+    for label, name in enumerate(NAMES):
+        assert_same(ours, label, reference(backend, image, name, threshold))
+
+
+def test_batched_prompts_equal_one_by_one(sam3_dir, images):
+    batched = Sam3Backend(sam3_dir, prompt_batch=4, threshold=0.0)
+    single = Sam3Backend(sam3_dir, prompt_batch=1, threshold=0.0)
+    image = images[1]
+    threshold = middle_threshold(single.segment(image, NAMES).scores)
+    a, b = batched.segment(image, NAMES, threshold=threshold), single.segment(image, NAMES, threshold=threshold)
+    assert torch.equal(a.labels, b.labels)
+    assert torch.allclose(a.scores, b.scores, atol=1e-4)
+    assert all(mask_iou(x, y) >= 0.99 for x, y in zip(a.masks, b.masks, strict=True))
+
+
+def test_image_encoded_once_and_texts_cached(sam3_dir, images, monkeypatch):
+    backend = Sam3Backend(sam3_dir, prompt_batch=4)
+    calls = {"vision": 0, "text": 0, "decode": 0}
+    for name, attr in (("vision", "get_vision_features"), ("text", "get_text_features")):
+        real = getattr(backend.model, attr)
+        monkeypatch.setattr(
+            backend.model, attr, lambda *a, _r=real, _n=name, **k: calls.__setitem__(_n, calls[_n] + 1) or _r(*a, **k)
+        )
+    real_decode = backend.decode
+    monkeypatch.setattr(
+        backend, "decode", lambda *a, **k: calls.__setitem__("decode", calls["decode"] + 1) or real_decode(*a, **k)
+    )
+    backend.segment(images[0], NAMES)
+    assert calls == {"vision": 1, "text": 1, "decode": 2}  # 6 prompts in batches of 4
+    encoding = backend.encode_image(images[1])
+    backend.segment(encoding, NAMES[:3])
+    backend.segment(encoding, NAMES[3:])
+    assert calls == {"vision": 2, "text": 1, "decode": 4}  # texts from the cache, the encoding reused
+
+
+# ------------------------------------------------------------------------------------- exemplars
+def test_box_exemplar_equals_sam3_box_prompt(backend, images):
+    """SAM 3's own box prompt: our geometry tokens decoded == Sam3Model(input_boxes=...) + its post-processing."""
+    image = images[1]
+    box = (2.0, 8.0, 20.0, 45.0)
+    encoding = backend.encode_image(image)
+    for text in ("visual", "car"):
+        prompt = backend.box_prompt(encoding, [box], text=text)
+        scores = backend.run(encoding, [prompt], threshold=0.0).scores
+        threshold = middle_threshold(scores)
+        ours = backend.run(encoding, [prompt], threshold=threshold)
+        h, w = image.shape[:2]
+        cxcywh = torch.tensor(
+            [[[(box[0] + box[2]) / 2 / w, (box[1] + box[3]) / 2 / h, (box[2] - box[0]) / w, (box[3] - box[1]) / h]]]
+        )
+        ref = reference(backend, image, text, threshold, input_boxes=cxcywh, input_boxes_labels=torch.tensor([[1]]))
+        assert_same(ours, 0, ref)
+
+
+def test_exemplar_from_another_image(backend, images):
+    """The example's tokens come from its own image: the same box on a different example image gives
+    a different prompt, and the target's answer depends on the example image, not only on the box."""
+    target, example = images
+    mask = np.zeros(example.shape[:2], bool)
+    mask[10:40, 19:] = True  # the green block
+    from_example = backend.segment_with_exemplars(target, [(example, mask)], threshold=0.0)
+    assert len(from_example) == 8 and set(from_example.labels.tolist()) == {0}  # 8 queries, all kept at 0
+    other = np.ascontiguousarray(example[:, ::-1])
+    from_other = backend.segment_with_exemplars(target, [(other, mask)], threshold=0.0)
+    assert not torch.allclose(from_example.scores, from_other.scores)
+    # several examples: one prompt each, decoded together against the one target encoding
+    both = backend.segment_with_exemplars(target, [(example, mask), (other, mask)], threshold=0.0)
+    assert torch.allclose(both.scores[both.labels == 0], from_example.scores, atol=1e-4)
+    assert torch.allclose(both.scores[both.labels == 1], from_other.scores, atol=1e-4)
+    with pytest.raises(InputError, match="empty"):
+        backend.segment_with_exemplars(target, [(example, np.zeros_like(mask))])
+    with pytest.raises(InputError, match="does not match"):
+        backend.segment_with_exemplars(target, [(example, mask[:-1])])
+
+
+# ---------------------------------------------------------------------------------------- errors
+def test_bad_inputs_are_one_line_errors(sam3_dir, backend, images, tmp_path, monkeypatch):
+    with pytest.raises(InputError):
+        backend.segment(images[0], [])
+    with pytest.raises(InputError):
+        backend.segment(images[0], ["car", " "])
+    with pytest.raises(InputError, match="unknown device"):
+        Sam3Backend(sam3_dir, device="banana")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="not available") as err:
+            Sam3Backend(sam3_dir, device="cuda")
+        assert "\n" not in str(err.value)
+    with pytest.raises(MissingResourceError, match="no directory"):
+        Sam3Backend(tmp_path / "nope")
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "config.json").write_text((sam3_dir / "config.json").read_text())
+    with pytest.raises(MissingResourceError, match="safetensors"):
+        Sam3Backend(partial)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    with pytest.raises(MissingResourceError, match="facebook/sam3") as err:
+        Sam3Backend("facebook/sam3")
+    assert "\n" not in str(err.value)
+
+
+# ------------------------------------------------------------------------------------- RoI Align
+def test_roi_align_matches_torchvision_semantics_on_a_linear_ramp():
+    """Bilinear sampling of a linear map is exact, so every output bin is the map at the bin's centre
+    (torchvision aligned=False: box corners in pixel coordinates, samples at bin subdivisions' centres)."""
+    from omniseg.backends.roi_align import roi_align
+
+    h, w = 12, 16
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    features = torch.stack([2 * xs + 3 * ys + 1, -xs])[None]  # [1,2,H,W]
+    box = torch.tensor([[2.0, 3.0, 10.0, 9.0]])  # x0, y0, x1, y1
+    out = roi_align(features, [box], 2)
+    assert out.shape == (1, 2, 2, 2)
+    cx = torch.tensor([2 + 2.0, 2 + 6.0])  # bin centres: x0 + (i + 0.5) * 8 / 2
+    cy = torch.tensor([3 + 1.5, 3 + 4.5])
+    expected = 2 * cx[None] + 3 * cy[:, None] + 1
+    assert torch.allclose(out[0, 0], expected, atol=1e-5) and torch.allclose(out[0, 1], -cx[None].expand(2, 2))
+    # outside the map (beyond -1) samples are zero; two images, boxes per image
+    far = roi_align(torch.cat([features, features]), [box, torch.tensor([[-30.0, -30.0, -20.0, -20.0]])], (1, 1))
+    assert far.shape == (2, 2, 1, 1) and float(far[1].abs().max()) == 0.0
