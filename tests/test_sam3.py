@@ -3,9 +3,6 @@ pre/post-processing and batched decoding against transformers' own model and pos
 
 from __future__ import annotations
 
-import sys
-import types
-
 import numpy as np
 import pytest
 import torch
@@ -15,37 +12,9 @@ import tiny_hf16
 from omniseg.backends.sam3 import Instances, Sam3Backend
 from omniseg.backends.sam3_processing import ImageSpec, preprocess_image, tokenize
 from omniseg.errors import InputError, MissingResourceError
+from transformers_reference import mask_iou, sam3_post_process_instance_segmentation
 
 NAMES = ["car", "sky", "red car", "road", "a tree", "person on a bike"]
-
-
-def transformers_post_processor():
-    """transformers' own Sam3ImageProcessor.post_process_instance_segmentation.
-
-    Its module imports ``torchvision.ops.boxes.batched_nms`` at the top (used only by the
-    mask-generation path, not by this method), and there is no CPU torchvision for this torch: the
-    import is satisfied by a placeholder for the duration of the import only, then the real
-    method (pure torch) is called unbound (it does not read ``self``).
-    """
-    names = ("torchvision", "torchvision.ops", "torchvision.ops.boxes")
-    if "torchvision" in sys.modules or any(m == "torchvision" for m in sys.builtin_module_names):
-        from transformers.models.sam3.image_processing_sam3 import Sam3ImageProcessor
-    else:
-        saved = {n: sys.modules.get(n) for n in names}
-        boxes = types.ModuleType(names[2])
-        boxes.batched_nms = None  # type: ignore[attr-defined]
-        sys.modules.update(
-            {names[0]: types.ModuleType(names[0]), names[1]: types.ModuleType(names[1]), names[2]: boxes}
-        )
-        try:
-            from transformers.models.sam3.image_processing_sam3 import Sam3ImageProcessor
-        finally:
-            for n, module in saved.items():
-                if module is None:
-                    sys.modules.pop(n, None)
-                else:
-                    sys.modules[n] = module
-    return lambda outputs, **kw: Sam3ImageProcessor.post_process_instance_segmentation(None, outputs, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +39,6 @@ def images():
     return a, b
 
 
-def mask_iou(a: torch.Tensor, b: torch.Tensor) -> float:
-    union = (a | b).sum().item()
-    return 1.0 if union == 0 else (a & b).sum().item() / union
-
-
 def reference(backend: Sam3Backend, image: np.ndarray, text: str, threshold: float, **prompt) -> dict:
     """transformers' pipeline for one prompt: Sam3Model on the same pixel_values / input_ids, then
     Sam3ImageProcessor.post_process_instance_segmentation."""
@@ -82,8 +46,9 @@ def reference(backend: Sam3Backend, image: np.ndarray, text: str, threshold: flo
     ids, attention = tokenize(backend.tokenizer, [text], backend.device)
     with torch.inference_mode():
         out = backend.model(pixel_values=pixels, input_ids=ids, attention_mask=attention, **prompt)
-    post = transformers_post_processor()
-    (result,) = post(out, threshold=threshold, mask_threshold=0.5, target_sizes=[image.shape[:2]])
+    (result,) = sam3_post_process_instance_segmentation(
+        out, threshold=threshold, mask_threshold=0.5, target_sizes=[image.shape[:2]]
+    )
     return result
 
 

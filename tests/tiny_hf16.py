@@ -60,3 +60,64 @@ def make_sam3(directory: Path) -> Path:
     ids = save_char_tokenizer(directory, max_length=32)
     torch.manual_seed(0)
     return _save(Sam3Model(sam3_config(ids)), directory)
+
+
+# SAM 2's Hiera at 64 px: stages at strides 4..32 (16, 8, 4, 2 cells); a global block inside stage 3
+HIERA = dict(
+    model_type="sam2_hiera_det_model",
+    hidden_size=8,
+    num_attention_heads=1,
+    image_size=[64, 64],
+    blocks_per_stage=[1, 1, 2, 1],
+    embed_dim_per_stage=[8, 16, 32, 64],
+    num_attention_heads_per_stage=[1, 1, 1, 1],
+    window_size_per_stage=[4, 2, 2, 1],
+    global_attention_blocks=[3],
+    window_positional_embedding_background_size=[2, 2],
+)
+
+
+def sam2_parts(hidden: int = 32) -> dict:
+    """Vision (Hiera + FPN), prompt encoder and mask decoder configs of a 64 px SAM 2."""
+    return dict(
+        vision_config=dict(
+            backbone_config=HIERA,
+            backbone_channel_list=[64, 32, 16, 8],
+            backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]],
+            fpn_hidden_size=hidden,
+        ),
+        prompt_encoder_config=dict(hidden_size=hidden, image_size=64, patch_size=16, mask_input_channels=4),
+        mask_decoder_config=dict(hidden_size=hidden, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32),
+    )
+
+
+# the video model's memory on the 4 x 4 grid. Its memory attention reads 64-channel memories
+# (hard-coded in transformers) and splits object pointers into memory-sized tokens, which needs a
+# hidden size above 64 (as in real checkpoints: 256): 128 here
+SAM2_MEMORY = dict(
+    image_size=64,
+    num_maskmem=3,
+    memory_attention_hidden_size=128,
+    memory_attention_num_layers=1,
+    memory_attention_feed_forward_hidden_size=64,
+    memory_attention_rope_feat_sizes=[4, 4],
+    memory_encoder_hidden_size=128,
+    memory_encoder_output_channels=64,
+    mask_downsampler_embed_dim=128,
+    memory_fuser_embed_dim=128,
+    memory_fuser_intermediate_dim=64,
+)
+
+
+def make_sam2(directory: Path) -> Path:
+    from transformers import Sam2Config, Sam2Model
+
+    torch.manual_seed(0)
+    return _save(Sam2Model(Sam2Config(**sam2_parts())), directory)
+
+
+def make_sam2_video(directory: Path) -> Path:
+    from transformers import Sam2VideoConfig, Sam2VideoModel
+
+    torch.manual_seed(0)
+    return _save(Sam2VideoModel(Sam2VideoConfig(**sam2_parts(128), **SAM2_MEMORY)), directory)
