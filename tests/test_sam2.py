@@ -22,17 +22,24 @@ from omniseg.eval.video import score_sequence, summarize
 from omniseg.tasks.interactive import Click
 from transformers_reference import mask_iou, sam2_post_process_masks
 
+KINDS = ("sam2", "sam3_tracker", "sam2_video", "sam3_tracker_video")
+
 
 @pytest.fixture(scope="module")
 def dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("sam2")
     with torch.random.fork_rng():
-        return {"sam2": tiny_hf16.make_sam2(root / "sam2"), "video": tiny_hf16.make_sam2_video(root / "video")}
+        return {kind: getattr(tiny_hf16, f"make_{kind}")(root / kind) for kind in KINDS}
 
 
-@pytest.fixture(scope="module")
-def clicker(dirs):
-    return ClickBackend(dirs["sam2"])
+@pytest.fixture(scope="module", params=["sam2", "sam3_tracker"])
+def clicker(dirs, request):
+    return ClickBackend(dirs[request.param])
+
+
+@pytest.fixture(scope="module", params=["sam2_video", "sam3_tracker_video"])
+def propagator(dirs, request):
+    return VideoPropagator(dirs[request.param])
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +54,15 @@ def scene():
     return image, ids
 
 
-def test_preprocessing_uses_imagenet_statistics(clicker, scene):
+def test_preprocessing_uses_each_models_statistics(clicker, scene):
+    """SAM 2: 64 px (its prompt encoder's frame) and ImageNet mean/std; SAM 3's tracker: 56 px and 0.5/0.5."""
     image = scene[0]
-    assert clicker.kind == "sam2" and clicker.image_spec.size == (64, 64)
+    size, mean, std = (64, IMAGENET_MEAN, IMAGENET_STD) if clicker.kind == "sam2" else (56, (0.5,) * 3, (0.5,) * 3)
+    assert clicker.image_spec.size == (size, size)
     ours = preprocess_image(image, clicker.image_spec, torch.device("cpu"))
-    pil = np.asarray(Image.fromarray(image).resize((64, 64), Image.BILINEAR), dtype=np.float32) / 255.0
-    expected = torch.from_numpy((pil - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)).permute(2, 0, 1)[None]
-    assert float((ours - expected.float()).abs().max()) <= 2 / 255 / min(IMAGENET_STD) + 1e-5
+    pil = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
+    expected = torch.from_numpy((pil - np.array(mean)) / np.array(std)).permute(2, 0, 1)[None]
+    assert float((ours - expected.float()).abs().max()) <= 2 / 255 / min(std) + 1e-5
 
 
 @pytest.mark.parametrize(
@@ -66,14 +75,16 @@ def test_preprocessing_uses_imagenet_statistics(clicker, scene):
     ],
 )
 def test_clicks_and_boxes_equal_transformers(clicker, scene, points, labels, boxes):
-    """Sam2Model on the same pixel_values with the processor's coordinate scaling (x 64/60, y 64/40),
-    then Sam2ImageProcessor.post_process_masks (bilinear to the image, > 0)."""
+    """The model on the same pixel_values with the processor's coordinate scaling (x S/60, y S/40 for an
+    S px input), then Sam2ImageProcessor.post_process_masks (bilinear to the image, > 0; SAM 3's
+    tracker processor calls the same method)."""
     image = scene[0]
     ours = clicker.predict(image, points, labels, boxes)
     groups = max(1, len(boxes))
     assert ours.masks.shape == (groups, 3, 40, 60) and ours.scores.shape == (groups, 3)
     pixels = preprocess_image(image, clicker.image_spec, torch.device("cpu"))
-    sx, sy = 64 / 60, 64 / 40
+    side = clicker.image_spec.size[0]
+    sx, sy = side / 60, side / 40
     kwargs = {}
     if points:
         kwargs["input_points"] = torch.tensor([[[[x * sx, y * sy] for x, y in points]] * groups])
@@ -131,14 +142,23 @@ def test_noc_evaluator_runs_on_sam2_clicks(clicker, scene):
 def reference_video(propagator: VideoPropagator, frames, first: np.ndarray) -> list[np.ndarray]:
     """transformers' own path: its inference session, its processor's process_new_mask_for_video_frame
     (called unbound; it reads only ``target_size``), propagate_in_video_iterator, post_process_masks."""
-    from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession
-    from transformers.models.sam2_video.processing_sam2_video import Sam2VideoProcessor
+    import importlib
 
+    kind = propagator.kind
+    modeling = importlib.import_module(f"transformers.models.{kind}.modeling_{kind}")
+    processing = importlib.import_module(f"transformers.models.{kind}.processing_{kind}")
+    name = {"sam2_video": "Sam2Video", "sam3_tracker_video": "Sam3TrackerVideo"}[kind]
     video = torch.cat([preprocess_image(f, propagator.image_spec, torch.device("cpu")) for f in frames])
-    session = Sam2VideoInferenceSession(video=video, video_height=40, video_width=60, dtype=torch.float32)
+    session = getattr(modeling, f"{name}InferenceSession")(
+        video=video, video_height=40, video_width=60, dtype=torch.float32
+    )
     ids = [int(v) for v in np.unique(first) if v]
-    Sam2VideoProcessor.process_new_mask_for_video_frame(
-        types.SimpleNamespace(target_size=64), session, 0, ids, [torch.from_numpy(first == i) for i in ids]
+    getattr(processing, f"{name}Processor").process_new_mask_for_video_frame(
+        types.SimpleNamespace(target_size=propagator.image_spec.size[0]),
+        session,
+        0,
+        ids,
+        [torch.from_numpy(first == i) for i in ids],
     )
     maps = []
     with torch.inference_mode():
@@ -149,9 +169,8 @@ def reference_video(propagator: VideoPropagator, frames, first: np.ndarray) -> l
     return maps
 
 
-def test_video_propagation_equals_transformers(dirs, scene):
+def test_video_propagation_equals_transformers(propagator, scene):
     image, ids = scene
-    propagator = VideoPropagator(dirs["video"])
     frames = [np.roll(image, 2 * i, axis=1) for i in range(4)]
     ours = list(propagator.propagate(frames, ids))
     ref = reference_video(propagator, frames, ids)
@@ -174,7 +193,7 @@ def test_ids_to_map_gives_overlaps_to_the_highest_logit():
 
 def test_video_errors(dirs, scene, tmp_path, monkeypatch):
     image, ids = scene
-    propagator = VideoPropagator(dirs["video"])
+    propagator = VideoPropagator(dirs["sam2_video"])
     with pytest.raises(InputError, match="no object"):
         list(propagator.propagate([image], np.zeros_like(ids)))
     with pytest.raises(InputError, match="same size"):
@@ -182,9 +201,9 @@ def test_video_errors(dirs, scene, tmp_path, monkeypatch):
     with pytest.raises(InputError):
         list(propagator.propagate([image], ids[:-1]))
     with pytest.raises(ModelLoadError, match="sam2_video"):
-        ClickBackend(dirs["video"])  # a video checkpoint is not a click model
+        ClickBackend(dirs["sam2_video"])  # a video checkpoint is not a click model
     with pytest.raises(InputError, match="unknown device"):
-        VideoPropagator(dirs["video"], device="nonsense:0")
+        VideoPropagator(dirs["sam2_video"], device="nonsense:0")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     with pytest.raises(MissingResourceError, match="facebook/sam2.1-hiera-tiny"):

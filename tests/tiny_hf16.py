@@ -9,27 +9,35 @@ import torch
 
 from tiny_hf import _save, save_char_tokenizer
 
+# SAM 3's ViT at 56 px (4 x 4 patches of 14, windows of 2, one global layer) and its FPN neck
+SAM3_VIT = dict(
+    model_type="sam3_vit_model",
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    image_size=56,
+    patch_size=14,
+    window_size=2,
+    global_attn_indexes=[1],
+    pretrain_image_size=28,
+)
+
+
+def sam3_vision(hidden: int = 32) -> dict:
+    return dict(
+        model_type="sam3_vision_model",
+        backbone_config=SAM3_VIT,
+        fpn_hidden_size=hidden,
+        backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]],
+    )
+
 
 def sam3_config(ids: dict[str, int]):
     from transformers import Sam3Config
 
     return Sam3Config(
-        vision_config=dict(
-            backbone_config=dict(
-                model_type="sam3_vit_model",
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=2,
-                num_attention_heads=2,
-                image_size=56,
-                patch_size=14,
-                window_size=2,
-                global_attn_indexes=[1],
-                pretrain_image_size=28,
-            ),
-            fpn_hidden_size=32,
-            backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]],
-        ),
+        vision_config=sam3_vision(),
         text_config=dict(
             vocab_size=ids["vocab_size"],
             hidden_size=32,
@@ -77,16 +85,19 @@ HIERA = dict(
 )
 
 
-def sam2_parts(hidden: int = 32) -> dict:
-    """Vision (Hiera + FPN), prompt encoder and mask decoder configs of a 64 px SAM 2."""
+def sam2_parts(hidden: int = 32, sam3: bool = False) -> dict:
+    """Vision, prompt encoder and mask decoder configs of a 64 px SAM 2 (Hiera + FPN), or with sam3=True
+    of a 56 px SAM 3 tracker (SAM 3's ViT + FPN): both with 4 x 4 image embeddings."""
+    vision = dict(
+        backbone_config=HIERA,
+        backbone_channel_list=[64, 32, 16, 8],
+        backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]],
+        fpn_hidden_size=hidden,
+    )
+    size, patch = (56, 14) if sam3 else (64, 16)
     return dict(
-        vision_config=dict(
-            backbone_config=HIERA,
-            backbone_channel_list=[64, 32, 16, 8],
-            backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]],
-            fpn_hidden_size=hidden,
-        ),
-        prompt_encoder_config=dict(hidden_size=hidden, image_size=64, patch_size=16, mask_input_channels=4),
+        vision_config=sam3_vision(hidden) if sam3 else vision,
+        prompt_encoder_config=dict(hidden_size=hidden, image_size=size, patch_size=patch, mask_input_channels=4),
         mask_decoder_config=dict(hidden_size=hidden, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32),
     )
 
@@ -121,3 +132,18 @@ def make_sam2_video(directory: Path) -> Path:
 
     torch.manual_seed(0)
     return _save(Sam2VideoModel(Sam2VideoConfig(**sam2_parts(128), **SAM2_MEMORY)), directory)
+
+
+def make_sam3_tracker(directory: Path) -> Path:
+    from transformers import Sam3TrackerConfig, Sam3TrackerModel
+
+    torch.manual_seed(0)
+    return _save(Sam3TrackerModel(Sam3TrackerConfig(**sam2_parts(sam3=True))), directory)
+
+
+def make_sam3_tracker_video(directory: Path) -> Path:
+    from transformers import Sam3TrackerVideoConfig, Sam3TrackerVideoModel
+
+    torch.manual_seed(0)
+    config = Sam3TrackerVideoConfig(**sam2_parts(128, sam3=True), **{**SAM2_MEMORY, "image_size": 56})
+    return _save(Sam3TrackerVideoModel(config), directory)
