@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from tiny_hf import _save, save_char_tokenizer
+from tiny_hf import _save, _universal, save_char_tokenizer
 
 # SAM 3's ViT at 56 px (4 x 4 patches of 14, windows of 2, one global layer) and its FPN neck
 SAM3_VIT = dict(
@@ -147,3 +147,66 @@ def make_sam3_tracker_video(directory: Path) -> Path:
     torch.manual_seed(0)
     config = Sam3TrackerVideoConfig(**sam2_parts(128, sam3=True), **{**SAM2_MEMORY, "image_size": 56})
     return _save(Sam3TrackerVideoModel(config), directory)
+
+
+def make_grounding_dino(directory: Path) -> Path:
+    """A tiny Swin + BERT Grounding DINO (10 queries, 64 text tokens) with its PIL image processor at 64 px."""
+    from transformers import GroundingDinoConfig, GroundingDinoForObjectDetection
+    from transformers.models.grounding_dino.image_processing_pil_grounding_dino import GroundingDinoImageProcessorPil
+
+    ids = save_char_tokenizer(directory, max_length=64)
+    swin = _universal()["backbone_config"]  # the tiny Swin of the Mask2Former tests, last three stages
+    swin.out_features = ["stage2", "stage3", "stage4"]
+    text = dict(
+        model_type="bert",
+        vocab_size=ids["vocab_size"],
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        pad_token_id=ids["pad_token_id"],
+    )
+    config = GroundingDinoConfig(
+        backbone_config=swin,
+        text_config=text,
+        num_queries=10,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        d_model=32,
+        encoder_n_points=2,
+        decoder_n_points=2,
+        max_text_len=64,
+    )
+    torch.manual_seed(0)
+    _save(GroundingDinoForObjectDetection(config), directory)
+    GroundingDinoImageProcessorPil(size={"shortest_edge": 64, "longest_edge": 96}).save_pretrained(directory)
+    return directory
+
+
+def make_clipseg(directory: Path) -> Path:
+    """A tiny CLIPSeg (32 px CLIP, decoder on layer 1) with its PIL image processor at 32 px."""
+    from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, ViTImageProcessorPil
+
+    from tiny_hf import TEXT, VISION
+
+    ids = save_char_tokenizer(directory)
+    config = CLIPSegConfig(
+        text_config={**TEXT, **ids},
+        vision_config=VISION,
+        projection_dim=16,
+        extract_layers=[1],
+        reduce_dim=16,
+        decoder_num_attention_heads=2,
+        decoder_intermediate_size=32,
+    )
+    torch.manual_seed(0)
+    _save(CLIPSegForImageSegmentation(config), directory)
+    ViTImageProcessorPil(
+        size={"height": 32, "width": 32}, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]
+    ).save_pretrained(directory)
+    return directory

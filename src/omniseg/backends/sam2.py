@@ -105,12 +105,30 @@ class PromptableCheckpoint:
 
     def __init__(self, spec: str | Path, device: str | torch.device = "cpu", mask_threshold: float = 0.0) -> None:
         self.device = resolve_device(device)
-        self.directory = resolve_checkpoint(spec, self.what)
-        model, self.kind = load_promptable(self.directory, self.kinds, self.what)
+        self.directory: Path | None = resolve_checkpoint(spec, self.what)
+        directory = self.directory
+        model, self.kind = load_promptable(directory, self.kinds, self.what)
         self.model: Any = model.to(self.device)
         self.name = self.kind
-        self.image_spec = image_spec(self.directory, self.model, self.kind, self.kinds)
+        self.image_spec = image_spec(directory, self.model, self.kind, self.kinds)
         self.mask_threshold = mask_threshold
+
+    @classmethod
+    def from_model(cls, model: Any, device: str | torch.device = "cpu", mask_threshold: float = 0.0) -> Any:
+        """An adapter around an already built model (e.g. the benchmark's random full-size one); its kind
+        is its config's model_type, its input spec the kind's defaults at the config's input size."""
+        self = cls.__new__(cls)
+        self.kind = self.name = str(model.config.model_type)
+        if self.kind not in cls.kinds:
+            raise InputError(f"a {self.kind!r} model is not one of {', '.join(cls.kinds)}")
+        self.device = resolve_device(device)
+        self.directory = None
+        self.model = model.eval().to(self.device)
+        _, default_size, mean, std = cls.kinds[self.kind]
+        size = int(getattr(getattr(model.config, "prompt_encoder_config", None), "image_size", default_size))
+        self.image_spec = ImageSpec((size, size), tuple(mean), tuple(std))
+        self.mask_threshold = mask_threshold
+        return self
 
 
 class ClickBackend(PromptableCheckpoint):

@@ -149,14 +149,40 @@ class Sam3Backend:
         mask_threshold: float = 0.5,
     ) -> None:
         self.device = resolve_device(device)
-        self.directory = resolve_checkpoint(spec, "SAM 3")
-        self.model: Any = load_model(Sam3Model, self.directory, "SAM 3").to(self.device)
-        self.tokenizer = load_tokenizer(self.directory, "SAM 3")
-        install_for_sam3()
-        self.image_spec = ImageSpec.from_checkpoint(self.directory, int(self.model.config.vision_config.image_size))
-        self.text_length = min(32, int(self.model.config.text_config.max_position_embeddings))
+        self.directory: Path | None = resolve_checkpoint(spec, "SAM 3")
+        model = load_model(Sam3Model, self.directory, "SAM 3")
+        tokenizer = load_tokenizer(self.directory, "SAM 3")
+        spec_ = ImageSpec.from_checkpoint(self.directory, int(model.config.vision_config.image_size))
+        self._setup(model, tokenizer, spec_, prompt_batch, threshold, mask_threshold)
+
+    @classmethod
+    def from_model(
+        cls,
+        model: Any,
+        tokenizer: Any,
+        device: str | torch.device = "cpu",
+        prompt_batch: int = 16,
+        threshold: float = 0.3,
+        mask_threshold: float = 0.5,
+    ) -> Sam3Backend:
+        """An adapter around an already built Sam3Model (e.g. the benchmark's random full-size model)."""
+        self = cls.__new__(cls)
+        self.device = resolve_device(device)
+        self.directory = None
+        spec = ImageSpec((int(model.config.vision_config.image_size),) * 2)
+        self._setup(model.eval(), tokenizer, spec, prompt_batch, threshold, mask_threshold)
+        return self
+
+    def _setup(
+        self, model: Any, tokenizer: Any, spec: ImageSpec, prompt_batch: int, threshold: float, mask_threshold: float
+    ) -> None:
         if prompt_batch < 1:
             raise InputError(f"prompt_batch must be >= 1, got {prompt_batch}")
+        install_for_sam3()
+        self.model: Any = model.to(self.device)
+        self.tokenizer = tokenizer
+        self.image_spec = spec
+        self.text_length = min(32, int(model.config.text_config.max_position_embeddings))
         self.prompt_batch = prompt_batch
         self.threshold = threshold
         self.mask_threshold = mask_threshold
