@@ -117,6 +117,28 @@ def test_batched_prompts_equal_one_by_one(sam3_dir, images):
     assert all(mask_iou(x, y) >= 0.99 for x, y in zip(a.masks, b.masks, strict=True))
 
 
+def test_mask_head_only_for_prompts_with_a_detection(backend, images, monkeypatch):
+    """Scores first, then the mask head only for prompts with a query above the threshold: the same
+    instances as computing every prompt's masks (decode with threshold None)."""
+    image = images[0]
+    encoding = backend.encode_image(image)
+    prompts = backend.text_prompts(NAMES)
+    full = backend.decode(encoding, prompts)
+    scores = (full.pred_logits.sigmoid() * full.presence_logits.sigmoid()).amax(-1)  # best query per prompt
+    threshold = float(scores.sort().values[1:3].mean())  # 4 of the 6 prompts have a detection above it
+    heads = []
+    real = backend.model.mask_decoder.forward
+    monkeypatch.setattr(
+        backend.model.mask_decoder, "forward", lambda **k: heads.append(len(k["decoder_queries"])) or real(**k)
+    )
+    skipped = backend.decode(encoding, prompts, threshold)
+    assert heads == [4]
+    a = backend.instances(full, encoding.image_size, range(6), threshold)
+    b = backend.instances(skipped, encoding.image_size, range(6), threshold)
+    assert torch.equal(a.labels, b.labels) and torch.equal(a.masks, b.masks) and torch.allclose(a.scores, b.scores)
+    assert backend.decode(encoding, prompts, 1.0).pred_masks is None  # nothing can score above 1
+
+
 def test_image_encoded_once_and_texts_cached(sam3_dir, images, monkeypatch):
     backend = Sam3Backend(sam3_dir, prompt_batch=4)
     calls = {"vision": 0, "text": 0, "decode": 0}

@@ -57,7 +57,9 @@ def test_segment_many_decodes_only_the_shortlist(backend, image, monkeypatch):
     encoding = backend.encode_image(image)
     decoded: list[int] = []
     real = backend.decode
-    monkeypatch.setattr(backend, "decode", lambda enc, prompts: decoded.append(len(prompts)) or real(enc, prompts))
+    monkeypatch.setattr(
+        backend, "decode", lambda enc, prompts, *a: decoded.append(len(prompts)) or real(enc, prompts, *a)
+    )
     found = segment_many(backend, encoding, VOCAB, k=40)
     assert sum(decoded) == 40  # 300 names scored, 40 decoded
     keep = shortlist(fusion_affinity(backend, encoding, VOCAB), 40)

@@ -24,8 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import Sam3Model
-from transformers.modeling_outputs import BaseModelOutputWithPooling
-from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
+from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput, box_cxcywh_to_xyxy, inverse_sigmoid
 
 from omniseg.backends.device import resolve_device
 from omniseg.backends.hub import load_model, load_tokenizer, resolve_checkpoint
@@ -128,7 +127,7 @@ class RawOutputs:
     pred_logits: torch.Tensor  # [P,Q]
     presence_logits: torch.Tensor  # [P,1]
     pred_boxes: torch.Tensor  # [P,Q,4] normalised xyxy
-    pred_masks: torch.Tensor  # [P,Q,h,w] logits
+    pred_masks: torch.Tensor | None  # [P,Q,h,w] logits (zeros for prompts decoded without masks; None: none)
 
 
 class Sam3Backend:
@@ -252,15 +251,52 @@ class Sam3Backend:
 
     # ------------------------------------------------------------------------------- decoding
     @torch.inference_mode()
-    def decode(self, encoding: ImageEncoding, prompts: Sequence[Prompt]) -> RawOutputs:
-        """SAM 3's DETR encoder/decoder + mask head for the prompts, together, on one image encoding."""
+    def decode(self, encoding: ImageEncoding, prompts: Sequence[Prompt], threshold: float | None = None) -> RawOutputs:
+        """SAM 3's DETR encoder/decoder and mask head for the prompts, together, on one image encoding.
+
+        The steps of ``Sam3Model.forward`` with the prompt tokens given, split in two: scores and boxes
+        for every prompt, then the mask head (a pixel decoder per prompt: most of a prompt's cost) only
+        for prompts with a query scoring above ``threshold`` (None: all). Prompts without one give no
+        instance whatever their masks, so the result is the same; for a large vocabulary of which an
+        image shows a few names, most mask heads are skipped.
+        """
         tokens, mask = Prompt.stack(prompts)
-        out = self.model(
-            vision_embeds=encoding.broadcast(len(prompts)),
-            text_embeds=BaseModelOutputWithPooling(pooler_output=tokens),
-            attention_mask=mask.long(),
+        vision = encoding.broadcast(len(prompts))
+        features, positions = vision.fpn_hidden_states[:-1], vision.fpn_position_encoding[:-1]
+        model = self.model
+        encoded = model.detr_encoder(
+            vision_features=[features[-1]], text_features=tokens, vision_pos_embeds=[positions[-1]], text_mask=mask
         )
-        return RawOutputs(out.pred_logits, out.presence_logits, out.pred_boxes, out.pred_masks)
+        decoded = model.detr_decoder(
+            vision_features=encoded.last_hidden_state,
+            text_features=encoded.text_features,
+            vision_pos_encoding=encoded.pos_embeds_flattened,
+            text_mask=mask,
+            spatial_shapes=encoded.spatial_shapes,
+        )
+        queries = decoded.intermediate_hidden_states[-1:]  # the last decoder layer is the prediction
+        offsets = model.detr_decoder.box_head(queries)
+        boxes = box_cxcywh_to_xyxy((inverse_sigmoid(decoded.reference_boxes[-1:]) + offsets).sigmoid())[-1]
+        logits = model.dot_product_scoring(
+            decoder_hidden_states=queries, text_features=encoded.text_features, text_mask=mask
+        ).squeeze(-1)[-1]
+        presence = decoded.presence_logits[-1]
+        wanted = torch.ones(len(prompts), dtype=torch.bool, device=tokens.device)
+        if threshold is not None:
+            wanted = (query_scores(logits, presence) > threshold).any(-1)
+        pred_masks = None
+        if bool(wanted.any()):
+            pick = wanted.nonzero().flatten()
+            computed = model.mask_decoder(
+                decoder_queries=queries[-1][pick],
+                backbone_features=[f[pick] for f in features],
+                encoder_hidden_states=encoded.last_hidden_state[pick],
+                prompt_features=tokens[pick],
+                prompt_mask=mask[pick],
+            ).pred_masks
+            pred_masks = computed.new_zeros(len(prompts), *computed.shape[1:])
+            pred_masks[pick] = computed
+        return RawOutputs(logits, presence, boxes, pred_masks)
 
     def instances(
         self,
@@ -274,12 +310,14 @@ class Sam3Backend:
         threshold = self.threshold if threshold is None else threshold
         mask_threshold = self.mask_threshold if mask_threshold is None else mask_threshold
         scores = query_scores(raw.pred_logits, raw.presence_logits)  # [P,Q]
+        nothing = scores.new_zeros(0, 1, 1)
         parts = []
         for p, label in enumerate(labels):
             keep = scores[p] > threshold
+            logits = raw.pred_masks[p][keep] if raw.pred_masks is not None else nothing
             parts.append(
                 Instances(
-                    masks=binary_masks(raw.pred_masks[p][keep], image_size, mask_threshold),
+                    masks=binary_masks(logits, image_size, mask_threshold),
                     scores=scores[p][keep],
                     labels=torch.full((int(keep.sum()),), int(label), dtype=torch.long, device=scores.device),
                     boxes=scale_boxes(raw.pred_boxes[p][keep], image_size),
@@ -301,9 +339,10 @@ class Sam3Backend:
         if len(labels) != len(prompts):
             raise InputError(f"{len(prompts)} prompts but {len(labels)} labels")
         parts = []
+        cut = self.threshold if threshold is None else threshold
         for start in range(0, len(prompts), self.prompt_batch):
             chunk = prompts[start : start + self.prompt_batch]
-            raw = self.decode(encoding, chunk)
+            raw = self.decode(encoding, chunk, cut)
             parts.append(
                 self.instances(raw, encoding.image_size, labels[start : start + len(chunk)], threshold, mask_threshold)
             )
