@@ -199,6 +199,21 @@ def test_exemplar_from_another_image(backend, images):
         backend.segment_with_exemplars(target, [(example, mask[:-1])])
 
 
+def test_loads_the_detector_of_a_combined_sam3_checkpoint(tmp_path, images):
+    """facebook/sam3 is one checkpoint for detector and tracker (model_type sam3_video): the adapter must
+    load the detector's own weights from it (none re-initialised) and segment with them."""
+    from transformers import Sam3VideoModel
+
+    with torch.random.fork_rng():
+        directory = tiny_hf16.make_sam3_combined(tmp_path / "combined")
+    backend = Sam3Backend(directory, threshold=0.0)
+    saved = Sam3VideoModel.from_pretrained(directory).detector_model.state_dict()
+    loaded = backend.model.state_dict()
+    assert set(saved) == set(loaded)
+    assert all(torch.equal(saved[k], loaded[k]) for k in saved)
+    assert len(backend.segment(images[0], ["car"])) == 8
+
+
 # ---------------------------------------------------------------------------------------- errors
 def test_bad_inputs_are_one_line_errors(sam3_dir, backend, images, tmp_path, monkeypatch):
     with pytest.raises(InputError):

@@ -33,16 +33,16 @@ def sam3_vision(hidden: int = 32) -> dict:
     )
 
 
-def sam3_config(ids: dict[str, int]):
+def sam3_config(ids: dict[str, int], hidden: int = 32):
     from transformers import Sam3Config
 
     return Sam3Config(
-        vision_config=sam3_vision(),
+        vision_config=sam3_vision(hidden),
         text_config=dict(
             vocab_size=ids["vocab_size"],
             hidden_size=32,
             intermediate_size=64,
-            projection_dim=32,
+            projection_dim=hidden,
             num_hidden_layers=1,
             num_attention_heads=2,
             max_position_embeddings=32,
@@ -51,13 +51,13 @@ def sam3_config(ids: dict[str, int]):
             eos_token_id=ids["eos_token_id"],
         ),
         geometry_encoder_config=dict(
-            hidden_size=32, num_layers=1, num_attention_heads=2, intermediate_size=64, roi_size=2
+            hidden_size=hidden, num_layers=1, num_attention_heads=2, intermediate_size=64, roi_size=2
         ),
-        detr_encoder_config=dict(hidden_size=32, num_layers=1, num_attention_heads=2, intermediate_size=64),
+        detr_encoder_config=dict(hidden_size=hidden, num_layers=1, num_attention_heads=2, intermediate_size=64),
         detr_decoder_config=dict(
-            hidden_size=32, num_layers=2, num_queries=8, num_attention_heads=2, intermediate_size=64
+            hidden_size=hidden, num_layers=2, num_queries=8, num_attention_heads=2, intermediate_size=64
         ),
-        mask_decoder_config=dict(hidden_size=32, num_upsampling_stages=3, num_attention_heads=2),
+        mask_decoder_config=dict(hidden_size=hidden, num_upsampling_stages=3, num_attention_heads=2),
     )
 
 
@@ -210,3 +210,15 @@ def make_clipseg(directory: Path) -> Path:
         size={"height": 32, "width": 32}, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]
     ).save_pretrained(directory)
     return directory
+
+
+def make_sam3_combined(directory: Path) -> Path:
+    """A tiny ``Sam3VideoModel`` checkpoint (model_type sam3_video: detector + tracker in one file, the
+    layout of facebook/sam3), hidden size 128 so that its tracker's video memory works."""
+    from transformers import Sam3TrackerVideoConfig, Sam3VideoConfig, Sam3VideoModel
+
+    ids = save_char_tokenizer(directory, max_length=32)
+    tracker = Sam3TrackerVideoConfig(**sam2_parts(128, sam3=True), **{**SAM2_MEMORY, "image_size": 56})
+    config = Sam3VideoConfig(detector_config=sam3_config(ids, 128).to_dict(), tracker_config=tracker.to_dict())
+    torch.manual_seed(0)
+    return _save(Sam3VideoModel(config), directory)
