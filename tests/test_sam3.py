@@ -199,6 +199,24 @@ def test_exemplar_from_another_image(backend, images):
         backend.segment_with_exemplars(target, [(example, mask[:-1])])
 
 
+def test_fewshot_evaluator_runs_on_exemplars_from_other_images(backend, images):
+    """omniseg.eval.fewshot's FewShotScores over episodes whose supports are other images: finite mIoU
+    (random weights: the value means nothing; this proves the plumbing)."""
+    from omniseg.eval.fewshot import FewShotScores
+
+    target, example = images
+    support = np.zeros(example.shape[:2], bool)
+    support[10:40, 19:] = True
+    query_gt = np.zeros(target.shape[:2], bool)
+    query_gt[5:30, 10:40] = True
+    scores = FewShotScores(num_classes=2)
+    for shots in ([(example, support)], [(example, support), (np.ascontiguousarray(example[::-1]), support[::-1])]):
+        pred = backend.incontext_mask(target, shots, threshold=0.25)
+        assert pred.shape == target.shape[:2] and pred.dtype == bool
+        scores.update(1, pred, query_gt)
+    assert scores.episodes[1] == 2 and 0.0 <= scores.miou() <= 1.0
+
+
 def test_loads_the_detector_of_a_combined_sam3_checkpoint(tmp_path, images):
     """facebook/sam3 is one checkpoint for detector and tracker (model_type sam3_video): the adapter must
     load the detector's own weights from it (none re-initialised) and segment with them."""

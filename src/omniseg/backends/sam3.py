@@ -378,3 +378,16 @@ class Sam3Backend:
         prompts = [self.exemplar_prompt(image, mask, text) for image, mask in examples]
         encoding = target if isinstance(target, ImageEncoding) else self.encode_image(target)
         return self.run(encoding, prompts, None, threshold, mask_threshold)
+
+    def incontext_mask(
+        self,
+        target: ImageLike | ImageEncoding,
+        examples: Sequence[tuple[ImageLike, np.ndarray]],
+        threshold: float | None = None,
+    ) -> np.ndarray:
+        """The in-context answer for one target: bool [H,W], the union of the instances found like the
+        examples' masked objects (what the few-shot evaluator scores as foreground)."""
+        found = self.segment_with_exemplars(target, examples, threshold=threshold)
+        if len(found) == 0:
+            return np.zeros(found.image_size, bool)
+        return found.masks.any(0).cpu().numpy()
