@@ -102,6 +102,9 @@ def test_instances_equal_transformers_pipeline(backend, images, which):
     assert 0 < len(ours) < len(all_scores)  # the threshold keeps some and drops some
     assert ours.masks.dtype == torch.bool and ours.masks.shape[1:] == image.shape[:2]
     assert ours.masks.any() and not ours.masks.all()
+    per_class = ours.class_scores(len(NAMES))
+    assert per_class.shape == (len(ours), len(NAMES)) and torch.equal(per_class.argmax(1), ours.labels)
+    assert torch.equal(per_class.sum(1), ours.scores)
     for label, name in enumerate(NAMES):
         assert_same(ours, label, reference(backend, image, name, threshold))
 

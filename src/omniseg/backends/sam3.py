@@ -62,6 +62,13 @@ class Instances:
     def __len__(self) -> int:
         return int(self.scores.shape[0])
 
+    def class_scores(self, num_classes: int) -> torch.Tensor:
+        """[N, C]: each instance's score in its class's column, 0 elsewhere: what omniseg's semantic and
+        panoptic tasks read to resolve overlapping instances into one label per pixel."""
+        out = self.scores.new_zeros(len(self), num_classes)
+        out[torch.arange(len(self), device=out.device), self.labels] = self.scores
+        return out
+
     @classmethod
     def empty(cls, image_size: tuple[int, int], device: torch.device) -> Instances:
         return cls(
