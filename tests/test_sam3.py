@@ -164,20 +164,23 @@ def test_image_encoded_once_and_texts_cached(sam3_dir, images, monkeypatch):
 
 # ------------------------------------------------------------------------------------- exemplars
 def test_box_exemplar_equals_sam3_box_prompt(backend, images):
-    """SAM 3's own box prompt: our geometry tokens decoded == Sam3Model(input_boxes=...) + its post-processing."""
+    """SAM 3's own box prompt: our geometry tokens decoded == Sam3Model(input_boxes=...) + its post-processing,
+    with text or "visual", one positive box, or a positive and a negative box."""
     image = images[1]
-    box = (2.0, 8.0, 20.0, 45.0)
+    h, w = image.shape[:2]
     encoding = backend.encode_image(image)
-    for text in ("visual", "car"):
-        prompt = backend.box_prompt(encoding, [box], text=text)
+    cases = [("visual", [(2.0, 8.0, 20.0, 45.0)], [True]), ("car", [(2.0, 8.0, 20.0, 45.0)], [True])]
+    cases.append(("visual", [(2.0, 8.0, 20.0, 45.0), (22.0, 12.0, 37.0, 38.0)], [True, False]))
+    for text, boxes, positive in cases:
+        prompt = backend.box_prompt(encoding, boxes, positive, text=text)
         scores = backend.run(encoding, [prompt], threshold=0.0).scores
         threshold = middle_threshold(scores)
         ours = backend.run(encoding, [prompt], threshold=threshold)
-        h, w = image.shape[:2]
         cxcywh = torch.tensor(
-            [[[(box[0] + box[2]) / 2 / w, (box[1] + box[3]) / 2 / h, (box[2] - box[0]) / w, (box[3] - box[1]) / h]]]
+            [[[(x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h] for x0, y0, x1, y1 in boxes]]
         )
-        ref = reference(backend, image, text, threshold, input_boxes=cxcywh, input_boxes_labels=torch.tensor([[1]]))
+        labels = torch.tensor([[int(p) for p in positive]])
+        ref = reference(backend, image, text, threshold, input_boxes=cxcywh, input_boxes_labels=labels)
         assert_same(ours, 0, ref)
 
 
