@@ -186,6 +186,8 @@ class Worker:
         if threads is not None:
             torch.set_num_threads(max(1, threads))
         self.job = job
+        # The vocabulary comes embedded by the driver; the door's text encoder (loaded on first use) serves
+        # what the model needs besides (backend labels, the frozen recognizer's seen names and known concepts).
         self.segmenter = segmenter or registry.load(
             job.model,
             max_size=job.max_size,

@@ -35,7 +35,7 @@ from omniseg.backends.seggpt import SegGptBackend
 from omniseg.errors import InputError, MissingResourceError
 from omniseg.export.onnx import onnx_network
 from omniseg.models import DEFAULT_MODEL_DIR
-from omniseg.models.openseg import OpenSegModel
+from omniseg.models.openseg import OpenSegModel, read_known_concepts
 from omniseg.segmenter import Segmenter
 from omniseg.source import RegionSource
 from omniseg.text.encoder import TextEncoder, default_text_encoder
@@ -114,21 +114,25 @@ def build(spec: str, role: str, context: BuildContext | None = None, flag: str |
 
 
 # -- the kinds omniseg ships ------------------------------------------------------------------------
-def _native_network(path: str | None) -> OpenSegModel:
+def _native_directory(path: str | None) -> Path:
     directory = Path(path) if path else DEFAULT_MODEL_DIR
     if path is not None and not directory.is_dir():
         raise MissingResourceError(f"no model at {path}: expected a directory with config.json and weights")
-    network = OpenSegModel.from_pretrained(directory).eval()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    return network
+    return directory
 
 
 def _build_native(path: str | None, context: BuildContext, role: str) -> NativeSource:
-    return NativeSource(_native_network(path), name=path or DEFAULT_NAME, max_size=context.max_size)
+    directory = _native_directory(path)
+    network = OpenSegModel.from_pretrained(directory).eval()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    known = read_known_concepts(directory)
+    return NativeSource(network, name=path or DEFAULT_NAME, max_size=context.max_size, known=known)
 
 
 def _build_onnx(path: str | None, context: BuildContext, role: str) -> NativeSource:
-    return NativeSource(onnx_network(path), name=f"{path or DEFAULT_NAME} (onnx)", max_size=context.max_size)
+    network = onnx_network(path)
+    known = read_known_concepts(network.directory)
+    return NativeSource(network, name=f"{path or DEFAULT_NAME} (onnx)", max_size=context.max_size, known=known)
 
 
 def _build_universal(kind: str) -> Callable[[str | None, BuildContext, str], Any]:

@@ -22,6 +22,8 @@ import torch
 
 from omniseg.errors import InputError
 from omniseg.io import ImageLike, load_image
+from omniseg.recognition.fusion import RecognizerFusion
+from omniseg.recognition.known import NO_OBJECT_NAME, KnownConcepts
 from omniseg.regions import Regions
 from omniseg.results import IdMapResult, InstanceResult, PanopticResult, SemanticResult, encode_label_map
 from omniseg.search import SearchConfig
@@ -31,7 +33,13 @@ from omniseg.tasks.instance import DEFAULT_TEMPERATURE, instance_segmentation
 from omniseg.tasks.interactive import Box, Click, ClickResult, click
 from omniseg.tasks.panoptic import DEFAULT_PANOPTIC_MIN_SCORE, panoptic_segmentation
 from omniseg.tasks.refer import ReferResult, refer
-from omniseg.tasks.semantic import DIRECT_MAX_CLASSES, TOP_K, candidate_classes, semantic_segmentation_vocab
+from omniseg.tasks.semantic import (
+    DEFAULT_SEMANTIC_CONFIDENCE,
+    DIRECT_MAX_CLASSES,
+    TOP_K,
+    candidate_classes,
+    semantic_segmentation_vocab,
+)
 from omniseg.tasks.video import VideoConfig, video
 from omniseg.text.encoder import TextEncoder, default_text_encoder
 from omniseg.vocab import Vocabulary
@@ -76,6 +84,11 @@ class Segmenter:
     directory or ``KIND:PATH`` specs). Vocabularies are embedded in the source's own text space
     when it has one (CLIP/SigLIP embeddings), else by ``text_encoder`` (default: the embedded
     MiniLM encoder, loaded on first use).
+
+    A source may also bring ``known`` (the model card's training names, omniseg.recognition.known:
+    the classes that keep the trained score alone, and the alternatives an answer must beat to be
+    more than "unknown") and ``has_recognizer`` (the frozen ImageNet recognizer whose scores the door
+    fuses in, omniseg.recognition).
     """
 
     def __init__(self, source: RegionSource, text_encoder: TextEncoder | None = None) -> None:
@@ -83,6 +96,9 @@ class Segmenter:
             raise TypeError(f"{type(source).__name__} is not a region source (needs name and regions(image))")
         self.source = source
         self._text_encoder = getattr(source, "text_encoder", None) or text_encoder
+        self.known: KnownConcepts | None = getattr(source, "known", None)
+        self._fusion: RecognizerFusion | None = None
+        self._fusion_built = False
         self.top_k = TOP_K  # classes per region looked up in a large vocabulary's index
         self.search: SearchConfig | None = None  # index choice for large vocabularies (None: defaults)
         self._vocabularies = VocabularyMemo()
@@ -112,9 +128,30 @@ class Segmenter:
             return self.source.prompt_regions(array, clicks, boxes)
         return self.source.regions(array)
 
-    def refer(self, image: ImageLike, phrase: str, margin: float = 0.03, max_regions: int = 4) -> ReferResult:
-        """The region(s) ``phrase`` refers to ("the dog on the left"): a mask, its score and the ranking."""
-        return refer(self, image, phrase, margin=margin, max_regions=max_regions)
+    @property
+    def fusion(self) -> RecognizerFusion | None:
+        """The frozen recognizer's fusion, when the source has the recognizer (built on first use)."""
+        if not self._fusion_built:
+            if getattr(self.source, "has_recognizer", False):
+                self._fusion = RecognizerFusion(self.text_encoder, self.trained_names)
+            self._fusion_built = True
+        return self._fusion
+
+    @fusion.setter
+    def fusion(self, value: RecognizerFusion | None) -> None:
+        self._fusion, self._fusion_built = value, True
+
+    def refer(
+        self,
+        image: ImageLike,
+        phrase: str,
+        margin: float = 0.03,
+        max_regions: int = 4,
+        threshold: float | None = None,
+    ) -> ReferResult:
+        """The region(s) ``phrase`` refers to ("the dog on the left"): a mask, its confidence and the
+        ranking; ``found=False`` and an empty mask below the confidence ``threshold``."""
+        return refer(self, image, phrase, margin=margin, max_regions=max_regions, threshold=threshold)
 
     def click(
         self,
@@ -122,10 +159,12 @@ class Segmenter:
         points: Sequence[Click | tuple[float, float] | tuple[float, float, bool]] = (),
         boxes: Sequence[Box] = (),
         classes: Sequence[str] | str | Vocabulary | None = None,
+        threshold: float | None = None,
     ) -> ClickResult:
         """The object under positive points (x, y[, True]) / away from negative ones (x, y, False) / in
-        the boxes (x0, y0, x1, y1); with ``classes``, also its name (open-vocabulary interactive)."""
-        return click(self, image, points, boxes, classes)
+        the boxes (x0, y0, x1, y1); with ``classes``, also its name (open-vocabulary interactive), or
+        no name ("unknown") when its confidence is below ``threshold``."""
+        return click(self, image, points, boxes, classes, threshold=threshold)
 
     def incontext(
         self,
@@ -181,6 +220,30 @@ class Segmenter:
             return self._vocabularies.get(("string", text), lambda: Vocabulary.from_string(text).embed(encoder))
         names = tuple(str(name) for name in classes)
         return self._vocabularies.get(("names", names), lambda: Vocabulary.from_names(names).embed(encoder))
+
+    def confidence_threshold(self, threshold: float | None) -> float | None:
+        """The confidence below which an answer is "unknown": the caller's, else the default when the
+        model knows other concepts to compare with (its training names); else none."""
+        if threshold is not None:
+            return threshold
+        return DEFAULT_SEMANTIC_CONFIDENCE if self.trained_names else None
+
+    @property
+    def trained_names(self) -> list[str]:
+        return list(self.known.names) if self.known is not None else []
+
+    def alternatives(self, asked: Sequence[str] = ()) -> torch.Tensor | None:
+        """[R, D] text embeddings of the known concepts an answer about ``asked`` names must beat to be
+        more than "unknown" (omniseg.recognition.known; tasks.semantic confidence)."""
+        return self.known.alternatives(self.text_encoder, asked) if self.known is not None else None
+
+    @property
+    def no_object(self) -> torch.Tensor | None:
+        """[1, D] the "background" concept when the model trained it (COCO's unannotated pixels): what an
+        instance must beat to be an object (tasks.instance.classify_regions)."""
+        if NO_OBJECT_NAME not in {n.casefold() for n in self.trained_names}:
+            return None
+        return torch.from_numpy(np.asarray(self.text_encoder.encode([NO_OBJECT_NAME]), np.float32))
 
     @property
     def class_temperature(self) -> float:
@@ -271,7 +334,16 @@ class Segmenter:
         regions = self.regions(array)
         t2 = time.perf_counter()
         label, _ = semantic_segmentation_vocab(
-            regions, vocabulary, out_size=array.shape[:2], threshold=threshold, k=self.top_k, config=self.search
+            regions,
+            vocabulary,
+            out_size=array.shape[:2],
+            threshold=self.confidence_threshold(threshold),
+            k=self.top_k,
+            config=self.search,
+            fusion=self.fusion,
+            reference=self.alternatives(
+                [n for names in vocabulary.synonyms for n in names] if len(vocabulary) <= DIRECT_MAX_CLASSES else []
+            ),
         )
         label_map, region_classes = encode_label_map(label.numpy(), len(vocabulary))
         t3 = time.perf_counter()
@@ -300,19 +372,24 @@ class Segmenter:
         min_score = DEFAULT_PANOPTIC_MIN_SCORE if threshold is None else threshold
         size = (int(array.shape[0]), int(array.shape[1]))
         temperature = self.class_temperature
+        task_function = instance_segmentation if task == "instance" else panoptic_segmentation
+        answer = task_function(
+            regions,
+            prompts,
+            owner,
+            len(names),
+            stuff,
+            temperature,
+            min_score,
+            out_size=size,
+            reference=self.no_object,
+        )
+        t3 = time.perf_counter()
+        stage = "instances_s" if task == "instance" else "panoptic_s"
+        timings = {"vocabulary_s": t1 - t0, "model_s": t2 - t1, stage: t3 - t2, "total_s": t3 - t0}
         result: InstanceResult | PanopticResult
-        if task == "instance":
-            instances = instance_segmentation(
-                regions, prompts, owner, len(names), stuff, temperature, min_score, out_size=size
-            )
-            t3 = time.perf_counter()
-            timings = {"vocabulary_s": t1 - t0, "model_s": t2 - t1, "instances_s": t3 - t2, "total_s": t3 - t0}
-            result = InstanceResult(array, instances, names, stuff, self.model_id, timings)
+        if isinstance(answer, list):
+            result = InstanceResult(array, answer, names, stuff, self.model_id, timings)
         else:
-            pan = panoptic_segmentation(
-                regions, prompts, owner, len(names), stuff, temperature, min_score, out_size=size
-            )
-            t3 = time.perf_counter()
-            timings = {"vocabulary_s": t1 - t0, "model_s": t2 - t1, "panoptic_s": t3 - t2, "total_s": t3 - t0}
-            result = PanopticResult(array, pan.id_map.numpy(), pan.segments, names, stuff, self.model_id, timings)
+            result = PanopticResult(array, answer.id_map.numpy(), answer.segments, names, stuff, self.model_id, timings)
         return result

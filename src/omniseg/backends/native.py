@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from omniseg.backends.base import DenseFeatures, Proposals
 from omniseg.errors import InputError
+from omniseg.recognition.known import KnownConcepts
 from omniseg.regions import Regions
 
 Network = Callable[[torch.Tensor], dict[str, torch.Tensor]]
@@ -33,10 +34,18 @@ _REGION_FIELDS = {f.name for f in dataclasses.fields(Regions)}
 class NativeSource:
     """The native network + its preprocessing: images resized so the longest side is at most ``max_size``."""
 
-    def __init__(self, network: Network, name: str = "omniseg-default", max_size: int = 512) -> None:
+    def __init__(
+        self,
+        network: Network,
+        name: str = "omniseg-default",
+        max_size: int = 512,
+        known: KnownConcepts | None = None,
+    ) -> None:
         self.network = network
         self.name = name
         self.max_size = max_size
+        self.known = known  # the training names of the model card (omniseg.recognition.known), if any
+        self.has_recognizer = getattr(network, "recognizer", None) is not None  # the frozen ImageNet head
         config = getattr(network, "config", None)
         # Semantic logits: (1 - a) * eq. 6 + a * per-pixel (ESS / LSeg+ heads); from the model's config.
         self.pixel_weight = float(getattr(config, "pixel_weight", 0.0) or 0.0)
@@ -79,6 +88,8 @@ class NativeSource:
         }
         fields["masks"] = out["mask_logits"].sigmoid()
         fields["scores"] = out["objectness"].sigmoid()
+        if "imagenet_logits" in out:  # the frozen recognizer's per-region ImageNet-1k distribution
+            fields["imagenet_probs"] = out["imagenet_logits"].softmax(-1)
         fields["pixel_weight"] = self.pixel_weight if "pixel_embeddings" in out else 0.0
         return Regions(image_size=(int(image.shape[0]), int(image.shape[1])), **fields)
 

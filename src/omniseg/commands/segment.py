@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from omniseg.commands import EXIT_INPUT, EXIT_OK, finite_float, positive_int
+from omniseg.commands import EXIT_INPUT, EXIT_OK, THRESHOLD_HELP, finite_float, positive_int
 from omniseg.commands.backend_args import add_model_arguments, load_segmenter
 from omniseg.commands.vocab import add_vocab_options, apply_vocab_options
 from omniseg.errors import InputError, MissingResourceError, OutputError
@@ -59,8 +59,7 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threshold",
         type=finite_float,
-        help="semantic: mark pixels whose best score (cosine) is below this unlabeled; "
-        "instance/panoptic: drop regions whose score (class probability x objectness) is below this",
+        help=THRESHOLD_HELP,
     )
     parser.add_argument(
         "--workers",

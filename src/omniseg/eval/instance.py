@@ -93,8 +93,16 @@ class InstanceEvaluator:
     """Mask AP (pycocotools) of instance_segmentation on region outputs; every region scored, no
     score threshold (COCO AP wants them all)."""
 
-    def __init__(self, dataset: Dataset, roles: ClassRoles, vocab: EvalVocabulary, temperature: float) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        roles: ClassRoles,
+        vocab: EvalVocabulary,
+        temperature: float,
+        reference: torch.Tensor | None = None,
+    ) -> None:
         self.dataset, self.roles, self.vocab, self.temperature = dataset, roles, vocab, temperature
+        self.reference = reference  # the "no object" concept an instance must beat (Segmenter.no_object)
         self.things = {k: c for k, c in enumerate(dataset.classes) if roles.isthing[k]}
         self.reset()
 
@@ -116,6 +124,7 @@ class InstanceEvaluator:
                 temperature=self.temperature,
                 min_score=0.0,
                 out_size=gt_map.shape,
+                reference=self.reference,
             )
         self.results += formats.instance_records(
             [i.mask.numpy() for i in instances],
@@ -159,7 +168,7 @@ def evaluate_instances(
         raise InputError(f"{dataset.name} has no instance annotations (instances/): mask AP needs thing classes")
     samples = dataset.eval_samples(split, val_fraction, split_seed, limit)
     vocab = evaluation_vocabulary(segmenter, dataset, roles)  # category id = dataset class id
-    evaluator = InstanceEvaluator(dataset, roles, vocab, segmenter.class_temperature)
+    evaluator = InstanceEvaluator(dataset, roles, vocab, segmenter.class_temperature, segmenter.no_object)
     report = inference_on_dataset(
         lambda sample: segmenter.regions(read_rgb(sample.image_path)),
         samples,

@@ -143,10 +143,17 @@ class PanopticEvaluator:
     """PQ/SQ/RQ of panoptic_segmentation on region outputs (ground truth: omniseg.data.segments)."""
 
     def __init__(
-        self, dataset: Dataset, roles: ClassRoles, vocab: EvalVocabulary, temperature: float, min_score: float
+        self,
+        dataset: Dataset,
+        roles: ClassRoles,
+        vocab: EvalVocabulary,
+        temperature: float,
+        min_score: float,
+        reference: torch.Tensor | None = None,
     ) -> None:
         self.dataset, self.roles, self.vocab = dataset, roles, vocab
         self.temperature, self.min_score = temperature, min_score
+        self.reference = reference  # the "no object" concept a thing must beat (Segmenter.no_object)
         self.categories = {k: roles.isthing[k] for k in range(len(dataset.classes)) if not roles.void[k]}
         self.reset()
 
@@ -166,6 +173,7 @@ class PanopticEvaluator:
                 temperature=self.temperature,
                 min_score=self.min_score,
                 out_size=gt_map.shape,
+                reference=self.reference,
             )
         pred_segs = [Segment(s.id, self.vocab.class_ids[s.label]) for s in pan.segments]
         gt_list = [Segment(s.id, s.category_id, s.iscrowd) for s in gt_segs]
@@ -221,7 +229,7 @@ def evaluate_panoptic(
     roles = class_roles(dataset, stuff)
     samples = dataset.eval_samples(split, val_fraction, split_seed, limit)
     vocab = evaluation_vocabulary(segmenter, dataset, roles)
-    evaluator = PanopticEvaluator(dataset, roles, vocab, segmenter.class_temperature, min_score)
+    evaluator = PanopticEvaluator(dataset, roles, vocab, segmenter.class_temperature, min_score, segmenter.no_object)
     report = inference_on_dataset(
         lambda sample: segmenter.regions(read_rgb(sample.image_path)),
         samples,

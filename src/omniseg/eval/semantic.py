@@ -8,6 +8,7 @@ truth; predictions are mapped back to dataset ids and accumulate in one confusio
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ from omniseg.data.uniform import IGNORE, Sample, UniformDataset, read_mask, read
 from omniseg.errors import InputError
 from omniseg.eval.evaluator import inference_on_dataset, split_label
 from omniseg.eval.metrics import ConfusionMatrix
+from omniseg.recognition.fusion import FusionConfig
 from omniseg.regions import Regions
 from omniseg.segmenter import Segmenter
 from omniseg.tasks.semantic import semantic_segmentation
@@ -43,9 +45,15 @@ class SemanticEvaluator:
         owner: torch.Tensor,
         grounding: bool = False,
         collector: ReportCollector | None = None,
+        cover: torch.Tensor | None = None,
+        fusion: FusionConfig | None = None,
+        trained_names: Sequence[str] = (),
     ) -> None:
         self.classes, self.prompts, self.owner = classes, prompts, owner
         self.grounding, self.collector = grounding, collector
+        # the frozen recognizer's fusion (Segmenter.fusion): each class's cover and the fusion settings
+        self.cover, self.fusion = cover, fusion
+        self.seen = seen_classes(classes, list(trained_names))  # on the model card (trained_classes.json)
         self.reset()
 
     def reset(self) -> None:
@@ -63,10 +71,26 @@ class SemanticEvaluator:
             keep = torch.isin(self.owner, torch.tensor(present))
             remap = {c: i for i, c in enumerate(present)}
             local_owner = torch.tensor([remap[int(c)] for c in self.owner[keep]])
-            label, _ = semantic_segmentation(regions, self.prompts[keep], local_owner, len(present), gt.shape)
+            label, _ = semantic_segmentation(
+                regions,
+                self.prompts[keep],
+                local_owner,
+                len(present),
+                gt.shape,
+                class_cover=None if self.cover is None else self.cover[present],
+                fusion=self.fusion,
+            )
             pred = np.asarray(present)[label.numpy()]
         else:
-            label, _ = semantic_segmentation(regions, self.prompts, self.owner, len(self.classes), gt.shape)
+            label, _ = semantic_segmentation(
+                regions,
+                self.prompts,
+                self.owner,
+                len(self.classes),
+                gt.shape,
+                class_cover=self.cover,
+                fusion=self.fusion,
+            )
             pred = label.numpy()
         self.conf.update(pred, gt)
         if self.collector is not None:
@@ -80,6 +104,10 @@ class SemanticEvaluator:
         return {
             "metric": "grounding mIoU" if self.grounding else "mIoU",
             "mIoU": _finite(scores["mIoU"]),
+            # seen = the dataset's classes whose name is on the model card (trained_classes.json)
+            "seen_mIoU": _subset_mean(scores["iou"], self.seen),
+            "unseen_mIoU": _subset_mean(scores["iou"], [not s for s in self.seen]),
+            "seen_classes": [c for c, s in zip(self.classes, self.seen, strict=True) if s],
             "mAcc": _finite(scores["mAcc"]),
             "pixel_acc": _finite(scores["pixel_acc"]),
             "per_class_iou": _percent_per_class(self.classes, scores["iou"]),
@@ -113,12 +141,16 @@ def evaluate_semantic(
         )
     vocab = segmenter.vocabulary(vocabulary or Vocabulary.from_names(dataset.classes))
     assert vocab.embeddings is not None and vocab.prompt_to_class is not None
+    fusion = segmenter.fusion
     evaluator = SemanticEvaluator(
         dataset.classes,
         torch.from_numpy(vocab.embeddings),
         torch.from_numpy(vocab.prompt_to_class),
         grounding,
         collector,
+        cover=fusion.class_cover(vocab) if fusion is not None else None,
+        fusion=fusion.config if fusion is not None else None,
+        trained_names=segmenter.trained_names,
     )
     report = inference_on_dataset(
         lambda sample: segmenter.regions(read_rgb(sample.image_path)),
@@ -146,6 +178,18 @@ def _percent_per_class(classes: list[str], values: np.ndarray) -> dict[str, floa
     }
 
 
+def seen_classes(classes: list[str], trained_names: list[str]) -> list[bool]:
+    """Per dataset class: is its name one the model trained on (case-insensitive)?"""
+    trained = {n.strip().casefold() for n in trained_names}
+    return [c.strip().casefold() in trained for c in classes]
+
+
+def _subset_mean(iou: np.ndarray, keep: list[bool]) -> float | None:
+    """Mean IoU (%) over the kept classes that had ground-truth pixels; None when there are none."""
+    values = [float(v) for v, k in zip(iou, keep, strict=True) if k and not math.isnan(v)]
+    return round(100 * sum(values) / len(values), 2) if values else None
+
+
 def _finite(value: float) -> float | None:
     """JSON has no NaN: a metric with nothing to average is null."""
     return None if math.isnan(value) else round(value, 2)
@@ -162,4 +206,9 @@ def format_table(report: dict) -> str:
         f"{report['metric']}: {show(report['mIoU'])}  mAcc: {show(report['mAcc'])}  pixel acc: "
         f"{show(report['pixel_acc'])}  ({report['images']} images, {report['seconds']:.1f} s)"
     )
+    if "seen_mIoU" in report:
+        lines.append(
+            f"seen classes (trained names): {show(report['seen_mIoU'])}  unseen: {show(report['unseen_mIoU'])}  "
+            f"({len(report['seen_classes'])} of {len(report['per_class_iou'])} classes seen)"
+        )
     return "\n".join(lines)

@@ -28,11 +28,19 @@ import torch
 from omniseg.errors import MissingResourceError
 from omniseg.extras import require
 from omniseg.models import DEFAULT_MODEL_DIR
-from omniseg.models.openseg import CONFIG_NAME, WEIGHTS_NAME, OpenSegModel
+from omniseg.models.openseg import CONFIG_NAME, TRAINED_CLASSES_NAME, WEIGHTS_NAME, OpenSegModel
 from omniseg.text.cache import default_cache_dir
 
 ONNX_NAME = "model.onnx"
 OUTPUTS = ("mask_logits", "embeddings", "objectness", "pixel_features")
+# The frozen recognizer's outputs (omniseg.recognition), exported when the model has it.
+RECOGNIZER_OUTPUTS = ("imagenet_logits", "imagenet_pixel_logits")
+
+
+def output_names(model: OpenSegModel) -> tuple[str, ...]:
+    return OUTPUTS + (RECOGNIZER_OUTPUTS if getattr(model, "recognizer", None) is not None else ())
+
+
 OPSET = 18
 
 
@@ -42,10 +50,11 @@ class _Outputs(torch.nn.Module):
     def __init__(self, model: OpenSegModel) -> None:
         super().__init__()
         self.model = model
+        self.names = output_names(model)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.model(images)
-        return tuple(out[name] for name in OUTPUTS)
+        return tuple(out[name] for name in self.names)
 
 
 @contextlib.contextmanager
@@ -88,7 +97,7 @@ def export_onnx(
             (sample,),
             str(tmp_path),
             input_names=["images"],
-            output_names=list(OUTPUTS),
+            output_names=list(output_names(model)),
             dynamo=True,
             opset_version=OPSET,
             optimize=True,
@@ -100,6 +109,8 @@ def export_onnx(
     config["logit_scale_class"] = float(model.logit_scale_class.detach())
     config["exported_from"] = str(source.resolve())
     (out / CONFIG_NAME).write_text(json.dumps(config, indent=2))
+    if (source / TRAINED_CLASSES_NAME).is_file():  # the "seen" names travel with the export
+        shutil.copyfile(source / TRAINED_CLASSES_NAME, out / TRAINED_CLASSES_NAME)
     return out / ONNX_NAME
 
 
@@ -122,16 +133,22 @@ class OnnxOpenSeg:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.directory = directory  # the export: model.onnx, config.json and the trained names
         config = json.loads((directory / CONFIG_NAME).read_text()) if (directory / CONFIG_NAME).is_file() else {}
         self.config = config
         self.logit_scale_class = torch.tensor(float(config.get("logit_scale_class", 2.3)))
+        self.outputs = tuple(o.name for o in self.session.get_outputs())
+        # Segmenter fuses the frozen recognizer when the model has one: here, when the graph outputs it.
+        self.recognizer = True if set(RECOGNIZER_OUTPUTS) <= set(self.outputs) else None
 
     def eval(self) -> OnnxOpenSeg:
         return self
 
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        arrays = self.session.run(list(OUTPUTS), {"images": np.ascontiguousarray(images.numpy(), dtype=np.float32)})
-        return {name: torch.from_numpy(a) for name, a in zip(OUTPUTS, arrays, strict=True)}
+        arrays = self.session.run(
+            list(self.outputs), {"images": np.ascontiguousarray(images.numpy(), dtype=np.float32)}
+        )
+        return {name: torch.from_numpy(a) for name, a in zip(self.outputs, arrays, strict=True)}
 
 
 def weights_key(model_dir: Path) -> str:
@@ -139,6 +156,7 @@ def weights_key(model_dir: Path) -> str:
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         digest.update((model_dir / name).read_bytes())
     digest.update(torch.__version__.encode())
+    digest.update(",".join(OUTPUTS + RECOGNIZER_OUTPUTS).encode())  # exports of other outputs are other files
     return digest.hexdigest()[:16]
 
 

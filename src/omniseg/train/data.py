@@ -20,6 +20,7 @@ from omniseg.data.segments import ClassRoles, class_roles, instance_path, read_i
 from omniseg.data.transforms import random_crop_flip
 from omniseg.data.uniform import IGNORE, read_mask, read_rgb
 from omniseg.errors import InputError
+from omniseg.recognition.concepts import imagenet_names
 from omniseg.text.encoder import default_text_encoder
 from omniseg.train.config import TrainConfig
 from omniseg.train.words import image_words, keep_words
@@ -49,6 +50,8 @@ class TrainData:
     weights: np.ndarray  # sampling probability per source
     word_text: torch.Tensor  # [W, D] embeddings of every caption word
     union_text: torch.Tensor  # [U, D] every class name of every source, once (the ESS vocabulary)
+    # [1000, D] the ImageNet class names in the text space: the distillation loss's targets.
+    imagenet_text: torch.Tensor | None = None
 
 
 def source_weights(cfg: TrainConfig, sizes: list[int]) -> np.ndarray:
@@ -120,7 +123,9 @@ def load_sources(cfg: TrainConfig) -> TrainData:
     dim = sources[0].text.shape[1]
     word_text = torch.from_numpy(encoder.encode(word_list)) if word_list else torch.zeros(0, dim)
     union_text = F.normalize(torch.from_numpy(encoder.encode(union_list)), dim=-1)
-    return TrainData(sources, source_weights(cfg, [len(s.images) for s in sources]), word_text, union_text)
+    imagenet_text = torch.from_numpy(encoder.encode(list(imagenet_names()))) if cfg.losses.distill > 0 else None
+    sizes = [len(s.images) for s in sources]
+    return TrainData(sources, source_weights(cfg, sizes), word_text, union_text, imagenet_text)
 
 
 @dataclass

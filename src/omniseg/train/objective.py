@@ -85,6 +85,8 @@ def compute_losses(model: OpenSegModel, cfg: TrainConfig, data: TrainData, batch
             else zero
         ),
     }
+    if cfg.losses.distill > 0 and not lseg and "imagenet_logits" in out and data.imagenet_text is not None:
+        terms["distill"] = L.distillation_loss(z, out["imagenet_logits"], data.imagenet_text, masks)
     if pixel_emb is not None and cfg.losses.ess > 0:
         terms["ess"] = torch.stack(ess).mean() if ess else zero
         terms["ess_reg"] = L.ess_regularization(model.class_map, data.union_text)
