@@ -26,15 +26,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _quiet_libraries() -> None:
+    """Quiet transformers and the hub through their environment variables: importing transformers
+    here would cost every command about a second, also those that never use it."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        import transformers
-
-        transformers.logging.set_verbosity_error()
-        transformers.logging.disable_progress_bar()
-    except Exception:  # pragma: no cover - transformers is a dependency; stay quiet if it changes
-        pass
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 
 def build_parser() -> argparse.ArgumentParser:

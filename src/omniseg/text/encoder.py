@@ -10,7 +10,7 @@ import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -39,25 +39,41 @@ def _minilm_dir() -> Path:
 
 
 class MiniLMTextEncoder:
-    """all-MiniLM-L6-v2 through plain transformers (no sentence-transformers at run time)."""
+    """all-MiniLM-L6-v2 through plain transformers (no sentence-transformers at run time).
+
+    The transformer loads on the first text the cache does not hold: a vocabulary embedded before
+    (the usual case for a command run again) costs no transformers import (about a second)."""
 
     dim = 384
 
     def __init__(
         self, model_dir: str | Path | None = None, batch_size: int = 256, cache: EmbeddingCache | None = None
     ) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # a "Loading weights" bar on every CLI call is noise, not progress
         self.model_dir = Path(model_dir) if model_dir else _minilm_dir()
         self.encoder_id = "all-MiniLM-L6-v2"
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
-        self.model = AutoModel.from_pretrained(self.model_dir, local_files_only=True).eval()
         self.batch_size = batch_size
         self.cache = cache if cache is not None else EmbeddingCache(default_cache_dir(), self.encoder_id)
+        self._loaded: tuple[Any, Any] | None = None
+
+    def _tokenizer_and_model(self) -> tuple[Any, Any]:
+        if self._loaded is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            from transformers import AutoModel, AutoTokenizer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # a "Loading weights" bar on every CLI call is noise, not progress
+            tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
+            self._loaded = (tokenizer, AutoModel.from_pretrained(self.model_dir, local_files_only=True).eval())
+        return self._loaded
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer_and_model()[0]
+
+    @property
+    def model(self) -> Any:
+        return self._tokenizer_and_model()[1]
 
     def _encode_uncached(self, texts: Sequence[str]) -> np.ndarray:
         import torch
