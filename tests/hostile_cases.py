@@ -16,6 +16,7 @@ echoed, or 200), or says why the row has no server surface.
 from __future__ import annotations
 
 import errno
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,6 +28,7 @@ from hostile_corpus import MILLION, SCENE, Corpus
 from omniseg.errors import InputError, MissingResourceError, ModelLoadError, OutputError
 from omniseg.eval.semantic import evaluate_semantic
 from omniseg.io import load_image
+from omniseg.text.cache import default_cache_dir
 from omniseg.train.config import TrainConfig
 
 CLASSES = "sky,road,car"
@@ -773,6 +775,44 @@ CASES: list[Case] = [
         "vocab",
         "vocab_control.txt",
     ),
+    row(
+        "vocab-zero-width",
+        "vocabulary",
+        "a name of zero-width characters only",
+        InputError,
+        "class 2 has",
+        "vocab",
+        "vocab_zero_width.txt",
+    ),
+    row(
+        "vocab-bidi-override",
+        "vocabulary",
+        "a right-to-left override (U+202E) inside a name",
+        InputError,
+        "class 2 has an invisible control character (U+202E)",
+        "vocab",
+        "vocab_bidi.txt",
+    ),
+    row(
+        "vocab-line-separator",
+        "vocabulary",
+        "U+2028 and U+0085 inside lines 2 and 3",
+        InputError,
+        "class 2 has an invisible control character (U+2028)",
+        "vocab",
+        "vocab_line_separator.txt",
+        outcome="refused, naming line 2 (the separator does not split it)",
+    ),
+    row(
+        "vocab-long-name",
+        "vocabulary",
+        "a 900,000-character class name",
+        InputError,
+        "at most 1,000",
+        "vocab",
+        "vocab_long_name.txt",
+        outcome="refused before any encoding or drawing",
+    ),
     Case(
         "stuff-unknown",
         "vocabulary",
@@ -898,6 +938,52 @@ CASES: list[Case] = [
         "model",
         "model_heads",
     ),
+    row(
+        "config-product",
+        "weights",
+        "config whose fields are each in bounds but total 7.7 G parameters",
+        ModelLoadError,
+        "parameters (limit 100,000,000): refused before allocating",
+        "model",
+        "model_config_product",
+        outcome="refused before any allocation",
+    ),
+    row(
+        "weights-nan",
+        "weights",
+        "model.safetensors with a NaN weight",
+        ModelLoadError,
+        "holds NaN or infinite values",
+        "model",
+        "model_nan",
+    ),
+    row(
+        "config-pixel-weight-nan",
+        "weights",
+        "config with pixel_weight NaN",
+        ModelLoadError,
+        "pixel_weight must be a finite number",
+        "model",
+        "model_pixel_weight_nan",
+    ),
+    row(
+        "config-pixel-weight-text",
+        "weights",
+        "config with pixel_weight 'half'",
+        ModelLoadError,
+        "pixel_weight must be a finite number",
+        "model",
+        "model_pixel_weight_text",
+    ),
+    row(
+        "config-unknown-arch",
+        "weights",
+        "config with arch 'unet'",
+        ModelLoadError,
+        "model arch must be 'openseg' or 'lseg'",
+        "model",
+        "model_unknown_arch",
+    ),
     # -- outputs -----------------------------------------------------------------------------
     Case(
         "out-is-a-file",
@@ -996,6 +1082,25 @@ CASES: list[Case] = [
         "would overwrite an input",
         video_cli("mask_ok.png", out=frames_dir),
         after=unchanged("frames/00.png"),
+        api_na="n/a: the caller names each output",
+    ),
+    Case(
+        "out-is-the-model",
+        "output",
+        "segment config.png --model M --out M",
+        InputError,
+        "is inside the model directory",
+        lambda c: seg_cli("named/config.png")(c)[:-5] + ["--model", c.f("model_as_out"), "--out", c.f("model_as_out")],
+        after=lambda c: json.loads((Path(c.f("model_as_out")) / "config.json").read_text())["feature_dim"],
+        api_na="n/a: the caller names each output",
+    ),
+    Case(
+        "out-is-the-cache",
+        "output",
+        "--out inside the embedding cache (OMNISEG_CACHE)",
+        InputError,
+        "is inside the embedding cache",
+        lambda c: seg_cli("rgb.png")(c)[:-3] + ["--out", str(Path(default_cache_dir()) / "out")],
         api_na="n/a: the caller names each output",
     ),
     Case(
@@ -1159,6 +1264,17 @@ SERVER: dict[str, Http | str] = {
     "vocab-emoji-rtl": seg_http("rgb.png", 200, classes=",".join(INTL)),
     "vocab-control-char": seg_http("rgb.png", 400, classes="sky,ro\x00ad"),
     "stuff-unknown": seg_http("rgb.png", 400, task="panoptic", stuff="ocean"),
+    "vocab-zero-width": seg_http("rgb.png", 400, classes="sky,\u200b\u200b\u200d"),
+    "vocab-bidi-override": seg_http("rgb.png", 400, classes="sky,ro\u202ead"),
+    "vocab-line-separator": seg_http("rgb.png", 400, classes="sky,red\u2028car"),
+    "vocab-long-name": seg_http("rgb.png", 400, classes="sky," + "x" * 900_000),
+    "config-product": NO_MODEL,
+    "weights-nan": NO_MODEL,
+    "config-pixel-weight-nan": NO_MODEL,
+    "config-pixel-weight-text": NO_MODEL,
+    "config-unknown-arch": NO_MODEL,
+    "out-is-the-model": NO_FILES,
+    "out-is-the-cache": NO_FILES,
     "model-missing": NO_MODEL,
     "weights-zero-byte": NO_MODEL,
     "weights-truncated": NO_MODEL,

@@ -110,7 +110,9 @@ def client(segmenter):
 
     from omniseg.server import create_app
 
-    with TestClient(create_app(segmenter, vocabularies={}), raise_server_exceptions=False) as c:
+    with TestClient(
+        create_app(segmenter, vocabularies={}), base_url="http://localhost", raise_server_exceptions=False
+    ) as c:
         yield c
 
 
@@ -176,7 +178,7 @@ def test_server_writes_nothing(ctx: Ctx, segmenter, tmp_path, monkeypatch) -> No
     buffer = io.BytesIO()
     Image.fromarray(big).save(buffer, format="PNG", compress_level=0)
     assert len(buffer.getvalue()) > 1024 * 1024
-    with TestClient(create_app(segmenter, vocabularies={})) as client:
+    with TestClient(create_app(segmenter, vocabularies={}), base_url="http://localhost") as client:
         for name in ("../escape.png", "../../escape.png", "/tmp/escape.png", str(work / "escape.png")):
             r = client.post("/v1/segment", files={"image": (name, buffer.getvalue())}, data={"classes": "sky,road"})
             assert r.status_code == 200, r.text

@@ -26,6 +26,13 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
+LEGEND_NAME_CHARS = 48  # a legend entry's width (and memory) must not grow with a long class name
+
+
+def _legend_name(name: str) -> str:
+    return name if len(name) <= LEGEND_NAME_CHARS else name[: LEGEND_NAME_CHARS - 1] + "\u2026"
+
+
 def _percent(fraction: float) -> str:
     """'<1%' rather than a misleading '0%' for a class that is present but small."""
     return "<1%" if 0 < fraction < 0.005 else f"{fraction:.0%}"
@@ -63,7 +70,10 @@ def overlay(
     entries = [(int(present[i]), counts[i] / total) for i in order]
     shown = entries[:max_rows]
     width = (
-        12 + font_size + 8 + max((int(font.getlength(f"{classes[k]}  {_percent(f)}")) for k, f in shown), default=60)
+        12
+        + font_size
+        + 8
+        + max((int(font.getlength(f"{_legend_name(classes[k])}  {_percent(f)}")) for k, f in shown), default=60)
     )
     canvas = Image.new("RGB", (picture.width + width, picture.height), (255, 255, 255))
     canvas.paste(picture, (0, 0))
@@ -72,7 +82,7 @@ def overlay(
         y = 4 + r * row
         x = picture.width + 8
         draw.rectangle([x, y, x + font_size, y + font_size], fill=tuple(int(c) for c in colours[k]), outline=(0, 0, 0))
-        draw.text((x + font_size + 6, y), f"{classes[k]}  {_percent(frac)}", fill=(0, 0, 0), font=font)
+        draw.text((x + font_size + 6, y), f"{_legend_name(classes[k])}  {_percent(frac)}", fill=(0, 0, 0), font=font)
     if len(entries) > len(shown):
         draw.text(
             (picture.width + 8, 4 + len(shown) * row - row // 2),

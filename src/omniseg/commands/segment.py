@@ -12,7 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from omniseg.commands import EXIT_INPUT, EXIT_OK, add_max_size_argument, finite_float, positive_int
+from omniseg.commands import (
+    EXIT_INPUT,
+    EXIT_OK,
+    add_max_size_argument,
+    finite_float,
+    positive_int,
+    refuse_protected_out_dir,
+)
 from omniseg.commands.backend_args import add_backend_arguments, load_segmenter
 from omniseg.commands.vocab import add_vocab_options, apply_vocab_options
 from omniseg.errors import InputError, MissingResourceError, OutputError
@@ -105,6 +112,7 @@ def prepare(args: argparse.Namespace) -> tuple[list[BatchItem], BatchJob]:
         raise MissingResourceError(f"no model at {args.model}: expected a directory with config.json and weights")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise OutputError(f"cannot write to {args.out}: it exists and is not a directory")
+    refuse_protected_out_dir(args.out, args.model)
     items = collect_images(args.images, exclude=args.out)
     refuse_overwriting_inputs(items, args)
     backends = {"masks": args.masks, "embed": args.embed, "runtime": args.runtime}

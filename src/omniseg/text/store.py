@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from omniseg import cancel
 from omniseg.io import atomic_write_text
 from omniseg.text.cache import default_cache_dir
 
@@ -117,6 +118,7 @@ class EmbeddingStore:
             dynamic_ncols=True,
         )
         for c in todo:
+            cancel.check()
             lo, hi = c * chunk, min(n, (c + 1) * chunk)
             part = list(self.texts[lo:hi])
             order = sorted(range(len(part)), key=lambda i: len(part[i]))
