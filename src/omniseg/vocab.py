@@ -206,13 +206,15 @@ class Vocabulary:
         """Read a vocabulary file. templates / template_mode override the file's ``#!`` settings."""
         path = Path(path)
         if not path.is_file():
-            raise InputError(f"vocabulary file {'is not a file' if path.exists() else 'not found'}: {path}")
+            raise InputError(f"vocabulary file {'is not a regular file' if path.exists() else 'not found'}: {path}")
         try:
             # -sig: Windows editors add a BOM. Lines end at \n (or \r\n) only: splitlines() would also
             # split at U+2028, U+0085, ... inside a line, and class i would no longer be line i.
             lines = path.read_text(encoding="utf-8-sig").split("\n")
         except UnicodeDecodeError as exc:
             raise InputError(f"vocabulary file is not UTF-8 text: {path}") from exc
+        except OSError as exc:  # permission denied, an I/O error
+            raise InputError(f"vocabulary file cannot be read ({exc.strerror or exc}): {path}") from exc
         with _bulk():
             return cls._parse_lines(lines, path, templates, template_mode)
 

@@ -60,7 +60,7 @@ def require_files(paths: Sequence[str | Path], what: str) -> list[Path]:
     missing = [str(p) for p in paths if not Path(p).is_file()]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        problem = "is not a file" if Path(missing[0]).exists() else "not found"
+        problem = "is not a regular file" if Path(missing[0]).exists() else "not found"
         raise InputError(f"{what} {problem}: {missing[0]}{more}")
     return [Path(p) for p in paths]
 
