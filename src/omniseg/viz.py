@@ -26,6 +26,7 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
+BLEND_BLOCK_PIXELS = 1 << 20
 LEGEND_NAME_CHARS = 48  # a legend entry's width (and memory) must not grow with a long class name
 
 
@@ -46,22 +47,35 @@ def overlay(
     alpha: float = 0.55,
     legend: bool = True,
 ) -> Image.Image:
-    """Blend class colours over the image; unlabeled pixels stay as they are; legend on the right."""
+    """Blend class colours over the image; unlabeled pixels stay as they are; legend on the right.
+
+    Blended in blocks of rows (BLEND_BLOCK_PIXELS at a time): the float temporaries of a whole
+    64 MP image were about 50 bytes a pixel; per block they are a fixed few tens of MB."""
     colours = palette(len(classes))
-    out = image.astype(np.float32).copy()
-    valid = label_map != unlabeled
-    ids = label_map[valid].astype(np.int64)
-    out[valid] = (1 - alpha) * out[valid] + alpha * colours[ids]
-    # Darken class boundaries so neighbouring regions of similar colour stay apart.
-    edge = np.zeros(label_map.shape, dtype=bool)
-    edge[:-1] |= label_map[:-1] != label_map[1:]
-    edge[:, :-1] |= label_map[:, :-1] != label_map[:, 1:]
-    out[edge] *= 0.35
-    picture = Image.fromarray(out.clip(0, 255).astype(np.uint8))
+    blended = np.empty(image.shape, np.uint8)
+    counts = np.zeros(len(classes), np.int64)
+    height = label_map.shape[0]
+    step = max(1, BLEND_BLOCK_PIXELS // max(1, label_map.shape[1]))
+    for top in range(0, height, step):
+        bottom = min(height, top + step)
+        labels = label_map[top : min(height, bottom + 1)]  # one more row: the boundary with the next block
+        out = image[top:bottom].astype(np.float32)
+        valid = labels[: bottom - top] != unlabeled
+        ids = labels[: bottom - top][valid].astype(np.int64)
+        counts += np.bincount(ids, minlength=len(classes))
+        out[valid] = (1 - alpha) * out[valid] + alpha * colours[ids]
+        # Darken class boundaries so neighbouring regions of similar colour stay apart.
+        edge = np.zeros((bottom - top, label_map.shape[1]), dtype=bool)
+        edge[: len(labels) - 1] |= labels[:-1] != labels[1:]
+        edge[:, :-1] |= labels[: bottom - top, :-1] != labels[: bottom - top, 1:]
+        out[edge] *= 0.35
+        blended[top:bottom] = out.clip(0, 255).astype(np.uint8)
+    picture = Image.fromarray(blended)
     if not legend:
         return picture
-    present, counts = np.unique(ids, return_counts=True)
-    order = np.argsort(-counts)
+    present = np.flatnonzero(counts)
+    counts = counts[present]
+    order = np.argsort(-counts, kind="stable")
     total = max(label_map.size, 1)
     font_size = max(11, min(18, picture.height // 24))
     font = _font(font_size)
