@@ -37,15 +37,22 @@ def trickle(base_url: str, stop: threading.Event, interval_s: float = 0.5, path:
         while not stop.is_set():
             try:
                 sock.sendall(b"x")
-            except OSError:  # closed by the server
-                break
+            except OSError:  # closed by the server: its answer may still be readable
+                return _status_line(sock)
             try:
                 answer = sock.recv(4096)
             except TimeoutError:
                 continue
             except OSError:
-                break
+                return ""
             return answer.split(b"\r\n", 1)[0].decode("latin-1")
+        return ""
+
+
+def _status_line(sock: socket.socket) -> str:
+    try:
+        return sock.recv(4096).split(b"\r\n", 1)[0].decode("latin-1")
+    except OSError:
         return ""
 
 
