@@ -20,7 +20,7 @@ from PIL import Image
 
 import omniseg
 from conftest import REPO_ROOT, assert_json_error, run_cli
-from hostile_cases import CASES, EXTRA_ROWS, Case, Ctx, markdown_table
+from hostile_cases import CASES, EXTRA_ROWS, ONE_TEST_ROWS, Case, Ctx, markdown_table
 from hostile_corpus import Corpus
 from omniseg.errors import MultiFrameWarning, OmnisegError
 
@@ -191,7 +191,7 @@ def test_server_writes_nothing(ctx: Ctx, segmenter, tmp_path, monkeypatch) -> No
 
 
 def test_every_case_has_a_surface_and_a_server_entry() -> None:
-    ids = [c.id for c in CASES] + [row[0] for row in EXTRA_ROWS]
+    ids = [c.id for c in CASES] + [row[0] for row in EXTRA_ROWS] + [row[0] for row in ONE_TEST_ROWS]
     assert len(ids) == len(set(ids)), "case ids must be unique"
     assert len(CASES) >= 40
     for case in CASES:
