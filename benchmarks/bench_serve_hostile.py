@@ -56,14 +56,16 @@ def main() -> None:
     parser.add_argument("--tricklers", type=int, default=17, help="clients trickling their upload")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between a trickler's bytes")
     parser.add_argument("--duration", type=float, default=60.0)
-    parser.add_argument("--body-timeout", type=float, default=10.0, help="the server's --body-timeout")
+    parser.add_argument("--body-timeout", type=float, default=10.0, help="the server's --body-timeout (0: not passed)")
     parser.add_argument("--model", help="model directory (default: the embedded default model)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
 
     images, source = test_images(64, 512)
     server_args = ["--log-level", "warning", "--concurrency", "1", "--queue", "16"]
-    server_args += ["--body-timeout", str(args.body_timeout)] + (["--model", args.model] if args.model else [])
+    if args.body_timeout > 0:  # 0: leave the flag out (a version of omniseg before issue 13, for comparison)
+        server_args += ["--body-timeout", str(args.body_timeout)]
+    server_args += ["--model", args.model] if args.model else []
     log_path = Path(tempfile.gettempdir()) / f"omniseg_bench_serve_hostile_{os.getpid()}.log"
     load_before = os.getloadavg()
     with live_server(server_args, log_path, startup_s=900, env={"PYTHONUNBUFFERED": "1"}) as server:

@@ -114,9 +114,10 @@ class EmbeddingStore:
                 pass
         return vectors
 
-    def _damaged(self, why: str) -> None:
+    def _damaged(self, why: str) -> np.ndarray | None:
+        """Say so, and mark the store incomplete so ``build`` encodes it again; returns None (no rows)."""
         health.warn_once(self.vectors_path, f"{why}; encoded again")
-        self.meta_path.unlink(missing_ok=True)  # no longer complete: build() starts over
+        self.meta_path.unlink(missing_ok=True)
         self.done_path.unlink(missing_ok=True)
         return None
 
