@@ -16,10 +16,16 @@ BOUNDARY = "omnisegtrickle"
 
 
 def _request_head(base_url: str, path: str, length: int) -> bytes:
+    """Request line, headers and the start of a well-formed multipart body (an image part whose
+    bytes are still to come): a parser reading it as it arrives has nothing to refuse yet."""
     host = urlsplit(base_url).netloc
+    part = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    )
     return (
         f"POST {path} HTTP/1.1\r\nHost: {host}\r\n"
-        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {length}\r\n\r\n"
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {length}\r\n\r\n{part}"
     ).encode()
 
 
