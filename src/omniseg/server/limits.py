@@ -94,6 +94,10 @@ class Gate:
     def full(self) -> bool:
         return self.admitted >= self.concurrency + self.queue
 
+    def count_rejected(self) -> None:
+        with self._lock:
+            self.rejected += 1
+
     def admit(self) -> Ticket:
         with self._lock:
             if self.full():
@@ -195,7 +199,7 @@ class AdmissionControl:
             return
         busy = {"Retry-After": "1"}
         if self.gate.full() or self.uploads >= self.max_uploads:
-            self.gate.rejected += 1
+            self.gate.count_rejected()
             what = "receiving uploads" if self.uploads >= self.max_uploads else "running and waiting"
             await send_json_error(send, 503, f"server busy: too many requests {what}; retry later", busy)
             return
