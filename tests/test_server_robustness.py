@@ -146,3 +146,55 @@ def test_trickling_and_abandoned_uploads_do_not_block_other_clients(tiny_model_d
         assert any(a.startswith("HTTP/1.1 408") for a in answers), answers
         with urllib.request.urlopen(f"{server.base_url}/healthz", timeout=10) as r:
             assert r.status == 200
+
+
+def test_a_client_leaving_cancels_its_computation() -> None:
+    """Item 12: work whose client is gone must stop. At the ASGI level: the body arrives, the job
+    starts, then the client disconnects; the job's next check point raises Cancelled and the ticket
+    is released."""
+    import asyncio
+
+    from omniseg import cancel
+    from omniseg.server.limits import TICKET_KEY, AdmissionControl, Gate
+
+    gate = Gate(concurrency=1, queue=0, timeout_s=30)
+    checks: list[float] = []
+
+    def job() -> str:
+        start = time.monotonic()
+        while time.monotonic() - start < 20:
+            cancel.check()
+            checks.append(time.monotonic() - start)
+            time.sleep(0.01)
+        return "finished"
+
+    async def app(scope, receive, send) -> None:
+        assert (await receive())["body"] == b"body"
+        try:
+            await gate.run(job, ticket=scope["state"][TICKET_KEY])
+        except cancel.Cancelled:
+            pass
+
+    async def main() -> float:
+        started = time.monotonic()
+        messages = [{"type": "http.request", "body": b"body", "more_body": False}]
+
+        async def receive() -> dict:
+            if messages:
+                return messages.pop(0)
+            await asyncio.sleep(0.3)  # the client leaves while its job runs
+            return {"type": "http.disconnect"}
+
+        async def send(message) -> None:
+            pass
+
+        scope = {"type": "http", "method": "POST", "path": "/v1/segment", "headers": []}
+        await AdmissionControl(app, gate)(scope, receive, send)
+        return time.monotonic() - started
+
+    took = asyncio.run(main())
+    deadline = time.monotonic() + 5
+    while gate.admitted and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert took < 5 and gate.admitted == 0, (took, gate.admitted)
+    assert checks and checks[-1] < 5, "the job ran on after its client left"
