@@ -1369,11 +1369,11 @@ ONE_TEST_ROWS: list[tuple[str, str, str, str, str, str]] = [
     ),
     (
         "server-timeout-frees-slot",
-        "2,000 names of 300+ characters, `timeout_s` 1",
+        "2,000 names of 300+ characters, `timeout_s` 1; a client leaving mid-computation",
         "-",
         "-",
         "504 JSON, the compute slot free within 3 s, next request 200",
-        f"`{T_SERVE}::test_timed_out_request_frees_its_slot`",
+        f"`{T_SERVE}::test_timed_out_request_frees_its_slot`, `::test_a_client_leaving_cancels_its_computation`",
     ),
     (
         "click-nested-json",
