@@ -18,7 +18,7 @@ import unicodedata
 MAX_NAME_CHARS = 1000
 _REFUSED_CATEGORIES = ("Cc", "Cf", "Zl", "Zp")
 _ALLOWED_FORMAT = {"\u200c", "\u200d"} | {chr(c) for c in range(0xE0020, 0xE0080)}
-_INVISIBLE_CATEGORIES = ("Cf", "Zs", "Mn", "Me")
+_INVISIBLE_CATEGORIES = ("Cf", "Zs")  # what is left after the refusals: joiners, tags, spaces
 
 
 def name_problem(name: str) -> str | None:
