@@ -90,8 +90,10 @@ def test_polysemous_names_get_context():
 def test_wordnet_nouns_is_large_and_clean():
     nouns = vocabularies.wordnet_nouns()
     assert len(nouns) >= 50_000 and len(set(nouns)) == len(nouns)
-    assert {"dog", "electric fan", "traffic light"} <= set(nouns)
+    assert {"dog", "electric fan", "traffic light", "sidewalk", "woman"} <= set(nouns)
     assert not any("," in n or "_" in n for n in nouns)
+    # issue 15: not visual (an act) and offensive (WordNet's gloss says so) names are filtered out
+    assert not {"backgrounding", "colored person", "happiness"} & set(nouns)
 
 
 def test_synthetic_names_are_distinct_and_prefix_stable():
@@ -351,7 +353,7 @@ def test_bench_vocab_agreement_on_its_own_images(tiny_model_dir):
 # -------------------------------------------------------------------------------------------------- CLI
 def test_cli_vocab_list_and_show(capsys):
     code, out, _ = run(["vocab", "list"], capsys)
-    assert code == 0 and "ade150" in out and "wordnet_nouns" in out and "117,744" in out
+    assert code == 0 and "ade150" in out and "wordnet_nouns" in out and "69,917" in out
     code, out, _ = run(["vocab", "show", "camvid11-pe", "--limit", "2"], capsys)
     assert code == 0 and "0\tsky, clouds [stuff]" in out and out.count("\n") == 3
     code, out, _ = run(["vocab", "show", "voc21", "--templates", "photo", "--prompts", "--limit", "1"], capsys)

@@ -8,7 +8,12 @@ import torch
 import torch.nn.functional as F
 
 from omniseg.regions import Regions
-from omniseg.tasks.semantic import region_class_similarity, semantic_logits, semantic_segmentation
+from omniseg.tasks.semantic import (
+    CONFIDENCE_SCALE,
+    region_class_similarity,
+    semantic_logits,
+    semantic_segmentation,
+)
 
 # Two regions on a 1x3 image, embeddings e_x and e_y.
 MASKS = torch.tensor([[[0.9, 0.6, 0.2]], [[0.1, 0.3, 0.8]]])
@@ -27,6 +32,8 @@ OWNER = torch.tensor([0, 1, 1])
 # prompt alone B = s_1 = 0.3 < 0.6, with the mean over its prompts B = 0.3 s_0 + 0.9 s_1 = 0.45 < 0.6.
 EXPECTED_LABEL = [0, 1, 1]
 EXPECTED_SCORE = [0.9, 0.66 / 0.9, 0.92]
+# Without reference concepts the confidence is sigmoid(score / CONFIDENCE_SCALE).
+EXPECTED_CONFIDENCE = 1 / (1 + np.exp(-np.asarray(EXPECTED_SCORE) / CONFIDENCE_SCALE))
 
 
 def test_region_class_similarity_max_over_prompts():
@@ -41,16 +48,38 @@ def test_semantic_logits_by_hand():
 
 
 def test_semantic_segmentation_by_hand():
-    label, score = semantic_segmentation(REGIONS, PROMPTS, OWNER, 2)
+    label, confidence = semantic_segmentation(REGIONS, PROMPTS, OWNER, 2)
     assert label.shape == (1, 3) and label.dtype == torch.int64
     assert label[0].tolist() == EXPECTED_LABEL
-    np.testing.assert_allclose(score[0].numpy(), EXPECTED_SCORE, rtol=1e-6)
+    np.testing.assert_allclose(confidence[0].numpy(), EXPECTED_CONFIDENCE, rtol=1e-5)
 
 
-def test_threshold_marks_low_scores_unlabeled():
-    # scores (0.9, 0.733, 0.92): a threshold of 0.8 unlabels only the middle pixel
-    label, _ = semantic_segmentation(REGIONS, PROMPTS, OWNER, 2, threshold=0.8)
-    assert label[0].tolist() == [0, -1, 1]
+# "Unknown": region 1 is (0, 0.6, 0.8), closer to a known concept C = e_z than to the asked class B = e_y.
+# Asked A = e_x, B = e_y. y_A = (0.9, 0.6/0.9, 0.2), y_B = 0.6 s_1 / mass = (0.06, 0.2, 0.48): argmax (A, A, B).
+# y_ref = 0.8 s_1 / mass = (0.08, 0.2667, 0.64), so pixel 2's margin is 0.48 - 0.64 = -0.16: confidence 0.04.
+UNKNOWN_REGIONS = Regions(
+    masks=MASKS, embeddings=torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.6, 0.8]]), scores=torch.ones(2), image_size=(1, 3)
+)
+EYE3 = torch.eye(3)
+
+
+def test_confidence_is_the_margin_over_the_best_other_known_concept():
+    label, confidence = semantic_segmentation(UNKNOWN_REGIONS, EYE3[:2], torch.tensor([0, 1]), 2, reference=EYE3[2:])
+    assert label[0].tolist() == [0, 0, 1]
+    margins = np.array([0.9 - 0.08, 0.6 / 0.9 - 0.24 / 0.9, 0.48 - 0.64])
+    np.testing.assert_allclose(confidence[0].numpy(), 1 / (1 + np.exp(-margins / CONFIDENCE_SCALE)), rtol=1e-4)
+
+
+def test_threshold_leaves_pixels_another_concept_explains_better_unlabeled():
+    label, _ = semantic_segmentation(
+        UNKNOWN_REGIONS, EYE3[:2], torch.tensor([0, 1]), 2, threshold=0.5, reference=EYE3[2:]
+    )
+    assert label[0].tolist() == [0, 0, -1]
+    # Asked for C itself, the reference concept is the answer, not an alternative: nothing unknown.
+    label, _ = semantic_segmentation(
+        UNKNOWN_REGIONS, EYE3, torch.tensor([0, 1, 2]), 3, threshold=0.5, reference=EYE3[2:]
+    )
+    assert label[0].tolist() == [0, 0, 2]
     label, _ = semantic_segmentation(REGIONS, PROMPTS, OWNER, 2, threshold=1.01)
     assert (label == -1).all()
 

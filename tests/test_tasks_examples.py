@@ -184,8 +184,14 @@ def test_click_names_the_object_from_the_vocabulary():
     vocab = Vocabulary.from_names(["dog", "cat|kitten"])
     vocab.embeddings = E[[0, 1, 2]].numpy()
     vocab.prompt_to_class = np.array([0, 1, 1])
-    assert name_region(regions, 1, vocab) == ("cat", pytest.approx(1.0))
+    name, cosine, confidence = name_region(regions, 1, vocab)
+    assert (name, cosine) == ("cat", pytest.approx(1.0)) and confidence > 0.99
     assert name_region(regions, 0, vocab)[0] == "dog"
+    # "unknown": a known concept (E[0], "dog"-like) the region fits better than any asked name
+    only_cat = Vocabulary.from_names(["cat"])
+    only_cat.embeddings, only_cat.prompt_to_class = E[[1]].numpy(), np.array([0])
+    name, _, confidence = name_region(regions, 0, only_cat, reference=E[[0]], threshold=0.5)
+    assert name is None and confidence < 0.5
 
 
 def test_click_rejects_points_outside_the_image_and_no_positive():

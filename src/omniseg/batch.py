@@ -118,10 +118,6 @@ class BatchJob:
     embed: str | None = None
     runtime: str = "torch"
 
-    @property
-    def uses_backends(self) -> bool:
-        return bool(self.masks or self.embed or self.runtime != "torch")
-
     def fingerprint(self) -> str:
         """Changes whenever the outputs could: a marker from another job does not count as done."""
         from omniseg import __version__
@@ -162,15 +158,6 @@ class Outcome:
     error: str | None = None
 
 
-class _NoTextEncoder:
-    """Workers get the vocabulary already embedded; loading the text model there would waste memory."""
-
-    dim = 384
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        raise RuntimeError("batch workers use the driver's vocabulary embeddings")
-
-
 class Worker:
     """Loads the model once; turns an image file into its output files (as bytes)."""
 
@@ -182,12 +169,12 @@ class Worker:
         if threads is not None:
             torch.set_num_threads(max(1, threads))
         self.job = job
-        if job.uses_backends:  # their text encoders may be needed at load (Mask2Former labels): load them
-            self.segmenter = omniseg.load(
-                job.model, max_size=job.max_size, masks=job.masks, embed=job.embed, runtime=job.runtime
-            )
-        else:
-            self.segmenter = omniseg.load(job.model, text_encoder=_NoTextEncoder(), max_size=job.max_size)
+        # The vocabulary comes embedded by the driver; the worker's own text encoder serves what the model
+        # needs besides (backend labels, the frozen recognizer's seen names and known concepts), from the
+        # shared embedding cache.
+        self.segmenter = omniseg.load(
+            job.model, max_size=job.max_size, masks=job.masks, embed=job.embed, runtime=job.runtime
+        )
 
     def run(self, key: str, image: str | os.PathLike) -> Outcome:
         try:

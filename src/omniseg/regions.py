@@ -24,6 +24,11 @@ class Regions:
     # of their class logits against eq. 6 in semantic segmentation (0 = regions only, 1 = pixels only).
     pixel_embeddings: torch.Tensor | None = None
     pixel_weight: float = 0.0
+    # The frozen recognizer's ImageNet-1k probabilities per region [N, 1000] (omniseg.recognition),
+    # fused with the embedding scores for the classes ImageNet covers.
+    imagenet_probs: torch.Tensor | None = None
+    # The same head's logits at every cell of its stride-32 grid [1000, h, w] (a class activation map).
+    imagenet_pixel_logits: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.masks.shape[0]
@@ -37,6 +42,8 @@ class Regions:
                 f"{tuple(self.masks.shape[-2:])}"
             )
 
+        if self.imagenet_probs is not None and self.imagenet_probs.shape[0] != n:
+            raise ValueError("imagenet_probs must have one row per region")
         if self.pixel_weight > 0 and self.pixel_embeddings is None:
             raise ValueError("pixel_weight > 0 needs pixel_embeddings")
 

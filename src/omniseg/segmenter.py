@@ -24,13 +24,21 @@ from PIL import Image
 from omniseg import cancel
 from omniseg.errors import InputError
 from omniseg.io import ImageLike, atomic_save_png, atomic_write_text, load_image, output_path
-from omniseg.models.openseg import OpenSegModel
+from omniseg.models.openseg import OpenSegModel, read_known_concepts
+from omniseg.recognition.fusion import RecognizerFusion
+from omniseg.recognition.known import NO_OBJECT_NAME, KnownConcepts
 from omniseg.regions import Regions
 from omniseg.results import InstanceResult, PanopticResult
 from omniseg.search import SearchConfig
 from omniseg.tasks.instance import DEFAULT_TEMPERATURE, instance_segmentation
 from omniseg.tasks.panoptic import DEFAULT_PANOPTIC_MIN_SCORE, panoptic_segmentation
-from omniseg.tasks.semantic import DIRECT_MAX_CLASSES, TOP_K, candidate_classes, semantic_segmentation_vocab
+from omniseg.tasks.semantic import (
+    DEFAULT_SEMANTIC_CONFIDENCE,
+    DIRECT_MAX_CLASSES,
+    TOP_K,
+    candidate_classes,
+    semantic_segmentation_vocab,
+)
 from omniseg.text.encoder import TextEncoder, default_text_encoder
 from omniseg.viz import overlay
 from omniseg.vocab import Vocabulary
@@ -153,11 +161,25 @@ class SemanticResult:
 class Segmenter:
     """Native model + text encoder, loaded once; every task reads the Regions it computes."""
 
+    known: KnownConcepts | None = None  # the model's training names (set by __init__)
+    fusion: RecognizerFusion | None = None  # the frozen recognizer's fusion, when the model has one
+
     def __init__(
-        self, model: OpenSegModel, text_encoder: TextEncoder, model_id: str = "omniseg-default", max_size: int = 512
+        self,
+        model: OpenSegModel,
+        text_encoder: TextEncoder,
+        model_id: str = "omniseg-default",
+        max_size: int = 512,
+        known: KnownConcepts | None = None,
     ) -> None:
         self.model = model.eval()
         self.text_encoder = text_encoder
+        # The frozen recognizer's fusion (omniseg.recognition): on when the model has the recognizer;
+        # known: the model card's training names (omniseg.recognition.known): the classes that keep the
+        # trained score alone, and the alternatives an answer must beat to be more than "unknown".
+        self.known = known
+        has_recognizer = getattr(model, "recognizer", None) is not None
+        self.fusion = RecognizerFusion(text_encoder, self.trained_names) if has_recognizer else None
         self.model_id = model_id
         self.max_size = max_size
         # Semantic logits: (1 - a) * eq. 6 + a * per-pixel (ESS / LSeg+ heads); from the model's config.
@@ -194,13 +216,23 @@ class Segmenter:
             pixel_features=out["pixel_features"][0] if "pixel_features" in out else None,
             pixel_embeddings=out["pixel_embeddings"][0] if "pixel_embeddings" in out else None,
             pixel_weight=self.pixel_weight if "pixel_embeddings" in out else 0.0,
+            imagenet_probs=out["imagenet_logits"][0].softmax(-1) if "imagenet_logits" in out else None,
+            imagenet_pixel_logits=out["imagenet_pixel_logits"][0] if "imagenet_pixel_logits" in out else None,
         )
 
-    def refer(self, image: ImageLike, phrase: str, margin: float = 0.03, max_regions: int = 4) -> ReferResult:
-        """The region(s) ``phrase`` refers to ("the dog on the left"): a mask, its score and the ranking."""
+    def refer(
+        self,
+        image: ImageLike,
+        phrase: str,
+        margin: float = 0.03,
+        max_regions: int = 4,
+        threshold: float | None = None,
+    ) -> ReferResult:
+        """The region(s) ``phrase`` refers to ("the dog on the left"): a mask, its confidence and the
+        ranking; ``found=False`` and an empty mask below the confidence ``threshold``."""
         from omniseg.tasks.refer import refer
 
-        return refer(self, image, phrase, margin=margin, max_regions=max_regions)
+        return refer(self, image, phrase, margin=margin, max_regions=max_regions, threshold=threshold)
 
     def click(
         self,
@@ -208,12 +240,14 @@ class Segmenter:
         points: Sequence[Click | tuple[float, float] | tuple[float, float, bool]] = (),
         boxes: Sequence[Box] = (),
         classes: Sequence[str] | str | Vocabulary | None = None,
+        threshold: float | None = None,
     ) -> ClickResult:
         """The object under positive points (x, y[, True]) / away from negative ones (x, y, False) / in
-        the boxes (x0, y0, x1, y1); with ``classes``, also its name (open-vocabulary interactive)."""
+        the boxes (x0, y0, x1, y1); with ``classes``, also its name (open-vocabulary interactive), or
+        no name ("unknown") when its confidence is below ``threshold``."""
         from omniseg.tasks.interactive import click
 
-        return click(self, image, points, boxes, classes)
+        return click(self, image, points, boxes, classes, threshold=threshold)
 
     def incontext(
         self,
@@ -251,6 +285,30 @@ class Segmenter:
         if vocab.embeddings is None:
             vocab.embed(self.text_encoder)
         return vocab
+
+    def confidence_threshold(self, threshold: float | None) -> float | None:
+        """The confidence below which an answer is "unknown": the caller's, else the default when the
+        model knows other concepts to compare with (its training names); else none."""
+        if threshold is not None:
+            return threshold
+        return DEFAULT_SEMANTIC_CONFIDENCE if self.trained_names else None
+
+    @property
+    def trained_names(self) -> list[str]:
+        return list(self.known.names) if self.known is not None else []
+
+    def alternatives(self, asked: Sequence[str] = ()) -> torch.Tensor | None:
+        """[R, D] text embeddings of the known concepts an answer about ``asked`` names must beat to be
+        more than "unknown" (omniseg.recognition.known; tasks.semantic confidence)."""
+        return self.known.alternatives(self.text_encoder, asked) if self.known is not None else None
+
+    @property
+    def no_object(self) -> torch.Tensor | None:
+        """[1, D] the "background" concept when the model trained it (COCO's unannotated pixels): what an
+        instance must beat to be an object (tasks.instance.classify_regions)."""
+        if NO_OBJECT_NAME not in {n.casefold() for n in self.trained_names}:
+            return None
+        return torch.from_numpy(np.asarray(self.text_encoder.encode([NO_OBJECT_NAME]), np.float32))
 
     @property
     def class_temperature(self) -> float:
@@ -343,7 +401,16 @@ class Segmenter:
         cancel.check()
         t2 = time.perf_counter()
         label, _ = semantic_segmentation_vocab(
-            regions, vocabulary, out_size=array.shape[:2], threshold=threshold, k=self.top_k, config=self.search
+            regions,
+            vocabulary,
+            out_size=array.shape[:2],
+            threshold=self.confidence_threshold(threshold),
+            k=self.top_k,
+            config=self.search,
+            fusion=self.fusion,
+            reference=self.alternatives(
+                [n for names in vocabulary.synonyms for n in names] if len(vocabulary) <= DIRECT_MAX_CLASSES else []
+            ),
         )
         label_map, region_classes = encode_label_map(label.numpy(), len(vocabulary))
         t3 = time.perf_counter()
@@ -372,21 +439,26 @@ class Segmenter:
         min_score = DEFAULT_PANOPTIC_MIN_SCORE if threshold is None else threshold
         size = (int(array.shape[0]), int(array.shape[1]))
         temperature = self.class_temperature
+        task_function = instance_segmentation if task == "instance" else panoptic_segmentation
+        answer = task_function(
+            regions,
+            prompts,
+            owner,
+            len(names),
+            stuff,
+            temperature,
+            min_score,
+            out_size=size,
+            reference=self.no_object,
+        )
+        t3 = time.perf_counter()
+        stage = "instances_s" if task == "instance" else "panoptic_s"
+        timings = {"vocabulary_s": t1 - t0, "model_s": t2 - t1, stage: t3 - t2, "total_s": t3 - t0}
         result: InstanceResult | PanopticResult
-        if task == "instance":
-            instances = instance_segmentation(
-                regions, prompts, owner, len(names), stuff, temperature, min_score, out_size=size
-            )
-            t3 = time.perf_counter()
-            timings = {"vocabulary_s": t1 - t0, "model_s": t2 - t1, "instances_s": t3 - t2, "total_s": t3 - t0}
-            result = InstanceResult(array, instances, names, stuff, self.model_id, timings)
+        if isinstance(answer, list):
+            result = InstanceResult(array, answer, names, stuff, self.model_id, timings)
         else:
-            pan = panoptic_segmentation(
-                regions, prompts, owner, len(names), stuff, temperature, min_score, out_size=size
-            )
-            t3 = time.perf_counter()
-            timings = {"vocabulary_s": t1 - t0, "model_s": t2 - t1, "panoptic_s": t3 - t2, "total_s": t3 - t0}
-            result = PanopticResult(array, pan.id_map.numpy(), pan.segments, names, stuff, self.model_id, timings)
+            result = PanopticResult(array, answer.id_map.numpy(), answer.segments, names, stuff, self.model_id, timings)
         return result
 
 
@@ -418,4 +490,5 @@ def load(
     net = OpenSegModel.from_pretrained(directory)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model_id = "omniseg-default" if model is None else str(directory)
-    return Segmenter(net, text_encoder or default_text_encoder(), model_id=model_id, max_size=max_size)
+    encoder = text_encoder or default_text_encoder()
+    return Segmenter(net, encoder, model_id=model_id, max_size=max_size, known=read_known_concepts(directory))

@@ -142,6 +142,9 @@ class Vocabulary:
     _index: PromptIndex | None = field(default=None, repr=False, compare=False)
     _offsets: np.ndarray | None = field(default=None, repr=False, compare=False)
     _classes: list[str] | None = field(default=None, repr=False, compare=False)
+    # Tables computed from the vocabulary once and reused by every image (e.g. the frozen recognizer's
+    # ImageNet cover, omniseg.recognition.fusion).
+    derived: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_template_mode(self.template_mode)

@@ -34,6 +34,16 @@ COMMAND_MODULES = (
 BINARY_MASK_SUFFIXES = (".png", ".json", "_overlay.png")
 
 
+# One meaning of --threshold for every command (issue 15): the minimum confidence of an answer.
+THRESHOLD_HELP = (
+    "minimum confidence (0..1) of an answer; below it the answer is 'unknown'. semantic: unlabeled pixels "
+    "(confidence = how much better the class fits than any other concept the model knows; default 0.1 "
+    "with the default model, 0 labels every pixel); instance/panoptic: dropped objects (score = class "
+    "probability x objectness x confidence against background; default 0.2); refer: 'not found', an "
+    "empty mask; click: no name for the clicked object"
+)
+
+
 def finite_float(text: str) -> float:
     """A float argument; 'nan' and 'inf' are refused (every comparison with NaN is False)."""
     try:

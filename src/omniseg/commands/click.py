@@ -7,7 +7,9 @@ import argparse
 from omniseg.commands import (
     BINARY_MASK_SUFFIXES,
     EXIT_OK,
+    THRESHOLD_HELP,
     add_max_size_argument,
+    finite_float,
     plan_outputs,
     require_files,
 )
@@ -53,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a click in image pixels; 1 (default) = on the object, 0 = not on it; repeat for more",
     )
     cl.add_argument("--box", type=box_arg, action="append", default=[], metavar="X0,Y0,X1,Y1", help="a box around it")
+    cl.add_argument("--threshold", type=finite_float, help=THRESHOLD_HELP)
     cl.add_argument("--classes", help="comma-separated class names to name the object with, e.g. 'dog,cat,person'")
     cl.add_argument("--out", default="omniseg_out", help="output directory (default: %(default)s)")
     cl.add_argument("--model", help="model directory (default: the embedded default model)")
@@ -73,10 +76,12 @@ def run(args: argparse.Namespace) -> int:
     vocab = Vocabulary.from_string(args.classes) if args.classes is not None else None
     segmenter = load_segmenter(args)
     clicks = [Click(x, y, positive) for x, y, positive in args.point]
-    result = click(segmenter, args.image, clicks, args.box, classes=vocab)
+    result = click(segmenter, args.image, clicks, args.box, classes=vocab, threshold=args.threshold)
     paths = result.save(args.out, stem)
     if not args.quiet:
         named = f", {result.label} ({result.label_score:.2f})" if result.label is not None else ""
+        if vocab is not None and result.label is None:
+            named = f", unknown: no given class fits (confidence {result.label_confidence:.2f})"
         print(
             f"{args.image} -> {paths['mask']}  [region {result.region}{named}, {result.mask.mean():.0%} of the image]"
         )

@@ -7,6 +7,7 @@ import argparse
 from omniseg.commands import (
     BINARY_MASK_SUFFIXES,
     EXIT_OK,
+    THRESHOLD_HELP,
     add_max_size_argument,
     finite_float,
     plan_outputs,
@@ -29,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="merge every region whose similarity is within this of the best (cosine; default: %(default)s)",
     )
     ref.add_argument("--no-spatial", action="store_true", help="ignore words like 'left' or 'top' in the phrase")
+    ref.add_argument("--threshold", type=finite_float, help=THRESHOLD_HELP)
     add_max_size_argument(ref)
     add_backend_arguments(ref)
     ref.add_argument("--quiet", action="store_true")
@@ -45,8 +47,23 @@ def run(args: argparse.Namespace) -> int:
     if args.margin < 0:
         raise InputError(f"--margin must be >= 0, got {args.margin}")
     segmenter = load_segmenter(args)
-    result = refer(segmenter, args.image, args.phrase, margin=args.margin, use_spatial=not args.no_spatial)
+    result = refer(
+        segmenter,
+        args.image,
+        args.phrase,
+        margin=args.margin,
+        use_spatial=not args.no_spatial,
+        threshold=args.threshold,
+    )
     paths = result.save(args.out, stem)
     if not args.quiet:
-        print(f"{args.image} -> {paths['mask']}  [regions {result.selected}, {result.mask.mean():.0%} of the image]")
+        if result.found:
+            print(
+                f"{args.image} -> {paths['mask']}  [regions {result.selected}, {result.mask.mean():.0%} of the image]"
+            )
+        else:
+            print(
+                f"{args.image} -> {paths['mask']}  [not found: another known concept fits better "
+                f"(confidence {result.confidence:.2f}); the mask is empty]"
+            )
     return EXIT_OK

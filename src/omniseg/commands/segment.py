@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from omniseg.commands import (
     EXIT_INPUT,
     EXIT_OK,
+    THRESHOLD_HELP,
     add_max_size_argument,
     finite_float,
     positive_int,
@@ -67,8 +68,7 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threshold",
         type=finite_float,
-        help="semantic: mark pixels whose best score (cosine) is below this unlabeled; "
-        "instance/panoptic: drop regions whose score (class probability x objectness) is below this",
+        help=THRESHOLD_HELP,
     )
     add_max_size_argument(parser)
     parser.add_argument(

@@ -129,6 +129,7 @@ def evaluate_instances(
                 temperature=segmenter.class_temperature,
                 min_score=0.0,
                 out_size=gt_classes.shape,
+                reference=segmenter.no_object,
             )
         results += formats.instance_records(
             [i.mask.numpy() for i in instances],

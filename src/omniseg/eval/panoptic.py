@@ -179,6 +179,7 @@ def evaluate_panoptic(
                 temperature=segmenter.class_temperature,
                 min_score=min_score,
                 out_size=gt_classes.shape,
+                reference=segmenter.no_object,
             )
         pred_segs = [Segment(s.id, vocab.class_ids[s.label]) for s in pan.segments]
         gt_list = [Segment(s.id, s.category_id, s.iscrowd) for s in gt_segs]

@@ -52,6 +52,9 @@ def evaluate_semantic(
     vocab = segmenter.vocabulary(vocabulary or Vocabulary.from_names(dataset.classes))
     prompts = torch.from_numpy(vocab.embeddings)
     owner = torch.from_numpy(vocab.prompt_to_class)
+    fusion = segmenter.fusion
+    cover = fusion.class_cover(vocab) if fusion is not None else None
+    fusion_config = fusion.config if fusion is not None else None
     conf = ConfusionMatrix(len(dataset.classes), IGNORE)
     start = time.perf_counter()
     evaluated = 0
@@ -67,10 +70,20 @@ def evaluate_semantic(
             keep = torch.isin(owner, torch.tensor(present))
             remap = {c: i for i, c in enumerate(present)}
             local_owner = torch.tensor([remap[int(c)] for c in owner[keep]])
-            label, _ = semantic_segmentation(regions, prompts[keep], local_owner, len(present), gt.shape)
+            label, _ = semantic_segmentation(
+                regions,
+                prompts[keep],
+                local_owner,
+                len(present),
+                gt.shape,
+                class_cover=None if cover is None else cover[present],
+                fusion=fusion_config,
+            )
             pred = np.asarray(present)[label.numpy()]
         else:
-            label, _ = semantic_segmentation(regions, prompts, owner, len(dataset.classes), gt.shape)
+            label, _ = semantic_segmentation(
+                regions, prompts, owner, len(dataset.classes), gt.shape, class_cover=cover, fusion=fusion_config
+            )
             pred = label.numpy()
         conf.update(pred, gt)
         if collector is not None:
@@ -88,10 +101,15 @@ def evaluate_semantic(
         name: (None if math.isnan(v) else round(float(v) * 100, 2))
         for name, v in zip(dataset.classes, scores["acc"], strict=False)
     }
+    seen = seen_classes(dataset.classes, segmenter.trained_names)
     return {
         "dataset": dataset.name,
         "metric": "grounding mIoU" if grounding else "mIoU",
         "mIoU": _finite(scores["mIoU"]),
+        # seen = the dataset's classes whose name is on the model card (trained_classes.json)
+        "seen_mIoU": _subset_mean(scores["iou"], seen),
+        "unseen_mIoU": _subset_mean(scores["iou"], [not s for s in seen]),
+        "seen_classes": [c for c, s in zip(dataset.classes, seen, strict=True) if s],
         "mAcc": _finite(scores["mAcc"]),
         "pixel_acc": _finite(scores["pixel_acc"]),
         "per_class_iou": per_class,
@@ -107,6 +125,18 @@ def evaluate_semantic(
             "template_mode": vocab.template_mode,
         },
     }
+
+
+def seen_classes(classes: list[str], trained_names: list[str]) -> list[bool]:
+    """Per dataset class: is its name one the model trained on (case-insensitive)?"""
+    trained = {n.strip().casefold() for n in trained_names}
+    return [c.strip().casefold() in trained for c in classes]
+
+
+def _subset_mean(iou: np.ndarray, keep: list[bool]) -> float | None:
+    """Mean IoU (%) over the kept classes that had ground-truth pixels; None when there are none."""
+    values = [float(v) for v, k in zip(iou, keep, strict=True) if k and not math.isnan(v)]
+    return round(100 * sum(values) / len(values), 2) if values else None
 
 
 def _finite(value: float) -> float | None:
@@ -125,4 +155,9 @@ def format_table(report: dict) -> str:
         f"{report['metric']}: {show(report['mIoU'])}  mAcc: {show(report['mAcc'])}  pixel acc: "
         f"{show(report['pixel_acc'])}  ({report['images']} images, {report['seconds']:.1f} s)"
     )
+    if "seen_mIoU" in report:
+        lines.append(
+            f"seen classes (trained names): {show(report['seen_mIoU'])}  unseen: {show(report['unseen_mIoU'])}  "
+            f"({len(report['seen_classes'])} of {len(report['per_class_iou'])} classes seen)"
+        )
     return "\n".join(lines)

@@ -27,7 +27,13 @@ import numpy as np
 import torch
 
 from omniseg.errors import MissingResourceError
-from omniseg.models.openseg import CONFIG_NAME, WEIGHTS_NAME, OpenSegModel
+from omniseg.models.openseg import (
+    CONFIG_NAME,
+    TRAINED_CLASSES_NAME,
+    WEIGHTS_NAME,
+    OpenSegModel,
+    read_known_concepts,
+)
 
 if TYPE_CHECKING:
     from omniseg.segmenter import Segmenter
@@ -35,6 +41,14 @@ if TYPE_CHECKING:
 
 ONNX_NAME = "model.onnx"
 OUTPUTS = ("mask_logits", "embeddings", "objectness", "pixel_features")
+# The frozen recognizer's outputs (omniseg.recognition), exported when the model has it.
+RECOGNIZER_OUTPUTS = ("imagenet_logits", "imagenet_pixel_logits")
+
+
+def output_names(model: OpenSegModel) -> tuple[str, ...]:
+    return OUTPUTS + (RECOGNIZER_OUTPUTS if getattr(model, "recognizer", None) is not None else ())
+
+
 OPSET = 18
 
 
@@ -44,10 +58,11 @@ class _Outputs(torch.nn.Module):
     def __init__(self, model: OpenSegModel) -> None:
         super().__init__()
         self.model = model
+        self.names = output_names(model)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.model(images)
-        return tuple(out[name] for name in OUTPUTS)
+        return tuple(out[name] for name in self.names)
 
 
 @contextlib.contextmanager
@@ -99,7 +114,7 @@ def export_onnx(
             (sample,),
             str(tmp_path),
             input_names=["images"],
-            output_names=list(OUTPUTS),
+            output_names=list(output_names(model)),
             dynamo=True,
             opset_version=OPSET,
             optimize=True,
@@ -111,6 +126,8 @@ def export_onnx(
     config["logit_scale_class"] = float(model.logit_scale_class.detach())
     config["exported_from"] = str(source.resolve())
     (out / CONFIG_NAME).write_text(json.dumps(config, indent=2))
+    if (source / TRAINED_CLASSES_NAME).is_file():  # the "seen" names travel with the export
+        shutil.copyfile(source / TRAINED_CLASSES_NAME, out / TRAINED_CLASSES_NAME)
     return out / ONNX_NAME
 
 
@@ -136,13 +153,18 @@ class OnnxOpenSeg:
         config = json.loads((directory / CONFIG_NAME).read_text()) if (directory / CONFIG_NAME).is_file() else {}
         self.config = config
         self.logit_scale_class = torch.tensor(float(config.get("logit_scale_class", 2.3)))
+        self.outputs = tuple(o.name for o in self.session.get_outputs())
+        # Segmenter fuses the frozen recognizer when the model has one: here, when the graph outputs it.
+        self.recognizer = True if set(RECOGNIZER_OUTPUTS) <= set(self.outputs) else None
 
     def eval(self) -> OnnxOpenSeg:
         return self
 
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        arrays = self.session.run(list(OUTPUTS), {"images": np.ascontiguousarray(images.numpy(), dtype=np.float32)})
-        return {name: torch.from_numpy(a) for name, a in zip(OUTPUTS, arrays, strict=True)}
+        arrays = self.session.run(
+            list(self.outputs), {"images": np.ascontiguousarray(images.numpy(), dtype=np.float32)}
+        )
+        return {name: torch.from_numpy(a) for name, a in zip(self.outputs, arrays, strict=True)}
 
 
 def weights_key(model_dir: Path) -> str:
@@ -150,6 +172,7 @@ def weights_key(model_dir: Path) -> str:
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         digest.update((model_dir / name).read_bytes())
     digest.update(torch.__version__.encode())
+    digest.update(",".join(OUTPUTS + RECOGNIZER_OUTPUTS).encode())  # exports of other outputs are other files
     return digest.hexdigest()[:16]
 
 
@@ -188,7 +211,8 @@ def load_onnx_segmenter(
         directory = cached_export(directory)
     net = OnnxOpenSeg(directory)
     model_id = ("omniseg-default" if model is None else str(model)) + " (onnx)"
-    return Segmenter(net, text_encoder or default_text_encoder(), model_id=model_id, max_size=max_size)  # type: ignore[arg-type]
+    encoder = text_encoder or default_text_encoder()
+    return Segmenter(net, encoder, model_id=model_id, max_size=max_size, known=read_known_concepts(directory))  # type: ignore[arg-type]
 
 
 @torch.inference_mode()

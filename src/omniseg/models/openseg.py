@@ -22,11 +22,16 @@ from torch import nn
 
 from omniseg.errors import MissingResourceError, ModelLoadError
 from omniseg.models.backbone import FEATURE_CHANNELS, IMAGE_MEAN, IMAGE_STD, EfficientNetLite0, load_pretrained_backbone
+from omniseg.recognition.known import KnownConcepts, read_known
+from omniseg.recognition.recognizer import FrozenImageNetHead
 
 IMAGE_MEAN_T = torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1)
 IMAGE_STD_T = torch.tensor(IMAGE_STD).view(1, 3, 1, 1)
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+# The class names a model was trained on (its card's training data): "seen" names keep the trained
+# score alone in the frozen recognizer's fusion and are the known concepts "unknown" is judged against.
+TRAINED_CLASSES_NAME = "trained_classes.json"
 _CONFIG_LIMITS = {"pos_grid": 512, "num_blocks": 64, "trainable_backbone_from": 16}
 # Each field is bounded, but their product is not: 4096-wide blocks x 64 with a 512 grid is 7.7 G
 # parameters (31 GB). 100 M parameters (400 MB in float32) is 60 times the default model.
@@ -52,6 +57,10 @@ class OpenSegConfig:
     pixel_head: bool = False
     # Inference: logits = (1 - a) * eq. 6 + a * <class, pixel embedding>; 1 = nearest class per pixel.
     pixel_weight: float = 0.0
+    # The frozen recognizer (omniseg.recognition): per-region ImageNet-1k logits from the pretrained,
+    # never fine-tuned copies of the backbone's trainable blocks and head; fused with the trained
+    # scores for classes ImageNet covers (OMG-Seg / F-VLM), and the teacher of the distillation loss.
+    recognizer: bool = True
 
     def __post_init__(self) -> None:
         if self.arch not in ("openseg", "lseg"):
@@ -193,6 +202,12 @@ class OpenSegModel(nn.Module):
             )
             self.class_map = nn.Parameter(torch.eye(config.text_dim))
         self._freeze_backbone()
+        # Copied now, before any fine-tuned weights are loaded: the pretrained blocks, never saved.
+        self.recognizer = (
+            FrozenImageNetHead(self.backbone, config.trainable_backbone_from)
+            if config.recognizer and config.arch == "openseg"
+            else None
+        )
 
     # -- parameters -------------------------------------------------------------------------
     def _frozen_backbone_names(self) -> set[str]:
@@ -219,25 +234,36 @@ class OpenSegModel(nn.Module):
     # -- forward ----------------------------------------------------------------------------
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         """images: [B,3,H,W] RGB in 0..1 -> fused features F at stride 4."""
+        return self._features(images)[0]
+
+    def _features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fused features F at stride 4, and the output of the last frozen backbone block (the
+        recognizer's input: the part of the backbone both paths share)."""
         x = (images - IMAGE_MEAN_T.to(images)) / IMAGE_STD_T.to(images)
         first = self.config.trainable_backbone_from
         bb = self.backbone
         with torch.set_grad_enabled(torch.is_grad_enabled() and first == 0):
             h = F.relu6(bb._bn0(bb._conv_stem(x)))
         feats = []
+        shared = h
         for i, block in enumerate(bb._blocks):
+            if i == first:
+                shared = h
             with torch.set_grad_enabled(torch.is_grad_enabled() and i >= first):
                 h = block(h)
             if i in (2, 4, 10, 15):
                 feats.append(h)
-        return self.fpn(tuple(feats))
+        if first >= len(bb._blocks):  # nothing fine-tuned: the recognizer starts after the last block
+            shared = h
+        return self.fpn(tuple(feats)), shared
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Returns mask logits [B,N,H/4,W/4], region embeddings [B,N,text_dim] (unit norm),
         objectness logits [B,N] and pixel features [B,feature_dim,H/4,W/4] (F_z, unit norm per pixel:
         the features the region embeddings are pooled from, for example-based tasks); with the pixel
-        head also pixel embeddings [B,text_dim,H/4,W/4] in the text space. arch "lseg" has N = 0."""
-        feats = self.image_features(images)
+        head also pixel embeddings [B,text_dim,H/4,W/4] in the text space; with the recognizer the
+        frozen ImageNet logits of each region [B,N,1000]. arch "lseg" has N = 0."""
+        feats, shared = self._features(images)
         b, d, h, w = feats.shape
         f_z = self.embed_features(feats)
         extra = {"pixel_features": F.normalize(f_z, dim=1)}
@@ -263,6 +289,11 @@ class OpenSegModel(nn.Module):
         masks = mask_logits.sigmoid()
         pooled = torch.einsum("bnhw,bdhw->bnd", masks, f_z) / masks.sum((2, 3)).clamp(min=1e-6).unsqueeze(-1)
         z = F.normalize(self.text_proj(pooled), dim=-1)
+        if self.recognizer is not None:
+            with torch.no_grad():  # frozen: a teacher in training, a second opinion at inference
+                head = self.recognizer.head_features(shared)
+                extra["imagenet_logits"] = self.recognizer.region_logits(head, masks.detach())
+                extra["imagenet_pixel_logits"] = self.recognizer.pixel_logits(head)
         return {
             "mask_logits": mask_logits,
             "embeddings": z,
@@ -274,6 +305,7 @@ class OpenSegModel(nn.Module):
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Everything except the frozen pretrained backbone, which ships in its own package."""
         frozen = {f"backbone.{n}" for n in self._frozen_backbone_names()}
+        frozen |= {k for k in self.state_dict() if k.startswith("recognizer.")}  # pretrained, from its package
         frozen |= {
             f"backbone.{n}"
             for n, _ in self.backbone.named_buffers()
@@ -344,3 +376,20 @@ class OpenSegModel(nn.Module):
 def _buffer_in_trainable_block(name: str, first: int) -> bool:
     parts = name.split(".")
     return parts[0] == "_blocks" and int(parts[1]) >= first
+
+
+def read_known_concepts(directory: Path) -> KnownConcepts | None:
+    """The concepts a model directory says it was trained on (``trained_classes.json``: names and their
+    WordNet relatives, omniseg.recognition.known); None when the file is absent (every class is then
+    unseen, and no default "unknown" threshold applies)."""
+    path = Path(directory) / TRAINED_CLASSES_NAME
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        names = data["classes"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f"{path} is not a valid trained-classes file: {exc.__class__.__name__}") from exc
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n.strip() for n in names):
+        raise ModelLoadError(f"{path}: 'classes' must be a non-empty list of names")
+    return read_known(data)

@@ -73,7 +73,7 @@ class CachingSegmenter(Segmenter):
     a new phrase on the image the page already sent costs no model run."""
 
     def __init__(self, base: Segmenter, model_id: str, size: int = REGIONS_CACHE_SIZE) -> None:
-        super().__init__(base.model, base.text_encoder, model_id=model_id, max_size=base.max_size)
+        super().__init__(base.model, base.text_encoder, model_id=model_id, max_size=base.max_size, known=base.known)
         self._cache: OrderedDict[bytes, Regions] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
@@ -296,7 +296,11 @@ def create_app(
         classes: str | None = Form(None, description="comma-separated class names, e.g. 'sky,road,red car'"),
         vocab: str | None = Form(None, description="a shipped vocabulary name (GET /v1/vocabularies)"),
         task: Literal["semantic", "instance", "panoptic"] = Form("semantic"),
-        threshold: float | None = Form(None, description="semantic: min cosine; instance/panoptic: min score"),
+        threshold: float | None = Form(
+            None,
+            description="minimum confidence 0..1 of an answer (semantic: unlabeled below it, default 0.1; "
+            "instance/panoptic: min object score, default 0.2)",
+        ),
         stuff: str | None = Form(None, description="comma-separated classes that are stuff"),
         rle: bool = Form(False, description="add COCO RLE masks (per class / instance / segment)"),
         display: bool = Form(False, description="add the index map the web page draws (base64)"),

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from omniseg.regions import Regions
-from omniseg.tasks.semantic import region_class_similarity
+from omniseg.tasks.semantic import CONFIDENCE_SCALE, other_concepts, region_class_similarity
 
 DEFAULT_TEMPERATURE = 0.1  # cosine/0.1: the logit scale (10) the class head starts training with (exp(2.3))
 MASK_THRESHOLD = 0.5
@@ -57,14 +57,29 @@ def classify_regions(
     prompt_to_class: torch.Tensor,
     num_classes: int,
     temperature: float = DEFAULT_TEMPERATURE,
+    reference: torch.Tensor | None = None,
 ) -> RegionClasses:
-    """Class, score and cosine of every region (see the module docstring for why this score)."""
+    """Class, score and cosine of every region (see the module docstring for why this score).
+
+    reference [R, D]: "no object" concepts (the door passes "background", which the default model
+    trained as COCO's unannotated pixels). The score is then also multiplied by the region's
+    confidence against them (tasks.semantic.CONFIDENCE_SCALE): a region that is more background than
+    any asked class is no "person" instance covering the scene, however the softmax over the asked
+    classes alone ranks it (Mask2Former's no-object class). Measured on coco128_seg val: PQ 9.70 ->
+    10.25; the model's whole training vocabulary as reference lowered it (8.77: near-synonyms such as
+    "pedestrian" and "body" compete with "person").
+    """
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     sim = region_class_similarity(regions, prompt_embeddings, prompt_to_class, num_classes)  # [K, N]
     cosine, labels = sim.max(dim=0)
     prob = torch.softmax(sim.float() / temperature, dim=0).gather(0, labels[None])[0]
-    return RegionClasses(labels, prob * regions.scores.float(), cosine)
+    score = prob * regions.scores.float()
+    others = other_concepts(reference, prompt_embeddings)
+    if others is not None and len(others) and len(regions):
+        best_other = (others.to(regions.embeddings.dtype) @ regions.embeddings.T).max(dim=0).values
+        score = score * torch.sigmoid((cosine - best_other).float() / CONFIDENCE_SCALE)
+    return RegionClasses(labels, score, cosine)
 
 
 def upsample_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -86,13 +101,13 @@ def mask_bbox(mask: torch.Tensor) -> tuple[int, int, int, int]:
 
 def paint_in_score_order(
     candidates: Sequence[tuple[int, float]],
-    regions: Regions,
+    masks: Sequence[torch.Tensor] | torch.Tensor,
     size: tuple[int, int],
     taken: torch.Tensor,
     overlap_keep: float,
     min_area: int,
 ) -> list[tuple[int, torch.Tensor]]:
-    """Greedy overlap resolution over (region index, score) pairs, best score first.
+    """Greedy overlap resolution over (index into ``masks``, score) pairs, best score first.
 
     A region keeps the pixels of its binarised mask that no earlier region took; it is dropped
     when what is left is below ``overlap_keep`` of its mask or below ``min_area`` pixels. ``taken``
@@ -100,7 +115,7 @@ def paint_in_score_order(
     """
     kept = []
     for index, _ in sorted(candidates, key=lambda c: -c[1]):
-        full = upsample_mask(regions.masks[index], size) > MASK_THRESHOLD
+        full = upsample_mask(masks[index], size) > MASK_THRESHOLD
         area = int(full.sum())
         if area == 0:
             continue
@@ -125,6 +140,7 @@ def instance_segmentation(
     min_area: int = DEFAULT_MIN_AREA,
     max_instances: int = DEFAULT_MAX_INSTANCES,
     out_size: tuple[int, int] | None = None,
+    reference: torch.Tensor | None = None,
 ) -> list[Instance]:
     """Instances of the thing classes, best score first, with disjoint masks at ``out_size``.
 
@@ -136,7 +152,7 @@ def instance_segmentation(
         raise ValueError(f"stuff has {len(stuff)} flags for {num_classes} classes")
     h, w = out_size or regions.image_size
     size = (int(h), int(w))
-    classes = classify_regions(regions, prompt_embeddings, prompt_to_class, num_classes, temperature)
+    classes = classify_regions(regions, prompt_embeddings, prompt_to_class, num_classes, temperature, reference)
     taken = torch.zeros(size, dtype=torch.bool)
     things = instances_from_classes(regions, classes, stuff, size, taken, min_score, overlap_keep, min_area)
     return things[:max_instances]
@@ -152,13 +168,17 @@ def instances_from_classes(
     overlap_keep: float,
     min_area: int,
 ) -> list[Instance]:
-    """The thing regions painted onto ``taken`` (updated in place); shared by the panoptic task."""
+    """The thing regions painted onto ``taken`` (updated in place); shared by the panoptic task.
+
+    (Splitting a region into its connected parts, one object each, was measured and not kept:
+    coco128_seg val PQ 9.70 -> 7.68, fragments of one object became false positives.)
+    """
     candidates = [
         (i, float(classes.scores[i]))
         for i in range(len(regions))
         if float(classes.scores[i]) >= min_score and not (stuff is not None and stuff[int(classes.labels[i])])
     ]
-    painted = paint_in_score_order(candidates, regions, size, taken, overlap_keep, min_area)
+    painted = paint_in_score_order(candidates, regions.masks, size, taken, overlap_keep, min_area)
     return [
         Instance(
             mask=mask, label=int(classes.labels[i]), score=float(classes.scores[i]), bbox=mask_bbox(mask), region=i

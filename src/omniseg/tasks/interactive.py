@@ -32,7 +32,8 @@ from omniseg.errors import InputError
 from omniseg.io import ImageLike, load_image
 from omniseg.regions import Regions
 from omniseg.tasks.common import sample_at_points, save_binary_mask, upsample
-from omniseg.tasks.semantic import region_class_similarity
+from omniseg.tasks.refer import region_confidence
+from omniseg.tasks.semantic import other_concepts, region_class_similarity
 
 if TYPE_CHECKING:
     from omniseg.segmenter import Segmenter
@@ -60,8 +61,9 @@ class ClickResult:
     region: int  # the best region
     region_scores: np.ndarray = field(repr=False)  # [N]
     method: str = "clicks"  # "clicks": per-pixel click affinity; "region": the best region (box only)
-    label: str | None = None
+    label: str | None = None  # None: no classes given, or none fits ("unknown", see label_confidence)
     label_score: float | None = None
+    label_confidence: float | None = None
     image: np.ndarray | None = field(default=None, repr=False)
 
     def to_json(self) -> dict:
@@ -71,6 +73,7 @@ class ClickResult:
             "method": self.method,
             "label": self.label,
             "label_score": None if self.label_score is None else round(self.label_score, 5),
+            "label_confidence": None if self.label_confidence is None else round(self.label_confidence, 5),
             "mask": {
                 "height": int(self.mask.shape[0]),
                 "width": int(self.mask.shape[1]),
@@ -219,18 +222,38 @@ def _boxes_mask(boxes: Sequence[Box], size: tuple[int, int], image_size: tuple[i
     return inside
 
 
-def name_region(regions: Regions, region: int, vocabulary: Vocabulary) -> tuple[str, float]:
-    """The vocabulary class whose prompts are closest to the region's embedding, and that cosine."""
+def _alternatives(segmenter: Segmenter, vocabulary: Vocabulary) -> torch.Tensor | None:
+    """The known concepts a name from ``vocabulary`` must beat (none for backends without any)."""
+    alternatives = getattr(segmenter, "alternatives", None)
+    return alternatives([n for names in vocabulary.synonyms for n in names]) if callable(alternatives) else None
+
+
+def _confidence_threshold(segmenter: Segmenter, threshold: float | None) -> float:
+    """The segmenter's default "unknown" threshold (backends without one: 0, every name is given)."""
+    choose = getattr(segmenter, "confidence_threshold", None)
+    chosen = choose(threshold) if callable(choose) else threshold
+    return 0.0 if chosen is None else float(chosen)
+
+
+def name_region(
+    regions: Regions,
+    region: int,
+    vocabulary: Vocabulary,
+    reference: torch.Tensor | None = None,
+    threshold: float = 0.0,
+) -> tuple[str | None, float, float]:
+    """(name, cosine, confidence): the vocabulary class whose prompts are closest to the region's
+    embedding, that cosine, and its confidence against the other known concepts ``reference``
+    (tasks.refer.region_confidence). Below ``threshold`` the name is None: "unknown"."""
     if vocabulary.embeddings is None or vocabulary.prompt_to_class is None:
         raise InputError("the vocabulary has no embeddings: embed it first (Segmenter.vocabulary)")
-    sim = region_class_similarity(
-        regions,
-        torch.from_numpy(vocabulary.embeddings),
-        torch.from_numpy(vocabulary.prompt_to_class),
-        len(vocabulary),
-    )[:, region]
+    prompts = torch.from_numpy(vocabulary.embeddings)
+    sim = region_class_similarity(regions, prompts, torch.from_numpy(vocabulary.prompt_to_class), len(vocabulary))[
+        :, region
+    ]
     k = int(sim.argmax())
-    return vocabulary.classes[k], float(sim[k])
+    confidence = region_confidence(regions, region, float(sim[k]), other_concepts(reference, prompts))
+    return (vocabulary.classes[k] if confidence >= threshold else None), float(sim[k]), confidence
 
 
 def click(
@@ -240,8 +263,11 @@ def click(
     boxes: Sequence[Box] = (),
     classes: Sequence[str] | str | Vocabulary | None = None,
     correct: bool = True,
+    threshold: float | None = None,
 ) -> ClickResult:
-    """The object under the points / in the boxes of ``image``, optionally named from ``classes``."""
+    """The object under the points / in the boxes of ``image``, optionally named from ``classes``
+    (no name when the best class's confidence is below ``threshold``, default
+    Segmenter.confidence_threshold: the clicks still define the mask, only the name is unknown)."""
     clicks = [
         p if isinstance(p, Click) else Click(float(p[0]), float(p[1]), bool(p[2]) if len(p) > 2 else True)
         for p in points
@@ -252,6 +278,13 @@ def click(
     regions = prompted(array, clicks, boxes) if callable(prompted) else segmenter.regions(array)
     result = interactive_segment(regions, clicks, [tuple(map(float, b)) for b in boxes], correct=correct)
     if classes is not None:
-        result.label, result.label_score = name_region(regions, result.region, segmenter.vocabulary(classes))
+        vocabulary = segmenter.vocabulary(classes)
+        result.label, result.label_score, result.label_confidence = name_region(
+            regions,
+            result.region,
+            vocabulary,
+            reference=_alternatives(segmenter, vocabulary),
+            threshold=_confidence_threshold(segmenter, threshold),
+        )
     result.image = array
     return result

@@ -58,6 +58,7 @@ def panoptic_segmentation(
     overlap_keep: float = DEFAULT_OVERLAP_KEEP,
     min_area: int = DEFAULT_MIN_AREA,
     out_size: tuple[int, int] | None = None,
+    reference: torch.Tensor | None = None,
 ) -> Panoptic:
     """Id map + segments: things ids 1..T in score order, then one stuff segment per class.
 
@@ -67,7 +68,7 @@ def panoptic_segmentation(
         raise ValueError(f"stuff has {len(stuff)} flags for {num_classes} classes")
     h, w = out_size or regions.image_size
     size = (int(h), int(w))
-    classes = classify_regions(regions, prompt_embeddings, prompt_to_class, num_classes, temperature)
+    classes = classify_regions(regions, prompt_embeddings, prompt_to_class, num_classes, temperature, reference)
     taken = torch.zeros(size, dtype=torch.bool)
     things = instances_from_classes(regions, classes, stuff, size, taken, min_score, overlap_keep, min_area)
     id_map = torch.zeros(size, dtype=torch.int32)
@@ -83,7 +84,7 @@ def panoptic_segmentation(
         for i in range(len(regions))
         if stuff[int(classes.labels[i])] and float(classes.scores[i]) >= min_score
     ]
-    painted = paint_in_score_order(stuff_candidates, regions, size, taken, overlap_keep=0.0, min_area=1)
+    painted = paint_in_score_order(stuff_candidates, regions.masks, size, taken, overlap_keep=0.0, min_area=1)
     merged: dict[int, tuple[torch.Tensor, float]] = {}
     for i, mask in painted:
         label, score = int(classes.labels[i]), float(classes.scores[i])

@@ -23,6 +23,7 @@ from omniseg.errors import InputError
 from omniseg.io import ImageLike
 from omniseg.regions import Regions
 from omniseg.tasks.common import save_binary_mask, upsample
+from omniseg.tasks.semantic import CONFIDENCE_SCALE, other_concepts
 
 if TYPE_CHECKING:
     from omniseg.segmenter import Segmenter
@@ -62,10 +63,16 @@ class ReferResult:
     phrase: str = ""
     spatial: str | None = None
     image: np.ndarray | None = field(default=None, repr=False)
+    # How much better the phrase explains the best region than any other concept the model knows
+    # (tasks.semantic.CONFIDENCE_SCALE); below the threshold the answer is "not found": empty mask.
+    confidence: float = 1.0
+    found: bool = True
 
     def to_json(self, top: int = 10) -> dict:
         return {
             "phrase": self.phrase,
+            "found": self.found,
+            "confidence": round(float(self.confidence), 5),
             "spatial": self.spatial,
             "selected": self.selected,
             "ranking": [{"region": i, "similarity": round(float(self.similarities[i]), 5)} for i in self.ranking[:top]],
@@ -106,8 +113,16 @@ def refer_regions(
     max_regions: int = 4,
     spatial: str | None = None,
     out_size: tuple[int, int] | None = None,
+    reference: torch.Tensor | None = None,
+    threshold: float = 0.0,
 ) -> ReferResult:
     """Rank regions by cos(phrase, z), merge those within ``margin`` of the best (at most ``max_regions``).
+
+    "Not found" is an answer: the best region's confidence is sigmoid((cos(phrase, z) - best cosine
+    of z to another known concept) / CONFIDENCE_SCALE), the known concepts being ``reference`` [R, D]
+    minus the phrase's text near-duplicates (the door also removes what the phrase names, e.g. "person"
+    for "the woman": Segmenter.alternatives); below ``threshold`` the mask is empty and nothing is
+    selected.
 
     Regions whose binary mask (s > 0.5) is empty cannot be shown and are not candidates.
     ``spatial`` ('left', 'right', 'top', 'bottom', 'center') keeps the one candidate at that side.
@@ -134,6 +149,18 @@ def refer_regions(
     else:
         selected = candidates
     size = tuple(out_size or regions.image_size)
+    others = other_concepts(reference, phrase[None])  # the phrase's own near-duplicates are no alternative
+    confidence = region_confidence(regions, ranking[0], float(sims[ranking[0]]), others)
+    if confidence < threshold:
+        return ReferResult(
+            mask=np.zeros(size, dtype=bool),
+            similarities=sims.numpy(),
+            ranking=ranking,
+            selected=[],
+            spatial=spatial,
+            confidence=confidence,
+            found=False,
+        )
     merged = upsample(regions.masks[selected], size).amax(0) > MASK_THRESHOLD
     return ReferResult(
         mask=merged.numpy(),
@@ -141,7 +168,17 @@ def refer_regions(
         ranking=ranking,
         selected=selected,
         spatial=spatial,
+        confidence=confidence,
     )
+
+
+def region_confidence(regions: Regions, region: int, cosine: float, others: torch.Tensor | None) -> float:
+    """sigmoid((cosine - the region's best cosine to the other known concepts) / CONFIDENCE_SCALE);
+    without other concepts, sigmoid(cosine / CONFIDENCE_SCALE)."""
+    best_other = 0.0
+    if others is not None and len(others):
+        best_other = float((others.to(regions.embeddings.dtype) @ regions.embeddings[region]).max())
+    return float(torch.sigmoid(torch.tensor((cosine - best_other) / CONFIDENCE_SCALE)))
 
 
 def refer(
@@ -151,8 +188,11 @@ def refer(
     margin: float = 0.03,
     max_regions: int = 4,
     use_spatial: bool = True,
+    threshold: float | None = None,
 ) -> ReferResult:
-    """The mask of what ``phrase`` refers to in ``image`` (Segmenter entry point)."""
+    """The mask of what ``phrase`` refers to in ``image`` (Segmenter entry point); an empty mask and
+    ``found=False`` when another known concept explains every region better (confidence below
+    ``threshold``, default Segmenter.confidence_threshold; 0 always answers)."""
     from omniseg.io import load_image
 
     if not phrase or not phrase.strip():
@@ -167,6 +207,8 @@ def refer(
         max_regions=max_regions,
         spatial=spatial_hint(phrase) if use_spatial else None,
         out_size=array.shape[:2],
+        reference=segmenter.alternatives([phrase]),
+        threshold=segmenter.confidence_threshold(threshold) or 0.0,
     )
     result.phrase = phrase.strip()
     result.image = array

@@ -69,6 +69,9 @@ class LossWeights:
     objectness: float = 0.2  # matched queries are objects
     ess: float = 0.0  # ESS head (seeds/004): pixel vs class embeddings with k nearest negative classes
     ess_reg: float = 0.1  # ESS regularisation of the learned class map (norms, spread)
+    # Regions pulled toward the text embedding of what the frozen ImageNet head sees in them
+    # (Detic-style learning from image-level labels; losses.distillation_loss). Needs model.recognizer.
+    distill: float = 0.0
 
 
 @dataclass

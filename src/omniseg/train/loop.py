@@ -25,6 +25,7 @@ from omniseg.data.uniform import IGNORE, UniformDataset, read_mask, read_rgb
 from omniseg.errors import InputError, ModelLoadError
 from omniseg.io import atomic_write_text
 from omniseg.models.openseg import OpenSegModel
+from omniseg.recognition.concepts import imagenet_names
 from omniseg.text.encoder import default_text_encoder
 from omniseg.train import losses as L
 from omniseg.train.config import TrainConfig
@@ -55,6 +56,8 @@ class TrainData:
     weights: np.ndarray  # sampling probability per source
     word_text: torch.Tensor  # [W, D] embeddings of every caption word
     union_text: torch.Tensor  # [U, D] every class name of every source, once (the ESS vocabulary)
+    # [1000, D] the ImageNet class names in the text space: the distillation loss's targets.
+    imagenet_text: torch.Tensor | None = None
 
 
 def _source_weights(cfg: TrainConfig, sizes: list[int]) -> np.ndarray:
@@ -129,7 +132,9 @@ def load_sources(cfg: TrainConfig) -> TrainData:
     dim = sources[0].text.shape[1]
     word_text = torch.from_numpy(encoder.encode(word_list)) if word_list else torch.zeros(0, dim)
     union_text = F.normalize(torch.from_numpy(encoder.encode(union_list)), dim=-1)
-    return TrainData(sources, _source_weights(cfg, [len(s.images) for s in sources]), word_text, union_text)
+    imagenet_text = torch.from_numpy(encoder.encode(list(imagenet_names()))) if cfg.losses.distill > 0 else None
+    sizes = [len(s.images) for s in sources]
+    return TrainData(sources, _source_weights(cfg, sizes), word_text, union_text, imagenet_text)
 
 
 @dataclass
@@ -268,6 +273,8 @@ def compute_losses(model: OpenSegModel, cfg: TrainConfig, data: TrainData, batch
             else zero
         ),
     }
+    if cfg.losses.distill > 0 and not lseg and "imagenet_logits" in out and data.imagenet_text is not None:
+        terms["distill"] = L.distillation_loss(z, out["imagenet_logits"], data.imagenet_text, masks)
     if pixel_emb is not None and cfg.losses.ess > 0:
         terms["ess"] = torch.stack(ess).mean() if ess else zero
         terms["ess_reg"] = L.ess_regularization(model.class_map, data.union_text)

@@ -14,6 +14,7 @@ from omniseg.tasks.semantic import class_max_over_prompts, semantic_logits
 __all__ = [
     "class_max_over_prompts",
     "dice_best_match_loss",
+    "distillation_loss",
     "ess_loss",
     "ess_regularization",
     "grounding_loss",
@@ -148,3 +149,24 @@ def ess_regularization(class_map: torch.Tensor, class_text: torch.Tensor) -> tor
     off = ~torch.eye(len(c), dtype=torch.bool)
     spread = F.relu(cos_c - cos_t)[off].mean() if len(c) > 1 else c.new_zeros(())
     return ((norm - 1) ** 2).mean() + spread
+
+
+def distillation_loss(
+    embeddings: torch.Tensor, imagenet_logits: torch.Tensor, imagenet_text: torch.Tensor, masks: torch.Tensor
+) -> torch.Tensor:
+    """Pull each region embedding toward the probability-weighted text embedding of the ImageNet
+    names the frozen head sees in the region (its teacher; Detic learns from ImageNet labels the
+    same way). The text space itself moves toward the 1000 ImageNet concepts, on every training
+    image, whatever its own label set.
+
+    embeddings [B,N,D] (unit), imagenet_logits [B,N,1000] (frozen, no gradient), imagenet_text
+    [1000,D], masks [B,N,P] soft masks. Each region counts by the head's confidence (its top
+    probability: a flat distribution over 1000 classes, as on sky or road, teaches nothing) times its
+    share of the image's mask mass.
+    """
+    probs = imagenet_logits.detach().softmax(-1)
+    target = F.normalize(probs @ imagenet_text.to(probs.dtype), dim=-1)  # [B,N,D]
+    cosine = (embeddings * target).sum(-1)
+    mass = masks.detach().sum(-1)
+    weight = probs.max(-1).values * mass / mass.sum(-1, keepdim=True).clamp(min=1e-6)
+    return ((1 - cosine) * weight).sum() / weight.sum().clamp(min=1e-6)

@@ -1,0 +1,130 @@
+"""Fusing the frozen recognizer with the trained scores (OMG-Seg, F-VLM, FC-CLIP).
+
+The trained score of class k at a pixel is eq. 6's mask-weighted mean of region-class cosines. The
+frozen ImageNet head adds two opinions, both as the probability mass p_k of the ImageNet classes
+class k covers in WordNet (omniseg.recognition.concepts):
+
+- per region: the head's distribution for the region's mask-pooled features (region_weight);
+- per pixel: the head's distribution at each cell of its stride-32 grid, a class activation map
+  upsampled to the masks' grid (pixel_weight). The trained regions are coarse for names they never
+  saw (a whole person is one region), and the map is what separates jeans from a sweater.
+
+Fused region score: c[k, n] + region_weight * u_k * p_k(region n); fused pixel logit: eq. 6 +
+pixel_weight * u_k * p_k(pixel). Classes ImageNet cannot see ("sky", "skin", "road") have p = 0 and
+keep the trained score. u_k is 1 for names the model never trained on and falls to ``seen_weight``
+for its training names (FC-CLIP's in- / out-of-vocabulary split): fine-tuning made the trained
+score better than the frozen one on those. The weights are tuned on training and validation parts
+(benchmarks/fusion_sweep.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from omniseg.recognition.concepts import ConceptMapper
+
+if TYPE_CHECKING:
+    from omniseg.text.encoder import TextEncoder
+    from omniseg.vocab import Vocabulary
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Defaults tuned on the train part of ccp (80 images, zero-shot: never trained on) with
+    ``python benchmarks/fusion_sweep.py ccp:train --limit 80 --region-weights 0,0.5 --pixel-weights
+    4,6,8 --temperatures 2`` (grounding mIoU 12.1 / 12.7 / 13.2 for pixel weight 4 / 6 / 8, full-
+    vocabulary mIoU 3.97 / 3.89 / 3.76; the region term added nothing: 11.6-12.6). Seen classes keep
+    the trained score (seen_weight 0): with the full frozen weight on them, MSRC val (40 images) fell
+    from 80.8 to 65.0 mIoU and CamVid from 48.9 to 46.4 at pixel weight 2."""
+
+    region_weight: float = 0.0
+    pixel_weight: float = 6.0
+    temperature: float = 2.0  # softmax temperature of the per-cell ImageNet logits
+    seen_weight: float = 0.0  # the frozen weight left to classes the model was trained on
+
+    @property
+    def active(self) -> bool:
+        return self.region_weight > 0 or self.pixel_weight > 0
+
+
+def covered_probability(class_cover: torch.Tensor, imagenet_probs: torch.Tensor) -> torch.Tensor:
+    """[K, 1000] 0/1 cover x [N, 1000] probabilities -> [K, N] probability mass of each class."""
+    return class_cover.to(imagenet_probs.dtype) @ imagenet_probs.T
+
+
+def fuse_region_scores(
+    class_sim: torch.Tensor, class_cover: torch.Tensor, imagenet_probs: torch.Tensor, weight: float
+) -> torch.Tensor:
+    """[K, N] trained cosines -> fused region scores."""
+    return class_sim + weight * covered_probability(class_cover, imagenet_probs).to(class_sim.dtype)
+
+
+def covered_pixel_probability(
+    class_cover: torch.Tensor, pixel_logits: torch.Tensor, size: tuple[int, int], temperature: float = 1.0
+) -> torch.Tensor:
+    """[K, 1000] cover, [1000, h, w] per-cell logits -> [K, H, W] covered mass, bilinearly resized."""
+    probs = (pixel_logits.float() / temperature).softmax(0)
+    k = class_cover.shape[0]
+    mass = (class_cover.float() @ probs.reshape(probs.shape[0], -1)).reshape(k, *probs.shape[1:])
+    if tuple(mass.shape[-2:]) != tuple(size):
+        mass = F.interpolate(mass[None], size=size, mode="bilinear", align_corners=False)[0]
+    return mass
+
+
+# Seen-ness ramp: a class whose best cosine to a trained name is >= SEEN_COSINE is "seen" (the
+# trained score is trusted alone, as FC-CLIP does for in-vocabulary classes); <= UNSEEN_COSINE is
+# unseen (full frozen weight); in between the weight falls linearly ("red car" 0.73 to "car": 0.85;
+# "automobile" 0.86: 0.2).
+SEEN_COSINE = 0.9
+UNSEEN_COSINE = 0.7
+
+
+def unseen_factor(seen_cosine: np.ndarray, seen_weight: float = 0.0) -> np.ndarray:
+    """Per class: 1 for names far from every trained name, ``seen_weight`` for trained names."""
+    ramp = np.clip((SEEN_COSINE - seen_cosine) / (SEEN_COSINE - UNSEEN_COSINE), 0.0, 1.0)
+    return seen_weight + (1.0 - seen_weight) * ramp
+
+
+class RecognizerFusion:
+    """What a door needs to fuse the frozen recognizer into a vocabulary's scores: the names->ImageNet
+    cover (memoised per vocabulary), the model's trained names, and the fusion weights."""
+
+    def __init__(
+        self, text_encoder: TextEncoder, trained_names: Sequence[str], config: FusionConfig | None = None
+    ) -> None:
+        self.config = config or FusionConfig()
+        self.mapper = ConceptMapper(text_encoder)
+        self.text_encoder = text_encoder
+        self.trained_text = text_encoder.encode(list(trained_names)) if trained_names else None
+
+    def class_cover(self, vocabulary: Vocabulary, classes: np.ndarray | None = None) -> torch.Tensor:
+        """[K, 1000] (K = len(classes) or the whole vocabulary): class k's 0/1 ImageNet cover times its
+        unseen factor. Small vocabularies are mapped once and memoised on the Vocabulary; large ones
+        map only the classes asked for (an image's candidates), so the cost stays flat."""
+        if classes is None:
+            cached = vocabulary.derived.get(_COVER_KEY)
+            if cached is None:
+                cached = self._weighted_cover(vocabulary, np.arange(len(vocabulary)))
+                vocabulary.derived[_COVER_KEY] = cached
+            return torch.from_numpy(cached)
+        return torch.from_numpy(self._weighted_cover(vocabulary, classes))
+
+    def _weighted_cover(self, vocabulary: Vocabulary, classes: np.ndarray) -> np.ndarray:
+        synonyms = [vocabulary.synonyms[int(k)] for k in classes]
+        cover = self.mapper.cover_matrix(synonyms)
+        if self.trained_text is None:
+            return cover
+        seen = np.zeros(len(classes), np.float32)
+        for i, names in enumerate(synonyms):
+            if cover[i].any():
+                seen[i] = float((self.text_encoder.encode(list(names)) @ self.trained_text.T).max())
+        return cover * unseen_factor(seen, self.config.seen_weight)[:, None].astype(np.float32)
+
+
+_COVER_KEY = "recognizer_cover"

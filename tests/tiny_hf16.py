@@ -1,0 +1,224 @@
+"""Tiny random SAM 3 / SAM 2 / EdgeTAM / Grounding DINO / CLIPSeg checkpoints (issue 16), built from
+configs and saved with save_pretrained; the issue-16 adapters are tested on these, never on the hub."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from tiny_hf import _save, _universal, save_char_tokenizer
+
+# SAM 3's ViT at 56 px (4 x 4 patches of 14, windows of 2, one global layer) and its FPN neck
+SAM3_VIT = dict(
+    model_type="sam3_vit_model",
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    image_size=56,
+    patch_size=14,
+    window_size=2,
+    global_attn_indexes=[1],
+    pretrain_image_size=28,
+)
+
+
+def sam3_vision(hidden: int = 32) -> dict:
+    return dict(
+        model_type="sam3_vision_model",
+        backbone_config=SAM3_VIT,
+        fpn_hidden_size=hidden,
+        backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]],
+    )
+
+
+def sam3_config(ids: dict[str, int], hidden: int = 32):
+    from transformers import Sam3Config
+
+    return Sam3Config(
+        vision_config=sam3_vision(hidden),
+        text_config=dict(
+            vocab_size=ids["vocab_size"],
+            hidden_size=32,
+            intermediate_size=64,
+            projection_dim=hidden,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=32,
+            pad_token_id=ids["pad_token_id"],
+            bos_token_id=ids["bos_token_id"],
+            eos_token_id=ids["eos_token_id"],
+        ),
+        geometry_encoder_config=dict(
+            hidden_size=hidden, num_layers=1, num_attention_heads=2, intermediate_size=64, roi_size=2
+        ),
+        detr_encoder_config=dict(hidden_size=hidden, num_layers=1, num_attention_heads=2, intermediate_size=64),
+        detr_decoder_config=dict(
+            hidden_size=hidden, num_layers=2, num_queries=8, num_attention_heads=2, intermediate_size=64
+        ),
+        mask_decoder_config=dict(hidden_size=hidden, num_upsampling_stages=3, num_attention_heads=2),
+    )
+
+
+def make_sam3(directory: Path) -> Path:
+    """A ~0.3M-parameter Sam3Model (56 px input) with a character-level tokenizer padded to 32."""
+    from transformers import Sam3Model
+
+    ids = save_char_tokenizer(directory, max_length=32)
+    torch.manual_seed(0)
+    return _save(Sam3Model(sam3_config(ids)), directory)
+
+
+# SAM 2's Hiera at 64 px: stages at strides 4..32 (16, 8, 4, 2 cells); a global block inside stage 3
+HIERA = dict(
+    model_type="sam2_hiera_det_model",
+    hidden_size=8,
+    num_attention_heads=1,
+    image_size=[64, 64],
+    blocks_per_stage=[1, 1, 2, 1],
+    embed_dim_per_stage=[8, 16, 32, 64],
+    num_attention_heads_per_stage=[1, 1, 1, 1],
+    window_size_per_stage=[4, 2, 2, 1],
+    global_attention_blocks=[3],
+    window_positional_embedding_background_size=[2, 2],
+)
+
+
+def sam2_parts(hidden: int = 32, sam3: bool = False) -> dict:
+    """Vision, prompt encoder and mask decoder configs of a 64 px SAM 2 (Hiera + FPN), or with sam3=True
+    of a 56 px SAM 3 tracker (SAM 3's ViT + FPN): both with 4 x 4 image embeddings."""
+    vision = dict(
+        backbone_config=HIERA,
+        backbone_channel_list=[64, 32, 16, 8],
+        backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]],
+        fpn_hidden_size=hidden,
+    )
+    size, patch = (56, 14) if sam3 else (64, 16)
+    return dict(
+        vision_config=sam3_vision(hidden) if sam3 else vision,
+        prompt_encoder_config=dict(hidden_size=hidden, image_size=size, patch_size=patch, mask_input_channels=4),
+        mask_decoder_config=dict(hidden_size=hidden, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32),
+    )
+
+
+# the video model's memory on the 4 x 4 grid. Its memory attention reads 64-channel memories
+# (hard-coded in transformers) and splits object pointers into memory-sized tokens, which needs a
+# hidden size above 64 (as in real checkpoints: 256): 128 here
+SAM2_MEMORY = dict(
+    image_size=64,
+    num_maskmem=3,
+    memory_attention_hidden_size=128,
+    memory_attention_num_layers=1,
+    memory_attention_feed_forward_hidden_size=64,
+    memory_attention_rope_feat_sizes=[4, 4],
+    memory_encoder_hidden_size=128,
+    memory_encoder_output_channels=64,
+    mask_downsampler_embed_dim=128,
+    memory_fuser_embed_dim=128,
+    memory_fuser_intermediate_dim=64,
+)
+
+
+def make_sam2(directory: Path) -> Path:
+    from transformers import Sam2Config, Sam2Model
+
+    torch.manual_seed(0)
+    return _save(Sam2Model(Sam2Config(**sam2_parts())), directory)
+
+
+def make_sam2_video(directory: Path) -> Path:
+    from transformers import Sam2VideoConfig, Sam2VideoModel
+
+    torch.manual_seed(0)
+    return _save(Sam2VideoModel(Sam2VideoConfig(**sam2_parts(128), **SAM2_MEMORY)), directory)
+
+
+def make_sam3_tracker(directory: Path) -> Path:
+    from transformers import Sam3TrackerConfig, Sam3TrackerModel
+
+    torch.manual_seed(0)
+    return _save(Sam3TrackerModel(Sam3TrackerConfig(**sam2_parts(sam3=True))), directory)
+
+
+def make_sam3_tracker_video(directory: Path) -> Path:
+    from transformers import Sam3TrackerVideoConfig, Sam3TrackerVideoModel
+
+    torch.manual_seed(0)
+    config = Sam3TrackerVideoConfig(**sam2_parts(128, sam3=True), **{**SAM2_MEMORY, "image_size": 56})
+    return _save(Sam3TrackerVideoModel(config), directory)
+
+
+def make_grounding_dino(directory: Path) -> Path:
+    """A tiny Swin + BERT Grounding DINO (10 queries, 64 text tokens) with its PIL image processor at 64 px."""
+    from transformers import GroundingDinoConfig, GroundingDinoForObjectDetection
+    from transformers.models.grounding_dino.image_processing_pil_grounding_dino import GroundingDinoImageProcessorPil
+
+    ids = save_char_tokenizer(directory, max_length=64)
+    swin = _universal()["backbone_config"]  # the tiny Swin of the Mask2Former tests, last three stages
+    swin.out_features = ["stage2", "stage3", "stage4"]
+    text = dict(
+        model_type="bert",
+        vocab_size=ids["vocab_size"],
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        pad_token_id=ids["pad_token_id"],
+    )
+    config = GroundingDinoConfig(
+        backbone_config=swin,
+        text_config=text,
+        num_queries=10,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        d_model=32,
+        encoder_n_points=2,
+        decoder_n_points=2,
+        max_text_len=64,
+    )
+    torch.manual_seed(0)
+    _save(GroundingDinoForObjectDetection(config), directory)
+    GroundingDinoImageProcessorPil(size={"shortest_edge": 64, "longest_edge": 96}).save_pretrained(directory)
+    return directory
+
+
+def make_clipseg(directory: Path) -> Path:
+    """A tiny CLIPSeg (32 px CLIP, decoder on layer 1) with its PIL image processor at 32 px."""
+    from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, ViTImageProcessorPil
+
+    from tiny_hf import TEXT, VISION
+
+    ids = save_char_tokenizer(directory)
+    config = CLIPSegConfig(
+        text_config={**TEXT, **ids},
+        vision_config=VISION,
+        projection_dim=16,
+        extract_layers=[1],
+        reduce_dim=16,
+        decoder_num_attention_heads=2,
+        decoder_intermediate_size=32,
+    )
+    torch.manual_seed(0)
+    _save(CLIPSegForImageSegmentation(config), directory)
+    ViTImageProcessorPil(
+        size={"height": 32, "width": 32}, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]
+    ).save_pretrained(directory)
+    return directory
+
+
+def make_sam3_combined(directory: Path) -> Path:
+    """A tiny ``Sam3VideoModel`` checkpoint (model_type sam3_video: detector + tracker in one file, the
+    layout of facebook/sam3), hidden size 128 so that its tracker's video memory works."""
+    from transformers import Sam3TrackerVideoConfig, Sam3VideoConfig, Sam3VideoModel
+
+    ids = save_char_tokenizer(directory, max_length=32)
+    tracker = Sam3TrackerVideoConfig(**sam2_parts(128, sam3=True), **{**SAM2_MEMORY, "image_size": 56})
+    config = Sam3VideoConfig(detector_config=sam3_config(ids, 128).to_dict(), tracker_config=tracker.to_dict())
+    torch.manual_seed(0)
+    return _save(Sam3VideoModel(config), directory)
