@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from omniseg import cancel
 from omniseg.errors import InputError
 from omniseg.io import ImageLike, atomic_save_png, atomic_write_text, load_image, output_path
 from omniseg.models.openseg import OpenSegModel, read_known_concepts
@@ -391,11 +392,13 @@ class Segmenter:
             vocabulary = self.vocabulary(vocab if isinstance(vocab, Vocabulary) else Vocabulary.load(vocab))
         if stuff is not None:
             vocabulary = dataclasses.replace(vocabulary, stuff=list(vocabulary.stuff or [])).mark_stuff(stuff)
+        cancel.check()  # between stages: a server request that timed out or lost its client stops here
         if task != "semantic":
             return self._objects(image, vocabulary, task, threshold, t0)
         t1 = time.perf_counter()
         array = load_image(image)
         regions = self.regions(array)
+        cancel.check()
         t2 = time.perf_counter()
         label, _ = semantic_segmentation_vocab(
             regions,
