@@ -62,6 +62,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json")
+    parser.add_argument(
+        "--compare-recognizer",
+        action="store_true",
+        help="also time every call without the frozen recognizer (interleaved, same run) and report the ratio",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     image = test_image(args.size)
@@ -71,11 +76,18 @@ def main() -> None:
     vocab = seg.vocabulary(CLASSES)
     for _ in range(3):  # warm-up: first calls allocate and pick kernels
         seg.segment(image, classes=vocab)
-    times = []
+    times, without = [], []
+    recognizer, fusion = seg.source.network.recognizer, seg.fusion
     for _ in range(args.repeats):
         t = time.perf_counter()
         seg.segment(image, classes=vocab)
         times.append(time.perf_counter() - t)
+        if args.compare_recognizer:  # the same call with the recognizer switched off
+            seg.source.network.recognizer, seg.fusion = None, None
+            t = time.perf_counter()
+            seg.segment(image, classes=vocab)
+            without.append(time.perf_counter() - t)
+            seg.source.network.recognizer, seg.fusion = recognizer, fusion
     q = statistics.quantiles(times, n=10)
     report = {
         "benchmark": "segment end-to-end",
@@ -87,6 +99,14 @@ def main() -> None:
         "p10_s": round(q[0], 4),
         "p90_s": round(q[-1], 4),
         "load_s": round(load_s, 2),
+        **(
+            {
+                "median_without_recognizer_s": round(statistics.median(without), 4),
+                "recognizer_ratio": round(statistics.median(times) / statistics.median(without), 3),
+            }
+            if without
+            else {}
+        ),
         "cpu": platform.processor() or platform.machine(),
         "torch": torch.__version__,
     }

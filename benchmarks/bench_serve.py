@@ -92,7 +92,9 @@ def rss_growth(samples: list[tuple[float, float]]) -> dict:
     return {"first_quarter_max_mb": first, "last_quarter_max_mb": last, "growth_mb": round(last - first, 1)}
 
 
-async def load(base: str, images: list[bytes], clients: int, duration: float, pid: int | None = None) -> dict:
+async def load(
+    base: str, images: list[bytes], clients: int, duration: float, pid: int | None = None, warm_up: bool = True
+) -> dict:
     import httpx
 
     counter = itertools.count()
@@ -104,8 +106,9 @@ async def load(base: str, images: list[bytes], clients: int, duration: float, pi
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(300.0)) as client:
         # one request first: the server is warm (vocabulary embedded, first-call costs paid) before timing
-        warm = await client.post(f"{base}/v1/segment", files={"image": ("w.jpg", images[0])}, data=data)
-        warm.raise_for_status()
+        if warm_up:  # (bench_serve_hostile warms the server up itself, before its hostile clients start)
+            warm = await client.post(f"{base}/v1/segment", files={"image": ("w.jpg", images[0])}, data=data)
+            warm.raise_for_status()
         end = time.monotonic() + duration
 
         async def worker() -> None:

@@ -7,7 +7,8 @@ omniseg.recognition.wordnet. The package is only needed to regenerate the file, 
 
 A lemma is kept when (1) one of its senses is a visual kind of thing: a synset in a lexicographer
 file of things one can see (omniseg.recognition.concepts.VISUAL_LEXNAMES: artifacts, animals,
-plants, food, objects, body, substances, places, people, phenomena) that is not an instance (a
+plants, food, objects, body, substances, places, people, phenomena, or a visual signal such as a
+traffic light) that is not an instance (a
 named person, city or work); acts, attributes, feelings, times and the like go ("backgrounding"
 is an act); and (2) none of its senses is marked offensive: a usage-domain pointer to WordNet's
 "ethnic slur", "disparagement" or "obscenity" synsets, or a gloss that says "offensive",
@@ -24,7 +25,7 @@ import re
 from pathlib import Path
 
 from omniseg.recognition.concepts import VISUAL_LEXNAMES
-from omniseg.recognition.wordnet import WordNet
+from omniseg.recognition.wordnet import LemmaSenses, WordNet
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "omniseg" / "vocabularies" / "wordnet_nouns.txt"
 HEADER = """\
@@ -39,21 +40,25 @@ OFFENSIVE_DOMAINS = ("ethnic_slur", "disparagement", "obscenity")
 OFFENSIVE_GLOSS = re.compile(r"\b(offensive|derogatory|disparaging|slur|obscene|vulgar)\b", re.IGNORECASE)
 
 
-def keep(wn: WordNet, offsets: list[int], offensive_domains: set[int]) -> bool:
+def keep(wn: WordNet, offsets: list[int], offensive_domains: set[int], signals: set[int]) -> bool:
     synsets = [wn.synsets[o] for o in offsets]
     if any(set(s.usage_domains) & offensive_domains or OFFENSIVE_GLOSS.search(s.gloss) for s in synsets):
         return False
-    return any(s.lexname in VISUAL_LEXNAMES and not s.instance for s in synsets)
+    return any((s.lexname in VISUAL_LEXNAMES or s.offset in signals) and not s.instance for s in synsets)
 
 
 def lemmas(wn: WordNet) -> list[str]:
     offensive_domains = {o for o, s in wn.synsets.items() if s.lemmas[0] in OFFENSIVE_DOMAINS}
+    # communication is mostly not visible, but its visual signals are ("traffic light", "flare")
+    signals: set[int] = set()
+    for o in (wn.lookup("visual signal") or LemmaSenses([], 0)).synsets:
+        signals |= wn.hyponym_closure(o)
     names: dict[str, None] = {}
     for lemma, senses in wn.senses.items():
         name = lemma.replace("_", " ").strip()
         if not re.search(r"[a-z]", name) or "," in name or "[" in name:
             continue
-        if keep(wn, senses.synsets, offensive_domains):
+        if keep(wn, senses.synsets, offensive_domains, signals):
             names.setdefault(name, None)
     return list(names)
 

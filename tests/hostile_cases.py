@@ -16,6 +16,7 @@ echoed, or 200), or says why the row has no server surface.
 from __future__ import annotations
 
 import errno
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,6 +28,7 @@ from hostile_corpus import MILLION, SCENE, Corpus
 from omniseg.errors import InputError, MissingResourceError, ModelLoadError, OutputError
 from omniseg.eval.semantic import evaluate_semantic
 from omniseg.io import load_image
+from omniseg.text.cache import default_cache_dir
 from omniseg.train.config import TrainConfig
 
 CLASSES = "sky,road,car"
@@ -773,6 +775,44 @@ CASES: list[Case] = [
         "vocab",
         "vocab_control.txt",
     ),
+    row(
+        "vocab-zero-width",
+        "vocabulary",
+        "a name of zero-width characters only",
+        InputError,
+        "class 2 has",
+        "vocab",
+        "vocab_zero_width.txt",
+    ),
+    row(
+        "vocab-bidi-override",
+        "vocabulary",
+        "a right-to-left override (U+202E) inside a name",
+        InputError,
+        "class 2 has an invisible control character (U+202E)",
+        "vocab",
+        "vocab_bidi.txt",
+    ),
+    row(
+        "vocab-line-separator",
+        "vocabulary",
+        "U+2028 and U+0085 inside lines 2 and 3",
+        InputError,
+        "class 2 has an invisible control character (U+2028)",
+        "vocab",
+        "vocab_line_separator.txt",
+        outcome="refused, naming line 2 (the separator does not split it)",
+    ),
+    row(
+        "vocab-long-name",
+        "vocabulary",
+        "a 900,000-character class name",
+        InputError,
+        "at most 1,000",
+        "vocab",
+        "vocab_long_name.txt",
+        outcome="refused before any encoding or drawing",
+    ),
     Case(
         "stuff-unknown",
         "vocabulary",
@@ -898,6 +938,52 @@ CASES: list[Case] = [
         "model",
         "model_heads",
     ),
+    row(
+        "config-product",
+        "weights",
+        "config whose fields are each in bounds but total 7.7 G parameters",
+        ModelLoadError,
+        "parameters (limit 100,000,000): refused before allocating",
+        "model",
+        "model_config_product",
+        outcome="refused before any allocation",
+    ),
+    row(
+        "weights-nan",
+        "weights",
+        "model.safetensors with a NaN weight",
+        ModelLoadError,
+        "holds NaN or infinite values",
+        "model",
+        "model_nan",
+    ),
+    row(
+        "config-pixel-weight-nan",
+        "weights",
+        "config with pixel_weight NaN",
+        ModelLoadError,
+        "pixel_weight must be a finite number",
+        "model",
+        "model_pixel_weight_nan",
+    ),
+    row(
+        "config-pixel-weight-text",
+        "weights",
+        "config with pixel_weight 'half'",
+        ModelLoadError,
+        "pixel_weight must be a finite number",
+        "model",
+        "model_pixel_weight_text",
+    ),
+    row(
+        "config-unknown-arch",
+        "weights",
+        "config with arch 'unet'",
+        ModelLoadError,
+        "model arch must be 'openseg' or 'lseg'",
+        "model",
+        "model_unknown_arch",
+    ),
     # -- outputs -----------------------------------------------------------------------------
     Case(
         "out-is-a-file",
@@ -996,6 +1082,25 @@ CASES: list[Case] = [
         "would overwrite an input",
         video_cli("mask_ok.png", out=frames_dir),
         after=unchanged("frames/00.png"),
+        api_na="n/a: the caller names each output",
+    ),
+    Case(
+        "out-is-the-model",
+        "output",
+        "segment config.png --model M --out M",
+        InputError,
+        "is inside the model directory",
+        lambda c: seg_cli("named/config.png")(c)[:-5] + ["--model", c.f("model_as_out"), "--out", c.f("model_as_out")],
+        after=lambda c: json.loads((Path(c.f("model_as_out")) / "config.json").read_text())["feature_dim"],
+        api_na="n/a: the caller names each output",
+    ),
+    Case(
+        "out-is-the-cache",
+        "output",
+        "--out inside the embedding cache (OMNISEG_CACHE)",
+        InputError,
+        "is inside the embedding cache",
+        lambda c: seg_cli("rgb.png")(c)[:-3] + ["--out", str(Path(default_cache_dir()) / "out")],
         api_na="n/a: the caller names each output",
     ),
     Case(
@@ -1159,6 +1264,17 @@ SERVER: dict[str, Http | str] = {
     "vocab-emoji-rtl": seg_http("rgb.png", 200, classes=",".join(INTL)),
     "vocab-control-char": seg_http("rgb.png", 400, classes="sky,ro\x00ad"),
     "stuff-unknown": seg_http("rgb.png", 400, task="panoptic", stuff="ocean"),
+    "vocab-zero-width": seg_http("rgb.png", 400, classes="sky,\u200b\u200b\u200d"),
+    "vocab-bidi-override": seg_http("rgb.png", 400, classes="sky,ro\u202ead"),
+    "vocab-line-separator": seg_http("rgb.png", 400, classes="sky,red\u2028car"),
+    "vocab-long-name": seg_http("rgb.png", 400, classes="sky," + "x" * 900_000),
+    "config-product": NO_MODEL,
+    "weights-nan": NO_MODEL,
+    "config-pixel-weight-nan": NO_MODEL,
+    "config-pixel-weight-text": NO_MODEL,
+    "config-unknown-arch": NO_MODEL,
+    "out-is-the-model": NO_FILES,
+    "out-is-the-cache": NO_FILES,
     "model-missing": NO_MODEL,
     "weights-zero-byte": NO_MODEL,
     "weights-truncated": NO_MODEL,
@@ -1234,6 +1350,204 @@ EXTRA_ROWS = [
 ]
 
 
+# Issue 13's rows that are one named test each (not a corpus file fed to every surface): id, input,
+# CLI, API, server, the test. "-": the surface cannot receive it.
+T_BATCH, T_CACHE, T_SERVE = (
+    "tests/test_batch_hostile.py",
+    "tests/test_cache_faults.py",
+    "tests/test_server_robustness.py",
+)
+T_CKPT = "tests/test_bad_checkpoints.py"
+ONE_TEST_ROWS: list[tuple[str, str, str, str, str, str]] = [
+    (
+        "server-trickling-uploads",
+        "8 clients sending one body byte every 0.3 s, clients leaving mid-upload",
+        "-",
+        "-",
+        "408 JSON after `--body-timeout`; every other client 200 (none 503)",
+        f"`{T_SERVE}::test_trickling_and_abandoned_uploads_do_not_block_other_clients`",
+    ),
+    (
+        "server-timeout-frees-slot",
+        "2,000 names of 300+ characters, `timeout_s` 1; a client leaving mid-computation",
+        "-",
+        "-",
+        "504 JSON, the compute slot free within 3 s, next request 200",
+        f"`{T_SERVE}::test_timed_out_request_frees_its_slot`, `::test_a_client_leaving_cancels_its_computation`",
+    ),
+    (
+        "click-nested-json",
+        "`points` nested 3,000 and 100,000 deep",
+        "-",
+        "-",
+        "400 JSON",
+        f"`{T_SERVE}::test_click_nested_json_and_huge_ints_are_400`",
+    ),
+    (
+        "click-huge-int",
+        "`points` with a 5,000-digit and a 400-digit integer",
+        "-",
+        "-",
+        "400 JSON",
+        f"`{T_SERVE}::test_click_nested_json_and_huge_ints_are_400`",
+    ),
+    (
+        "server-foreign-host",
+        "`Host: evil.example` (DNS rebinding)",
+        "-",
+        "-",
+        "400 JSON; loopback names and `--allowed-hosts` 200",
+        f"`{T_SERVE}::test_foreign_host_header_is_400_json`",
+    ),
+    (
+        "server-head",
+        "`HEAD /healthz`, `HEAD /`, `HEAD /v1/vocabularies`",
+        "-",
+        "-",
+        "200, no body",
+        f"`{T_SERVE}::test_head_on_get_routes_is_200_without_body`",
+    ),
+    (
+        "workers-orphaned",
+        "`kill -9` of a `--workers 2` batch",
+        "both workers gone within 5 s",
+        "-",
+        "-",
+        f"`{T_BATCH}::test_workers_exit_when_the_driver_is_killed`",
+    ),
+    (
+        "symlink-loop",
+        "a folder holding a link to itself and a file link to itself",
+        "exit 0, one warning line per link, the rest segmented",
+        "-",
+        "-",
+        f"`{T_BATCH}::test_symlink_loops_are_skipped_with_one_warning_each`",
+    ),
+    (
+        "glob-symlink-loop",
+        "`'photos/**/*.png'` with `photos/loop -> photos`",
+        "exit 0, one warning line, the image segmented once",
+        "-",
+        "-",
+        f"`{T_BATCH}::test_a_double_star_glob_walks_a_self_link_once`",
+    ),
+    (
+        "odd-file-names",
+        "a file name with a newline, a backslash, or 234 characters, after a good one",
+        "exit 2 before any work: `unsafe output name` / `is too long`, no temp path",
+        "-",
+        "-",
+        f"`{T_BATCH}::test_an_odd_file_name_is_refused_before_any_work`",
+    ),
+    (
+        "two-runs-one-out",
+        "another live run's temporary files in `--out`",
+        "-",
+        "kept (only a dead writer's are removed)",
+        "-",
+        f"`{T_BATCH}::test_two_runs_into_one_out_keep_each_others_temp_files`",
+    ),
+    (
+        "fifo-and-devices",
+        "a FIFO, `/dev/zero`; a FIFO in a scanned folder",
+        "exit 2: `not a regular file`; in a folder: one warning line, the rest segmented",
+        "-",
+        "-",
+        f"`{T_BATCH}::test_fifo_and_devices_are_not_regular_files`",
+    ),
+    (
+        "unreadable-image",
+        "an image the user may not read (EACCES)",
+        "-",
+        "`InputError`: `cannot be read (permission denied)`",
+        "-",
+        f"`{T_BATCH}::test_unreadable_file_says_permission_denied`",
+    ),
+    (
+        "gif-avif-scan",
+        "a folder holding a .gif and a .avif",
+        "exit 0, both segmented",
+        "-",
+        "-",
+        f"`{T_BATCH}::test_gif_and_avif_are_found_by_a_folder_scan`",
+    ),
+    (
+        "corrupt-exif",
+        "a JPEG with a corrupt EXIF block",
+        "exit 0, stderr empty (was 2 Pillow lines)",
+        "-",
+        "-",
+        f"`{T_BATCH}::test_corrupt_exif_prints_nothing`",
+    ),
+    (
+        "quiet-encoding-bar",
+        "`--quiet` with a vocabulary on the large (store) path",
+        "exit 0, stderr empty",
+        "-",
+        "-",
+        f"`{T_BATCH}::test_quiet_hides_the_encoding_progress_bar`",
+    ),
+    (
+        "cache-sqlite-damaged",
+        "embedding cache random / truncated / zeroed; a stored vector short, NaN or 16-d",
+        "exit 0, one warning line naming the file, the clean run's bytes",
+        "right embeddings + `CacheWarning`; rebuilt",
+        "-",
+        f"`{T_CACHE}` (`test_damaged_sqlite_cache_is_rebuilt`, `test_damaged_stored_vector_is_recomputed`, "
+        "`test_cli_...`)",
+    ),
+    (
+        "cache-unusable",
+        "`OMNISEG_CACHE` is a file; the cache read-only; locked by another process",
+        "exit 0, one warning line naming the file",
+        "right embeddings + `CacheWarning`, uncached",
+        "-",
+        f"`{T_CACHE}` (`..._a_file_runs_uncached`, `test_read_only_...`, `test_locked_...`)",
+    ),
+    (
+        "store-damaged",
+        "`vectors.npy` truncated, random, misshapen, NaN rows; the store root a file",
+        "-",
+        "right embeddings + `CacheWarning`; encoded again (or in memory)",
+        "-",
+        f"`{T_CACHE}::test_damaged_store_is_encoded_again`, `::test_store_root_that_is_a_file_runs_in_memory`",
+    ),
+    (
+        "faiss-index-damaged",
+        "a random FAISS index file; the index of other vectors",
+        "-",
+        "right search + `CacheWarning`; rebuilt and persisted",
+        "-",
+        f"`{T_CACHE}::test_damaged_faiss_index_is_rebuilt`",
+    ),
+    (
+        "checkpoint-damaged",
+        "training checkpoint: truncated/zero safetensors, NaN weights, torn optimizer.pt, bad state.json",
+        "exit 2, one line naming the file",
+        "`ModelLoadError`",
+        "-",
+        f"`{T_CKPT}::test_a_damaged_checkpoint_is_one_line_naming_the_file`, "
+        "`::test_nan_checkpoint_weights_are_refused`",
+    ),
+    (
+        "checkpoint-pickle",
+        "optimizer.pt holding an object whose unpickling creates a directory",
+        "exit 2, one line",
+        "`ModelLoadError`, payload never runs",
+        "-",
+        f"`{T_CKPT}::test_a_malicious_optimizer_file_is_one_line_and_never_runs`",
+    ),
+    (
+        "clip-not-safetensors",
+        "`--embed clip:DIR` whose model.safetensors is a pickle",
+        "exit 2: `not a valid safetensors`",
+        "`ModelLoadError`",
+        "-",
+        f"`{T_CKPT}::test_clip_folder_with_non_safetensors_weights`",
+    ),
+]
+
+
 def _cell_cli(case: Case) -> str:
     if case.cli is None:
         return case.cli_na
@@ -1262,6 +1576,8 @@ def markdown_table() -> str:
         )
     for case_id, group, what, status in EXTRA_ROWS:
         lines.append(f"| - | `{case_id}` | {what} | - | - | {status} | ({group}) |")
+    for case_id, what, cli, api, server, test in ONE_TEST_ROWS:
+        lines.append(f"| - | `{case_id}` | {what} | {cli} | {api} | {server} | {test} |")
     return "\n".join(lines)
 
 

@@ -71,7 +71,7 @@ def png_bytes(
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
-@maker("rgb.png", "target.png", "frames/00.png", "dup/a.png", "clash/x.png", "clash/x_overlay.png")
+@maker("rgb.png", "target.png", "frames/00.png", "dup/a.png", "clash/x.png", "clash/x_overlay.png", "named/config.png")
 def _rgb_png(path: Path, _: Corpus) -> None:
     Image.fromarray(SCENE).save(path)
 
@@ -259,6 +259,10 @@ VOCABS: dict[str, bytes] = {
     "vocab_bom.txt": "sky\nroad\ncar\n".encode("utf-8-sig"),
     "vocab_intl.txt": "\U0001f697 car\n\u05e9\u05de\u05d9\u05d9\u05dd\n\u0637\u0631\u064a\u0642\n".encode(),
     "vocab_control.txt": b"sky\nro\x00ad\n",
+    "vocab_zero_width.txt": "sky\n\u200b\u200b\u200d\nroad\n".encode(),
+    "vocab_bidi.txt": "sky\nro\u202ead\n".encode(),
+    "vocab_line_separator.txt": "sky\nred\u2028car\nroad\u0085way\n".encode(),
+    "vocab_long_name.txt": ("sky\n" + "x" * 900_000 + "\n").encode(),
 }
 for _name in VOCABS:
     maker(_name)(lambda path, _c: path.write_bytes(VOCABS[path.name]))
@@ -339,6 +343,44 @@ def _model_config_list(path: Path, corpus: Corpus) -> None:
 @maker("model_config_huge")
 def _model_config_huge(path: Path, corpus: Corpus) -> None:
     _model_copy(path, corpus, config={"feature_dim": 1_000_000_000})
+
+
+@maker("model_config_product")
+def _model_config_product(path: Path, corpus: Corpus) -> None:
+    """Every field within its own bound, 7.7 G parameters together (issue 13)."""
+    big = dict.fromkeys(("feature_dim", "ffn_dim", "num_queries", "fpn_dim"), 4096)
+    _model_copy(path, corpus, config={**big, "num_blocks": 64, "pos_grid": 512})
+
+
+@maker("model_nan")
+def _model_nan(path: Path, corpus: Corpus) -> None:
+    from safetensors.torch import load_file, save_file
+
+    _model_copy(path, corpus)
+    tensors = load_file(str(path / "model.safetensors"))
+    name = next(k for k, v in tensors.items() if v.is_floating_point() and v.numel() > 1)
+    tensors[name][0] = float("nan")
+    save_file(tensors, str(path / "model.safetensors"))
+
+
+@maker("model_pixel_weight_nan")
+def _model_pixel_weight_nan(path: Path, corpus: Corpus) -> None:
+    _model_copy(path, corpus, config={"pixel_weight": float("nan"), "pixel_head": True})
+
+
+@maker("model_pixel_weight_text")
+def _model_pixel_weight_text(path: Path, corpus: Corpus) -> None:
+    _model_copy(path, corpus, config={"pixel_weight": "half"})
+
+
+@maker("model_unknown_arch")
+def _model_unknown_arch(path: Path, corpus: Corpus) -> None:
+    _model_copy(path, corpus, config={"arch": "unet"})
+
+
+@maker("model_as_out")
+def _model_as_out(path: Path, corpus: Corpus) -> None:
+    _model_copy(path, corpus)
 
 
 @maker("model_mismatch")

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO_ROOT, assert_json_error, run_cli
-from hostile_cases import CASES, EXTRA_ROWS, Case, Ctx, markdown_table
+from hostile_cases import CASES, EXTRA_ROWS, ONE_TEST_ROWS, Case, Ctx, markdown_table
 from hostile_corpus import Corpus
 from omniseg import registry
 from omniseg.errors import MultiFrameWarning, OmnisegError
@@ -111,7 +111,9 @@ def client(segmenter):
 
     from omniseg.server import create_app
 
-    with TestClient(create_app(segmenter, vocabularies={}), raise_server_exceptions=False) as c:
+    with TestClient(
+        create_app(segmenter, vocabularies={}), base_url="http://localhost", raise_server_exceptions=False
+    ) as c:
         yield c
 
 
@@ -176,7 +178,7 @@ def test_server_writes_nothing(ctx: Ctx, segmenter, tmp_path, monkeypatch) -> No
     buffer = io.BytesIO()
     Image.fromarray(big).save(buffer, format="PNG", compress_level=0)
     assert len(buffer.getvalue()) > 1024 * 1024
-    with TestClient(create_app(segmenter, vocabularies={})) as client:
+    with TestClient(create_app(segmenter, vocabularies={}), base_url="http://localhost") as client:
         for name in ("../escape.png", "../../escape.png", "/tmp/escape.png", str(work / "escape.png")):
             r = client.post("/v1/segment", files={"image": (name, buffer.getvalue())}, data={"classes": "sky,road"})
             assert r.status_code == 200, r.text
@@ -189,7 +191,7 @@ def test_server_writes_nothing(ctx: Ctx, segmenter, tmp_path, monkeypatch) -> No
 
 
 def test_every_case_has_a_surface_and_a_server_entry() -> None:
-    ids = [c.id for c in CASES] + [row[0] for row in EXTRA_ROWS]
+    ids = [c.id for c in CASES] + [row[0] for row in EXTRA_ROWS] + [row[0] for row in ONE_TEST_ROWS]
     assert len(ids) == len(set(ids)), "case ids must be unique"
     assert len(CASES) >= 40
     for case in CASES:

@@ -357,7 +357,7 @@ def test_bench_vocab_agreement_on_its_own_images(tiny_model_dir):
 # -------------------------------------------------------------------------------------------------- CLI
 def test_cli_vocab_list_and_show(capsys):
     code, out, _ = run(["vocab", "list"], capsys)
-    assert code == 0 and "ade150" in out and "wordnet_nouns" in out and "69,917" in out
+    assert code == 0 and "ade150" in out and "wordnet_nouns" in out and "69,953" in out
     code, out, _ = run(["vocab", "show", "camvid11-pe", "--limit", "2"], capsys)
     assert code == 0 and "0\tsky, clouds [stuff]" in out and out.count("\n") == 3
     code, out, _ = run(["vocab", "show", "voc21", "--templates", "photo", "--prompts", "--limit", "1"], capsys)

@@ -279,7 +279,7 @@ def test_id_fractions_partition_each_cell(mask, grid):
 
 # ------------------------------------------------------------------------------------ vocabularies
 plain_names = st.text(
-    st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"), blacklist_characters=",|[]#\ufeff"),
+    st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Zl", "Zp"), blacklist_characters=",|[]#\ufeff"),
     min_size=1,
     max_size=20,
 ).filter(lambda s: s.strip())

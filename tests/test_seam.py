@@ -148,7 +148,7 @@ def test_server_serves_a_composed_backend(tiny_model_dir, hf, scene):
     buffer = __import__("io").BytesIO()
     Image.fromarray(scene).save(buffer, format="PNG")
     files = {"image": ("scene.png", buffer.getvalue(), "image/png")}
-    with TestClient(create_app(seg, vocabularies={})) as client:
+    with TestClient(create_app(seg, vocabularies={}), base_url="http://localhost") as client:
         answer = client.post("/v1/segment", files=files, data={"classes": ",".join(TINY_CLASSES)})
         assert answer.status_code == 200, answer.text
         assert answer.json()["classes"] == TINY_CLASSES and answer.json()["model"].startswith("masks=sam:")

@@ -55,7 +55,7 @@ def vocab_files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(seg, vocab_files):
     limits = ServerLimits(max_upload_bytes=300_000, max_pixels=100_000, max_classes=20)
-    with TestClient(create_app(seg, limits=limits, vocabularies=vocab_files)) as c:
+    with TestClient(create_app(seg, limits=limits, vocabularies=vocab_files), base_url="http://localhost") as c:
         yield c
 
 
@@ -220,7 +220,7 @@ def test_a_body_without_content_length_is_counted(seg):
         async def send(message):
             sent.append(message)
 
-        headers = [(b"content-type", b"multipart/form-data; boundary=xyz")]
+        headers = [(b"content-type", b"multipart/form-data; boundary=xyz"), (b"host", b"localhost")]
         scope = {"type": "http", "method": "POST", "path": "/v1/segment", "headers": headers, "query_string": b""}
         await app(scope, receive, send)
         return sent
@@ -253,7 +253,7 @@ def test_queue_full_answers_503_and_timeout_504(seg, picture, monkeypatch):
     limits = ServerLimits(concurrency=1, queue=1, timeout_s=20)
     app = create_app(seg, limits=limits, vocabularies={})
     monkeypatch.setattr(app.state.segmenter, "segment", slow.segment)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         results: dict[int, int] = {}
 
         def post(i: int) -> None:
@@ -282,7 +282,7 @@ def test_queue_full_answers_503_and_timeout_504(seg, picture, monkeypatch):
     slow.release.clear()
     app = create_app(seg, limits=ServerLimits(timeout_s=0.3), vocabularies={})
     monkeypatch.setattr(app.state.segmenter, "segment", slow.segment)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         message = assert_json_error(client.post("/v1/segment", files=upload(picture), data={"classes": "a"}), 504)
         assert "timed out" in message
         slow.release.set()

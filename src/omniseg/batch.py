@@ -30,13 +30,16 @@ import numpy as np
 import torch
 
 from omniseg import __version__, registry
-from omniseg.errors import InputError
+from omniseg.errors import InputError, OutputError
+from omniseg.fswalk import glob_base, glob_matches, walk_files
 from omniseg.io import atomic_write_bytes, atomic_write_text, remove_stale_temp_files
+from omniseg.orphan import exit_with_parent
 from omniseg.results import InstanceResult, SemanticResult
 from omniseg.segmenter import Segmenter, Task
 from omniseg.vocab import Vocabulary
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# What a folder scan picks up: the formats the reader (Pillow) opens when a file is named directly.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".avif")
 MARKER_DIR = Path(".omniseg") / "done"
 
 
@@ -47,31 +50,14 @@ class BatchItem:
 
 
 def _walk(root: Path, exclude: Path | None) -> Iterator[Path]:
-    """Image files under root, sorted, skipping hidden entries and the output directory."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        dirnames[:] = sorted(
-            d for d in dirnames if not d.startswith(".") and (exclude is None or (here / d).resolve() != exclude)
-        )
-        for name in sorted(filenames):
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                yield here / name
+    """Image files under root, sorted, skipping hidden entries, the output directory and symbolic
+    link loops (each real directory is walked once: omniseg.fswalk)."""
+    return (p for p in walk_files(root, exclude) if p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
 def _key(path: Path, base: Path | None) -> str:
     rel = path.relative_to(base) if base is not None else Path(path.name)
     return rel.with_suffix("").as_posix()
-
-
-def _glob_base(pattern: str) -> Path:
-    """The directory part of a glob before its first wildcard: 'data/**/*.jpg' -> 'data'."""
-    parts = Path(pattern).parts
-    fixed = []
-    for part in parts:
-        if glob.has_magic(part):
-            break
-        fixed.append(part)
-    return Path(*fixed) if fixed else Path(".")
 
 
 def collect_images(inputs: Sequence[str | os.PathLike], exclude: str | os.PathLike | None = None) -> list[BatchItem]:
@@ -92,17 +78,18 @@ def collect_images(inputs: Sequence[str | os.PathLike], exclude: str | os.PathLi
                 raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {path}")
             items.extend(found)
         elif glob.has_magic(text):
-            base = _glob_base(text)
+            base = glob_base(text)
             found = []
-            for match in sorted(glob.glob(text, recursive=True)):
-                m = Path(match)
-                if m.is_dir():
+            for m, is_dir in glob_matches(text, excluded):  # loop-safe, unlike glob('**')
+                if is_dir:
                     found.extend(BatchItem(p, _key(p, base)) for p in _walk(m, excluded))
-                elif m.suffix.lower() in IMAGE_EXTENSIONS and (excluded is None or excluded not in m.resolve().parents):
+                elif m.suffix.lower() in IMAGE_EXTENSIONS:
                     found.append(BatchItem(m, _key(m, base)))
             if not found:
                 raise InputError(f"no images match {text}")
             items.extend(found)
+        elif path.exists():  # a FIFO, a device (/dev/zero), a socket: reading it would block or never end
+            raise InputError(f"image is not a regular file: {path}")
         else:
             missing.append(text)
     if missing:
@@ -210,8 +197,11 @@ class Worker:
         files = {}
         with tempfile.TemporaryDirectory(prefix="omniseg-batch-") as tmp:
             # The result's own writers, so batch files are exactly what `segment` writes for one image.
-            for path in result.save(tmp, rel.name).values():
-                files[(rel.parent / path.name).as_posix()] = path.read_bytes()
+            try:
+                for path in result.save(tmp, rel.name).values():
+                    files[(rel.parent / path.name).as_posix()] = path.read_bytes()
+            except (InputError, OutputError) as exc:  # this image only; never show the internal temp path
+                return Outcome(key, error=f"{image}: its outputs cannot be made: {str(exc).replace(tmp, '<out>')}")
         return Outcome(key, files, summary(result), result.timings["total_s"])
 
 
@@ -261,8 +251,10 @@ def commit(out: Path, item: BatchItem, outcome: Outcome, fingerprint: str) -> No
 _PROCESS_WORKER: Worker | None = None
 
 
-def _init_process(job: BatchJob, threads: int) -> None:
+def _init_process(job: BatchJob, threads: int, parent_pid: int | None = None) -> None:
     global _PROCESS_WORKER
+    if parent_pid is not None:
+        exit_with_parent(parent_pid)  # before the model loads: a driver killed meanwhile leaves no orphan
     os.environ["OMP_NUM_THREADS"] = str(threads)
     _PROCESS_WORKER = Worker(job, threads)
 
@@ -299,7 +291,10 @@ def run_local(
     threads = threads or 1
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
-        max_workers=min(workers, len(items)), mp_context=context, initializer=_init_process, initargs=(job, threads)
+        max_workers=min(workers, len(items)),
+        mp_context=context,
+        initializer=_init_process,
+        initargs=(job, threads, os.getpid()),
     ) as pool:
         futures = {pool.submit(_run_in_process, item.key, str(item.path)): item for item in items}
         try:

@@ -54,3 +54,11 @@ class OmnisegWarning(UserWarning):
 
 class MultiFrameWarning(OmnisegWarning):
     """An animated GIF, multi-page TIFF (or other multi-frame file) was given: only its first frame is used."""
+
+
+class SkippedInputWarning(OmnisegWarning):
+    """An input path was skipped (a symbolic link loop, a broken link): the rest is processed."""
+
+
+class CacheWarning(OmnisegWarning):
+    """A cache or store is damaged or unusable: rebuilt, or the run goes on without it."""

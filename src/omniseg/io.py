@@ -10,12 +10,13 @@ rename; a failure (permissions, disk full) raises ``OutputError`` and leaves no 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar, Union
 
@@ -30,6 +31,15 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 T = TypeVar("T")
 
 
+@contextlib.contextmanager
+def _quiet_exif() -> Iterator[None]:
+    """Pillow warns "Corrupt EXIF data" (two stderr lines per read) on a damaged EXIF block of an
+    image that reads fine; what is salvageable is used and the rest ignored, so say nothing."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+        yield
+
+
 def _open_checked(source: Path | bytes, what: str, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
     """Open (lazily: header only) an image file, or encoded bytes (an upload), after the checks every
     reader needs. Over ``max_pixels``: TooLargeError (an InputError; the server answers 413)."""
@@ -40,18 +50,20 @@ def _open_checked(source: Path | bytes, what: str, max_pixels: int = MAX_IMAGE_P
         opened: Path | io.BytesIO = io.BytesIO(source)
     else:
         if not source.is_file():
-            problem = "is not a file" if source.exists() else "not found"
+            problem = "is not a regular file" if source.exists() else "not found"
             raise InputError(f"{what} {problem}: {source}")
         if source.stat().st_size == 0:
             raise InputError(f"{what} is an empty file (0 bytes): {source}")
         opened = source
     try:
-        with warnings.catch_warnings():
+        with _quiet_exif(), warnings.catch_warnings():
             # Pillow's own bomb warning (89-179 MP) would print two lines; our limit is lower anyway.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(opened)
     except Image.DecompressionBombError as exc:
         raise TooLargeError(f"{what} too large:{at} (over {max_pixels} pixels)") from exc
+    except PermissionError as exc:
+        raise InputError(f"{what} cannot be read (permission denied):{at}") from exc
     except Exception as exc:  # noqa: BLE001 - any failure to identify a user's file is bad input
         raise InputError(f"cannot read {what}{at}: not an image file (PNG, JPEG, ...) or an unknown format") from exc
     if im.width * im.height > max_pixels or im.width * im.height == 0:
@@ -83,11 +95,12 @@ def read_image(
     at = "" if isinstance(source, bytes) else f" {source}"
     with _open_checked(source, what, max_pixels) as im:
         try:
-            frames = getattr(im, "n_frames", 1)  # seeks through the file: may meet the corruption
-            if frames > 1:
-                im.seek(0)
-            im.load()
-            array = convert(im)
+            with _quiet_exif():
+                frames = getattr(im, "n_frames", 1)  # seeks through the file: may meet the corruption
+                if frames > 1:
+                    im.seek(0)
+                im.load()
+                array = convert(im)
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001 - decoders raise OSError, SyntaxError, KeyError, IndexError, ...
@@ -121,7 +134,8 @@ def image_size(path: str | os.PathLike, what: str = "image", exif: bool = True) 
 
 def _exif_orientation(im: Image.Image) -> int | None:
     try:
-        return im.getexif().get(0x0112)
+        with _quiet_exif():
+            return im.getexif().get(0x0112)
     except Exception:  # noqa: BLE001 - a broken EXIF block is ignored, not fatal
         return None
 
@@ -131,7 +145,8 @@ def _exif_transpose(im: Image.Image) -> Image.Image:
     if _exif_orientation(im) in (None, 1):
         return im
     try:
-        return ImageOps.exif_transpose(im)
+        with _quiet_exif():
+            return ImageOps.exif_transpose(im)
     except Exception:  # noqa: BLE001 - a malformed orientation tag: use the pixels as stored
         return im
 
@@ -222,12 +237,24 @@ _UMASK = _read_umask()  # once, at import: os.umask is process-wide, never flip 
 _UNSAFE_NAME = re.compile(r"[/\\\x00-\x1f]")
 
 
+# A file name is at most 255 bytes, and the atomic writer's temporary name adds up to 22
+# (".NAME.<pid>.XXXXXXXX.tmp", a pid of up to 7 digits).
+MAX_OUTPUT_NAME_BYTES = 255 - 22
+
+
 def output_path(out_dir: str | os.PathLike, stem: str, suffix: str) -> Path:
     """``out_dir / (stem + suffix)``, refusing a stem that would escape ``out_dir`` (path separators,
-    '..', control characters) or is empty: names come from users (and, with the server, from uploads)."""
+    '..', control characters), is empty, or makes a file name too long to write: names come from
+    users (and, with the server, from uploads), and are checked before any work starts."""
     stem = str(stem)
     if not stem or stem in (".", "..") or _UNSAFE_NAME.search(stem) or (os.altsep and os.altsep in stem):
         raise InputError(f"unsafe output name {stem!r}: no path separators, '..' or control characters")
+    size = len(f"{stem}{suffix}".encode("utf-8", "surrogateescape"))
+    if size > MAX_OUTPUT_NAME_BYTES:
+        raise InputError(
+            f"output name {stem[:40]!r}... is too long: {stem}{suffix} would be {size} bytes "
+            f"(at most {MAX_OUTPUT_NAME_BYTES}); rename the input"
+        )
     return Path(out_dir) / f"{stem}{suffix}"
 
 
@@ -240,7 +267,8 @@ def _atomic_write(path: Path, write: Callable) -> None:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMP_SUFFIX)
+        # the writer's pid in the name: another run into the same directory never deletes it (see below)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=_TEMP_SUFFIX)
         with _open_temp(fd) as fh:
             write(fh)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the result gets a normal file's mode
@@ -258,16 +286,32 @@ def _atomic_write(path: Path, write: Callable) -> None:
 def remove_stale_temp_files(directory: str | os.PathLike) -> int:
     """Delete the temporary files a killed process left under ``directory`` (recursively); returns how many.
 
-    Only names the atomic writers make (``.<name>.<random>.tmp``) are touched."""
+    Only names the atomic writers make (``.<name>.<pid>.<random>.tmp``) are touched, and only those
+    of a process that is gone: two runs into one directory never delete each other's files in flight
+    (issue 13). Names without a pid (older versions) count as stale."""
     removed = 0
     root = Path(directory)
     if not root.is_dir():
         return 0
     for tmp in root.rglob(f".*{_TEMP_SUFFIX}"):
-        if tmp.is_file() and tmp.name.count(".") >= 3:
+        if tmp.is_file() and tmp.name.count(".") >= 3 and not _writer_alive(tmp.name):
             tmp.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def _writer_alive(temp_name: str) -> bool:
+    """Whether the process that made ``temp_name`` (its pid is the 3rd field from the right) still runs."""
+    pid = temp_name.rsplit(".", 3)[1]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, another user's
+        return True
+    return True
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -27,6 +27,7 @@ configuration, and loaded on the next run instead of being rebuilt.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -38,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from omniseg.errors import MissingResourceError
+from omniseg.text import cache_health as health
 
 EXACT_MAX = 20_000
 HNSW_MAX = 300_000
@@ -145,8 +147,9 @@ class PromptIndex:
         path = None
         if directory is not None:
             path = Path(directory) / f"index-{kind}-{_config_key(kind, vectors.shape, config, tag)}.faiss"
-            if path.is_file():
-                out = cls(vectors, kind, faiss.read_index(str(path)), config)
+            persisted = _read_index(faiss, path, vectors.shape) if path.is_file() else None
+            if persisted is not None:
+                out = cls(vectors, kind, persisted, config)
                 out.loaded_from = path
                 out._tune()
                 return out
@@ -157,13 +160,9 @@ class PromptIndex:
         out.build_seconds = time.perf_counter() - start
         out._tune()
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            faiss.write_index(index, str(tmp))
-            os.replace(tmp, path)
             meta = {"kind": kind, "count": int(vectors.shape[0]), "config": asdict(config), "tag": tag}
             meta["build_seconds"] = round(out.build_seconds, 1)
-            path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+            _persist(faiss, index, path, meta)
         return out
 
     def _tune(self) -> None:
@@ -196,6 +195,34 @@ class PromptIndex:
         k = min(k, ids.shape[1])
         order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(sims, order, 1), np.take_along_axis(ids, order, 1)
+
+
+def _read_index(faiss, path: Path, shape: tuple[int, ...]):  # noqa: ANN001, ANN202 - faiss objects
+    """A persisted index, or None (one warning; it is rebuilt) when the file is damaged or does not
+    index these vectors (another count or dimension)."""
+    try:
+        index = faiss.read_index(str(path))
+    except (RuntimeError, OSError, MemoryError) as exc:  # FAISS raises RuntimeError for a corrupt file
+        health.warn_once(path, f"damaged ({str(exc).splitlines()[0][:120]}); rebuilt")
+        return None
+    if index.ntotal != shape[0] or index.d != shape[1]:
+        health.warn_once(path, f"indexes {index.ntotal} x {index.d}, not {shape[0]} x {shape[1]}; rebuilt")
+        return None
+    return index
+
+
+def _persist(faiss, index, path: Path, meta: dict) -> None:  # noqa: ANN001 - faiss objects
+    """Write the index next to its store (atomically); a store that cannot be written is only said."""
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(index, str(tmp))
+        os.replace(tmp, path)
+        path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+    except (OSError, RuntimeError) as exc:
+        with contextlib.suppress(OSError):
+            Path(tmp).unlink(missing_ok=True)
+        health.warn_once(path, f"cannot be written ({str(exc).splitlines()[0][:120]}); rebuilt next run")
 
 
 def _config_key(kind: str, shape: tuple[int, ...], config: SearchConfig, tag: str) -> str:

@@ -20,6 +20,7 @@ from typing import Literal, overload
 import numpy as np
 import torch
 
+from omniseg import cancel
 from omniseg.errors import InputError
 from omniseg.io import ImageLike, load_image
 from omniseg.recognition.fusion import RecognizerFusion
@@ -327,11 +328,13 @@ class Segmenter:
             vocabulary = self.vocabulary(vocab, is_file=not isinstance(vocab, Vocabulary))
         if stuff is not None:
             vocabulary = dataclasses.replace(vocabulary, stuff=list(vocabulary.stuff or [])).mark_stuff(stuff)
+        cancel.check()  # between stages: a server request that timed out or lost its client stops here
         if task != "semantic":
             return self._objects(image, vocabulary, task, threshold, t0)
         t1 = time.perf_counter()
         array = load_image(image)
         regions = self.regions(array)
+        cancel.check()
         t2 = time.perf_counter()
         label, _ = semantic_segmentation_vocab(
             regions,

@@ -31,6 +31,7 @@ import numpy as np
 
 from omniseg.errors import InputError
 from omniseg.search import PromptIndex
+from omniseg.text.names import MAX_NAME_CHARS, name_problem
 from omniseg.text.store import embed_texts
 from omniseg.vocabularies import resolve
 
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
     from omniseg.text.encoder import TextEncoder
 
 DEFAULT_TEMPLATES: tuple[str, ...] = ("{}",)
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # tab is allowed (and stripped at the ends)
 TEMPLATE_MODES = ("average", "max")
 # Named template sets for --templates. "scene": short prompts in the spirit of ViLD/OMG-Seg's
 # ensembles, worded for regions of a scene rather than whole-image classification.
@@ -109,11 +109,16 @@ def _bulk() -> Iterator[None]:
 
 
 def _check_names(synonyms: list[list[str]]) -> None:
-    """No control characters; no two classes with the same name (any case). One pass over all the
-    text first: a 10^6-name vocabulary is checked in well under a second."""
-    if _CONTROL.search("\t".join("\t".join(names) for names in synonyms)):
-        k, bad = next((k, n) for k, names in enumerate(synonyms) for n in names if _CONTROL.search(n))
-        raise InputError(f"vocabulary class {k + 1} has a control character in {bad!r}")
+    """Bounded length, no control or invisible characters (omniseg.text.names); no two classes with
+    the same name (any case). One pass over all the text first: a 10^6-name vocabulary is checked in
+    well under a second."""
+    joined = " ".join(" ".join(names) for names in synonyms)
+    if not joined.isprintable() or max(len(n) for names in synonyms for n in names) > MAX_NAME_CHARS:
+        for k, names in enumerate(synonyms):
+            for name in names:
+                problem = name_problem(name)
+                if problem:
+                    raise InputError(f"vocabulary class {k + 1} {problem}")
     firsts = [names[0].casefold() for names in synonyms]
     if len(set(firsts)) != len(firsts):
         seen: dict[str, int] = {}
@@ -195,7 +200,7 @@ class Vocabulary:
     @classmethod
     def from_string(cls, text: str, templates: tuple[str, ...] = DEFAULT_TEMPLATES) -> Vocabulary:
         """'sky, road, red car' -> three classes (the --classes form: commas separate classes)."""
-        names = [n for n in text.split(",") if n.strip()]
+        names = [n for n in text.removeprefix("\ufeff").split(",") if n.strip()]  # a pasted BOM is not a name
         if not names:
             raise InputError("--classes is empty: give comma-separated class names, e.g. 'sky,road,car'")
         return cls.from_names(names, templates)
@@ -207,11 +212,15 @@ class Vocabulary:
         """Read a vocabulary file. templates / template_mode override the file's ``#!`` settings."""
         path = Path(path)
         if not path.is_file():
-            raise InputError(f"vocabulary file {'is not a file' if path.exists() else 'not found'}: {path}")
+            raise InputError(f"vocabulary file {'is not a regular file' if path.exists() else 'not found'}: {path}")
         try:
-            lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: Windows editors add a BOM
+            # -sig: Windows editors add a BOM. Lines end at \n (or \r\n) only: splitlines() would also
+            # split at U+2028, U+0085, ... inside a line, and class i would no longer be line i.
+            lines = path.read_text(encoding="utf-8-sig").split("\n")
         except UnicodeDecodeError as exc:
             raise InputError(f"vocabulary file is not UTF-8 text: {path}") from exc
+        except OSError as exc:  # permission denied, an I/O error
+            raise InputError(f"vocabulary file cannot be read ({exc.strerror or exc}): {path}") from exc
         with _bulk():
             return cls._parse_lines(lines, path, templates, template_mode)
 

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 
-from omniseg.errors import MissingResourceError
+from omniseg.errors import MissingResourceError, ModelLoadError
 
 # Files a checkpoint directory needs (weights, configs, tokenizer); never *.bin / *.pt / *.h5 / *.msgpack.
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
@@ -75,6 +76,9 @@ def load_model(cls: Any, directory: Path, what: str) -> Any:
         )
     try:
         model = cls.from_pretrained(directory, local_files_only=True, use_safetensors=True)
+    except (SafetensorError, RuntimeError) as exc:  # a weights file that is not safetensors, or torn
+        first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise ModelLoadError(f"{what} weights in {directory} are not a valid safetensors file: {first}") from None
     except (OSError, ValueError, KeyError) as exc:
         raise MissingResourceError(f"cannot load {what} from {directory}: {str(exc).splitlines()[0]}") from None
     return model.eval()

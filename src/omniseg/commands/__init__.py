@@ -70,19 +70,46 @@ def require_files(paths: Sequence[str | Path], what: str) -> list[Path]:
     missing = [str(p) for p in paths if not Path(p).is_file()]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        problem = "is not a file" if Path(missing[0]).exists() else "not found"
+        problem = "is not a regular file" if Path(missing[0]).exists() else "not found"
         raise InputError(f"{what} {problem}: {missing[0]}{more}")
     return [Path(p) for p in paths]
 
 
+def refuse_protected_out_dir(out_dir: str | Path, model: str | Path | None) -> None:
+    """An --out inside the model directory or the embedding cache/store would overwrite their files
+    (``segment config.png --model M --out M`` replaced M/config.json): refused before any work."""
+    from omniseg.models import DEFAULT_MODEL_DIR
+    from omniseg.registry import is_spec, parse_spec
+    from omniseg.text.cache import default_cache_dir
+
+    out = Path(out_dir).resolve()
+    model_dir = DEFAULT_MODEL_DIR
+    if model:
+        role = next((r for r in ("model", "examples") if is_spec(str(model), r)), None)
+        path = parse_spec(str(model), role)[1] if role else str(model)  # KIND:PATH is parsed by the registry
+        model_dir = Path(path) if path else DEFAULT_MODEL_DIR
+    guarded = [("the model directory", model_dir)]
+    guarded.append(("the embedding cache (OMNISEG_CACHE)", default_cache_dir()))
+    for what, directory in guarded:
+        directory = directory.resolve()
+        if out == directory or directory in out.parents:
+            raise InputError(f"--out {out_dir} is inside {what} {directory}: its files would be overwritten")
+
+
 def plan_outputs(
-    inputs: Sequence[str | Path], out_dir: str | Path, suffixes: Sequence[str], protected: Sequence[str | Path] = ()
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    suffixes: Sequence[str],
+    protected: Sequence[str | Path] = (),
+    model: str | Path | None = None,
 ) -> list[str]:
     """The output stem of each input (its file name without extension), after checking that no two
     inputs write the same output file and that no output would overwrite an input (``inputs`` and
-    ``protected``, e.g. example masks or the vocabulary file): both would lose data silently."""
+    ``protected``, e.g. example masks or the vocabulary file), the model or the cache: all would
+    lose data silently."""
     from omniseg.io import output_path
 
+    refuse_protected_out_dir(out_dir, model)
     keep = {Path(p).resolve() for p in [*inputs, *protected]}
     written: dict[Path, Path] = {}
     stems = []

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from omniseg.vocab import Vocabulary
 
     (image,) = require_files([args.image], "image")
-    (stem,) = plan_outputs([image], args.out, BINARY_MASK_SUFFIXES)
+    (stem,) = plan_outputs([image], args.out, BINARY_MASK_SUFFIXES, model=args.model)
     if not any(p[2] for p in args.point) and not args.box:
         raise InputError("give at least one positive --point X,Y or a --box X0,Y0,X1,Y1")
     vocab = Vocabulary.from_string(args.classes) if args.classes is not None else None

@@ -42,7 +42,7 @@ def check_mask_size(image: Path, mask: Path, what: str) -> None:
         raise InputError(f"{what} is {mw}x{mh} but its image is {w}x{h}: {mask}")
 
 
-def check_inputs(examples: list[list[str]], targets: list[str], out: str) -> list[str]:
+def check_inputs(examples: list[list[str]], targets: list[str], out: str, model: str | None = None) -> list[str]:
     """The targets' output stems, after checking every input file and output name."""
     for n, (image, mask) in enumerate(examples, start=1):
         require_files([image], f"example image {n}")
@@ -50,9 +50,8 @@ def check_inputs(examples: list[list[str]], targets: list[str], out: str) -> lis
         check_mask_size(Path(image), Path(mask), f"example mask {n}")
     from omniseg.results import OUTPUT_SUFFIXES
 
-    return plan_outputs(
-        require_files(targets, "target"), out, OUTPUT_SUFFIXES["ids"], [p for pair in examples for p in pair]
-    )
+    protected = [p for pair in examples for p in pair]
+    return plan_outputs(require_files(targets, "target"), out, OUTPUT_SUFFIXES["ids"], protected, model=model)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from omniseg.tasks.common import image_regions
     from omniseg.tasks.incontext import prototypes_from_examples, segment_with_prototypes
 
-    stems = check_inputs(args.example, args.targets, args.out)
+    stems = check_inputs(args.example, args.targets, args.out, args.model)
     examples = [(Path(i), str(m)) for i, m in args.example]
     seggpt = example_model_from_args(args)
     if seggpt is not None:

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from omniseg.tasks.refer import refer
 
     (image,) = require_files([args.image], "image")
-    (stem,) = plan_outputs([image], args.out, BINARY_MASK_SUFFIXES)
+    (stem,) = plan_outputs([image], args.out, BINARY_MASK_SUFFIXES, model=args.model)
     if not args.phrase.strip():
         raise InputError("the phrase is empty: say what to segment, e.g. 'the dog on the left'")
     if args.margin < 0:

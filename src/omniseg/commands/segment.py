@@ -12,7 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from omniseg.commands import EXIT_INPUT, EXIT_OK, THRESHOLD_HELP, finite_float, positive_int
+from omniseg.commands import (
+    EXIT_INPUT,
+    EXIT_OK,
+    THRESHOLD_HELP,
+    finite_float,
+    positive_int,
+    refuse_protected_out_dir,
+)
 from omniseg.commands.backend_args import add_model_arguments, load_segmenter
 from omniseg.commands.vocab import add_vocab_options, apply_vocab_options
 from omniseg.errors import InputError, MissingResourceError, OutputError
@@ -102,11 +109,12 @@ def prepare(args: argparse.Namespace) -> tuple[list[BatchItem], BatchJob]:
         raise MissingResourceError(f"no model at {args.model}: expected a directory with config.json and weights")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise OutputError(f"cannot write to {args.out}: it exists and is not a directory")
+    refuse_protected_out_dir(args.out, args.model)
     items = collect_images(args.images, exclude=args.out)
     refuse_overwriting_inputs(items, args)
     if native:
         assert vocab is not None
-        vocab.embed(default_text_encoder())
+        vocab.embed(default_text_encoder(), progress=not args.quiet)  # --quiet: no encoding bar either
     else:
         # the vocabulary must be embedded by the source's own text encoder (CLIP/SigLIP), or be the
         # Mask2Former/OneFormer label set: the driver loads the source once to know it
@@ -136,6 +144,7 @@ def prepare(args: argparse.Namespace) -> tuple[list[BatchItem], BatchJob]:
 def refuse_overwriting_inputs(items: list[BatchItem], args: argparse.Namespace) -> None:
     """Outputs that would replace an input image or the vocabulary file, or each other (x.png's
     overlay and an input named x_overlay.png), lose data silently: refuse before any work."""
+    from omniseg.io import output_path
     from omniseg.results import OUTPUT_SUFFIXES
 
     inputs = {item.path.resolve() for item in items}
@@ -145,6 +154,10 @@ def refuse_overwriting_inputs(items: list[BatchItem], args: argparse.Namespace) 
     written: dict[Path, Path] = {}
     for item in items:
         for suffix in OUTPUT_SUFFIXES[args.task]:
+            try:  # every output name is checked before the first image: an odd one cannot stop a run midway
+                output_path(out, Path(item.key).name, suffix)
+            except InputError as exc:
+                raise InputError(f"input {str(item.path)!r}: {exc}") from None
             target = out / f"{item.key}{suffix}"
             resolved = target.resolve()
             if resolved in inputs:

@@ -41,8 +41,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     for flag, kind, default, text in limit_flags:
         sv.add_argument(flag, type=kind, default=default, help=f"{text} (default: %(default)s)")
+    sv.add_argument(
+        "--body-timeout",
+        type=_positive(float),
+        default=d.body_timeout_s,
+        help="seconds a client may take to send its whole request body; more: 408 (default: %(default)s)",
+    )
+    sv.add_argument(
+        "--allowed-hosts",
+        default=",".join(d.allowed_hosts),
+        help="comma-separated Host header names answered, others get 400 (DNS rebinding); '*' answers any "
+        "(default: %(default)s; add the name or address clients use when --host is not loopback)",
+    )
     sv.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     sv.set_defaults(func=run)
+
+
+def allowed_hosts(text: str, listen: str) -> tuple[str, ...]:
+    """The --allowed-hosts names, plus the address the server listens on (it is a name clients use)."""
+    from omniseg.errors import InputError
+
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if not names:
+        raise InputError("--allowed-hosts is empty: give host names, or '*' for any")
+    return names if "*" in names or listen in ("0.0.0.0", "::") else (*names, listen)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         concurrency=args.concurrency,
         queue=args.queue,
+        body_timeout_s=args.body_timeout,
+        allowed_hosts=allowed_hosts(args.allowed_hosts, args.host),
     )
     # Loaded here, not in the app's startup, so a bad --model is one line and exit 2, before listening.
     segmenter = server_segmenter(args.model, args.max_size, args.masks, args.embed, args.runtime)

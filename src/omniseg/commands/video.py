@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from omniseg.tasks.video import VideoConfig, video
 
     frames = list_frames(args.frames)
-    stems = plan_outputs(frames, args.out, OUTPUT_SUFFIXES["ids"], protected=[args.first_mask])
+    stems = plan_outputs(frames, args.out, OUTPUT_SUFFIXES["ids"], protected=[args.first_mask], model=args.model)
     first_mask = as_id_mask(args.first_mask, "first mask")
     check_mask_size(frames[0], Path(args.first_mask), "first mask")
     if args.context < 0:

@@ -12,6 +12,7 @@ than the whole backbone on a 2-core CPU.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -35,6 +36,9 @@ WEIGHTS_NAME = "model.safetensors"
 # score alone in the frozen recognizer's fusion and are the known concepts "unknown" is judged against.
 TRAINED_CLASSES_NAME = "trained_classes.json"
 _CONFIG_LIMITS = {"pos_grid": 512, "num_blocks": 64, "trainable_backbone_from": 16}
+# Each field is bounded, but their product is not: 4096-wide blocks x 64 with a 512 grid is 7.7 G
+# parameters (31 GB). 100 M parameters (400 MB in float32) is 60 times the default model.
+MAX_PARAMETERS = 100_000_000
 
 
 @dataclass
@@ -83,15 +87,42 @@ class OpenSegConfig:
             raise ModelLoadError(f"{path} is not valid JSON: {exc}") from exc
         if not isinstance(data, dict):
             raise ModelLoadError(f"{path} must hold a JSON object, got {type(data).__name__}")
-        config = cls.from_dict(data)
+        defaults = cls()
         for f in fields(cls):
-            value = getattr(config, f.name)
+            value = data.get(f.name, getattr(defaults, f.name))
             top = _CONFIG_LIMITS.get(f.name, 4096)  # bounds what a hostile config can make us allocate
             if f.type == "int" and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= top):
                 raise ModelLoadError(f"{path}: {f.name} must be a whole number in 0..{top}, got {value!r}")
             if f.type == "str" and not isinstance(value, str):
                 raise ModelLoadError(f"{path}: {f.name} must be a string, got {value!r}")
+            if f.type == "bool" and not isinstance(value, bool):
+                raise ModelLoadError(f"{path}: {f.name} must be true or false, got {value!r}")
+            if f.type == "float" and not (_is_number(value) and math.isfinite(value)):
+                raise ModelLoadError(f"{path}: {f.name} must be a finite number, got {value!r}")
+        try:
+            config = cls.from_dict(data)
+        except ValueError as exc:  # e.g. an unknown arch, pixel_weight out of range
+            raise ModelLoadError(f"{path}: {exc}") from exc
+        try:
+            count = config.parameter_count()
+        except (ValueError, RuntimeError, AssertionError, TypeError) as exc:  # e.g. heads not dividing the dim
+            raise ModelLoadError(f"{path} describes no valid model: {exc}") from exc
+        if count > MAX_PARAMETERS:
+            raise ModelLoadError(
+                f"{path} asks for {count:,} parameters (limit {MAX_PARAMETERS:,}): refused before allocating"
+            )
         return config
+
+    def parameter_count(self) -> int:
+        """The parameters a model of this config has, counted on torch's meta device: nothing is
+        allocated, and the count cannot drift from the model's definition."""
+        with torch.device("meta"):
+            model = OpenSegModel(self, backbone=EfficientNetLite0())
+        return sum(p.numel() for p in model.parameters())
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class SeparableConv(nn.Sequential):
@@ -316,6 +347,11 @@ class OpenSegModel(nn.Module):
             tensors = load_file(str(w_path))
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"{w_path} is not a valid safetensors file (corrupt or truncated?): {exc}") from exc
+        not_finite = next(
+            (k for k, v in tensors.items() if v.is_floating_point() and not bool(v.isfinite().all())), None
+        )
+        if not_finite is not None:  # NaN weights give one class over every pixel, silently
+            raise ModelLoadError(f"{w_path} holds NaN or infinite values (tensor {not_finite}): the model is damaged")
         try:
             model = cls(config)
         except (ValueError, RuntimeError, AssertionError, TypeError) as exc:  # e.g. heads not dividing the dim

@@ -30,11 +30,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from omniseg import __version__, vocabularies
 from omniseg.backends.caching import CachingSource
+from omniseg.cancel import Cancelled
 from omniseg.errors import InputError, TooLargeError
 from omniseg.formats import encode_rle, id_map_to_rgb
 from omniseg.io import decode_image
 from omniseg.registry import DEFAULT_NAME, load
 from omniseg.segmenter import Segmenter
+from omniseg.server.guards import AllowedHosts, HeadAsGet
 from omniseg.server.limits import (
     TICKET_KEY,
     AdmissionControl,
@@ -53,6 +55,7 @@ from omniseg.vocab import Vocabulary
 log = logging.getLogger("omniseg.server")
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_PHRASE_CHARS = 1000
+MAX_NUMBER_LIST_CHARS = 10_000  # 100 points or boxes of long decimals fit
 REGIONS_CACHE_SIZE = 8
 Format = Literal["json", "png"]
 
@@ -169,10 +172,12 @@ def mask_answer(result: Any, name: str, fmt: Format, display: bool) -> Response 
 
 def parse_number_lists(text: str, width: tuple[int, ...], what: str) -> list[list[float]]:
     """'[[x, y, 1], [x, y, 0]]' -> lists of numbers, each of one of the allowed lengths."""
+    example = "[[120, 80, 1]]" if 3 in width else "[[10, 20, 200, 160]]"
+    if len(text) > MAX_NUMBER_LIST_CHARS:
+        raise InputError(f"{what} is too long (at most {MAX_NUMBER_LIST_CHARS} characters), e.g. {example}")
     try:
         value = json.loads(text) if text.strip() else []
-    except json.JSONDecodeError:
-        example = "[[120, 80, 1]]" if 3 in width else "[[10, 20, 200, 160]]"
+    except (ValueError, RecursionError):  # not JSON, nested past the parser's depth, an int of > 4300 digits
         raise InputError(f"{what} must be JSON, e.g. {example}") from None
     if not isinstance(value, list) or not all(isinstance(v, list) and len(v) in width for v in value):
         raise InputError(f"{what} must be a list of lists of {' or '.join(map(str, width))} numbers")
@@ -180,7 +185,10 @@ def parse_number_lists(text: str, width: tuple[int, ...], what: str) -> list[lis
         raise InputError(f"{what} must hold numbers only")
     if len(value) > 100:
         raise InputError(f"at most 100 {what}")
-    return value
+    try:
+        return [[float(x) for x in v] for v in value]
+    except OverflowError:  # an integer too large for a float
+        raise InputError(f"{what} must hold numbers of image-pixel size") from None
 
 
 def create_app(
@@ -221,8 +229,13 @@ def create_app(
     app.state.limits = limits
     if segmenter is not None:
         install(segmenter)
-    app.add_middleware(AdmissionControl, gate=gate)  # inner: admitted only once the size is known to be fine
+    # inner: admitted only once the whole body has arrived (within its deadline) and its size is fine
+    app.add_middleware(
+        AdmissionControl, gate=gate, body_timeout_s=limits.body_timeout_s, max_uploads=limits.max_uploads
+    )
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_upload_bytes)
+    app.add_middleware(HeadAsGet)
+    app.add_middleware(AllowedHosts, hosts=limits.allowed_hosts)  # outermost: a foreign Host gets nothing else
     _error_handlers(app)
 
     def seg() -> Segmenter:
@@ -444,6 +457,10 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServerBusy)
     async def busy(_: Request, exc: ServerBusy) -> JSONResponse:
         return _error(503, str(exc), {"Retry-After": "1"})
+
+    @app.exception_handler(Cancelled)
+    async def cancelled(_: Request, exc: Cancelled) -> JSONResponse:  # the client is gone; keep it to one line
+        return _error(504, f"request cancelled ({exc})")
 
     @app.exception_handler(RequestTimeout)
     async def timeout(_: Request, exc: RequestTimeout) -> JSONResponse:

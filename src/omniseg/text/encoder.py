@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from omniseg import cancel
 from omniseg.errors import MissingResourceError
 from omniseg.text.cache import EmbeddingCache, default_cache_dir
 
@@ -81,6 +82,7 @@ class MiniLMTextEncoder:
         out = []
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
+                cancel.check()  # a server request that timed out stops here, freeing its slot
                 batch = list(texts[start : start + self.batch_size])
                 tokens = self.tokenizer(batch, padding=True, truncation=True, max_length=128, return_tensors="pt")
                 hidden = self.model(**tokens).last_hidden_state

@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from omniseg import cancel
 from omniseg.io import atomic_write_text
+from omniseg.text import cache_health as health
 from omniseg.text.cache import default_cache_dir
 
 if TYPE_CHECKING:
@@ -45,7 +47,19 @@ def embed_texts(
         return encoder.encode(texts), None
     raw = getattr(encoder, "encode_uncached", None) or encoder.encode
     store = EmbeddingStore(root or default_cache_dir(), encoder.encoder_id, texts)
-    return store.build(raw, encoder.dim, progress=progress), store.directory
+    try:
+        return store.build(raw, encoder.dim, progress=progress), store.directory
+    except OSError as exc:  # OMNISEG_CACHE names a file, a read-only or full disk: encode in memory
+        health.warn_once(store.directory, f"cannot be used ({exc.strerror or exc}); running without the store")
+        return _encode_in_memory(raw, texts, encoder.dim), None
+
+
+def _encode_in_memory(encode: Callable[[Sequence[str]], np.ndarray], texts: Sequence[str], dim: int) -> np.ndarray:
+    out = np.empty((len(texts), dim), np.float32)
+    for lo in range(0, len(texts), DEFAULT_CHUNK):
+        cancel.check()
+        out[lo : lo + DEFAULT_CHUNK] = encode(list(texts[lo : lo + DEFAULT_CHUNK]))
+    return out
 
 
 def texts_key(encoder_id: str, texts: Sequence[str]) -> str:
@@ -75,12 +89,37 @@ class EmbeddingStore:
     def complete(self) -> bool:
         return self.meta_path.is_file() and self.vectors_path.is_file()
 
-    def load(self) -> np.ndarray | None:
-        """The [M, D] float32 embeddings, memory-mapped read-only; None until the store is complete."""
+    def load(self, dim: int | None = None) -> np.ndarray | None:
+        """The [M, D] float32 embeddings, memory-mapped read-only; None until the store is complete,
+        or when it is damaged (truncated, wrong shape or type, NaN rows: one warning, then ``build``
+        encodes it again). Rows are checked for NaN once per version of the file (its size and
+        mtime are recorded in meta.json), not on every load."""
         if not self.complete:
             return None
-        vectors = np.load(self.vectors_path, mmap_mode="r")
-        return vectors if vectors.shape[0] == len(self.texts) else None
+        try:
+            vectors = np.load(self.vectors_path, mmap_mode="r")
+            meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
+        except (ValueError, OSError, EOFError) as exc:
+            return self._damaged(f"cannot be read ({exc})")
+        wanted = (len(self.texts), meta.get("dim") if dim is None else dim)
+        if vectors.dtype != np.float32 or vectors.ndim != 2 or vectors.shape != wanted:
+            return self._damaged(f"holds {vectors.dtype} {vectors.shape}, not float32 {wanted}")
+        stamp = _stamp(self.vectors_path)
+        if meta.get("verified") != stamp:
+            if not health.all_finite(vectors):
+                return self._damaged("holds NaN or infinite values")
+            try:
+                atomic_write_text(self.meta_path, json.dumps({**meta, "verified": stamp}, indent=2))
+            except OSError:  # a read-only store: checked again next time
+                pass
+        return vectors
+
+    def _damaged(self, why: str) -> np.ndarray | None:
+        """Say so, and mark the store incomplete so ``build`` encodes it again; returns None (no rows)."""
+        health.warn_once(self.vectors_path, f"{why}; encoded again")
+        self.meta_path.unlink(missing_ok=True)
+        self.done_path.unlink(missing_ok=True)
+        return None
 
     def build(
         self,
@@ -95,7 +134,7 @@ class EmbeddingStore:
         """
         from tqdm import tqdm
 
-        loaded = self.load()
+        loaded = self.load(dim)
         if loaded is not None:
             return loaded
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -117,6 +156,7 @@ class EmbeddingStore:
             dynamic_ncols=True,
         )
         for c in todo:
+            cancel.check()
             lo, hi = c * chunk, min(n, (c + 1) * chunk)
             part = list(self.texts[lo:hi])
             order = sorted(range(len(part)), key=lambda i: len(part[i]))
@@ -130,15 +170,18 @@ class EmbeddingStore:
             bar.update(hi - lo)
         bar.close()
         del vectors, done
+        if not health.all_finite(np.load(self.vectors_path, mmap_mode="r")):  # an encoder gave NaN: no store
+            raise ValueError(f"the text encoder returned NaN or infinite embeddings ({self.vectors_path})")
         meta = {
             "encoder": self.encoder_id,
             "count": n,
             "dim": dim,
             "key": self.key,
             "seconds_this_run": round(time.perf_counter() - start_time, 1),
+            "verified": _stamp(self.vectors_path),
         }
         atomic_write_text(self.meta_path, json.dumps(meta, indent=2))
-        result = self.load()
+        result = self.load(dim)
         assert result is not None
         return result
 
@@ -149,6 +192,11 @@ class EmbeddingStore:
                 opened = np.load(path, mmap_mode="r+")
                 assert isinstance(opened, np.memmap)  # a .npy file opened with mmap_mode is a memmap
                 return opened
-            except ValueError:  # torn header of a run killed while creating the file
+            except (ValueError, EOFError):  # torn header of a run killed while creating the file, or truncated
                 pass
         return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+
+
+def _stamp(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]

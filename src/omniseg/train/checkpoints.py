@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from omniseg.errors import InputError
+from omniseg.errors import InputError, ModelLoadError
 from omniseg.io import atomic_write_text
 from omniseg.models import DEFAULT_MODEL_DIR
 from omniseg.models.openseg import OpenSegModel
@@ -35,10 +37,35 @@ def save_checkpoint(directory: Path, model: OpenSegModel, optimizer: torch.optim
 
 
 def load_checkpoint(directory: Path, model: OpenSegModel, optimizer: torch.optim.Optimizer) -> int:
-    model.load_state_dict(load_file(str(directory / "model.safetensors")), strict=False)
-    # Our own file, written by save_checkpoint; weights_only refuses arbitrary objects anyway.
-    optimizer.load_state_dict(torch.load(directory / "optimizer.pt", weights_only=True))
-    return int(json.loads((directory / "state.json").read_text())["step"])
+    """Resume from ``directory``. A corrupt, truncated or foreign checkpoint (or an optimizer.pt
+    holding objects: weights_only refuses them unbuilt) is a ModelLoadError naming the file, one
+    line: delete the checkpoint to start over, or keep it to inspect."""
+
+    def refuse(name: str, exc: BaseException) -> ModelLoadError:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        return ModelLoadError(
+            f"checkpoint file {directory / name} cannot be resumed from ({exc.__class__.__name__}: {first[:200]}); "
+            "delete the checkpoint directory to start over"
+        )
+
+    try:
+        weights = load_file(str(directory / "model.safetensors"))
+        if any(v.is_floating_point() and not bool(v.isfinite().all()) for v in weights.values()):
+            raise ValueError("NaN or infinite weights")
+        model.load_state_dict(weights, strict=False)
+    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+        raise refuse("model.safetensors", exc) from exc
+    try:
+        # Our own file, written by save_checkpoint; weights_only refuses arbitrary objects anyway.
+        with warnings.catch_warnings():  # torch's multi-line warnings about what it refused: the error says it
+            warnings.simplefilter("ignore")
+            optimizer.load_state_dict(torch.load(directory / "optimizer.pt", weights_only=True))
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError, EOFError, RuntimeError, KeyError, ValueError: unusable
+        raise refuse("optimizer.pt", exc) from exc
+    try:
+        return int(json.loads((directory / "state.json").read_text(encoding="utf-8"))["step"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise refuse("state.json", exc) from exc
 
 
 def init_from_model(model: OpenSegModel, source: str | Path) -> dict[str, list[str]]:

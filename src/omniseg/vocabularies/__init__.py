@@ -62,7 +62,7 @@ def resolve(name_or_path: str | Path) -> Path:
 
 
 def wordnet_nouns() -> list[str]:
-    """The 69,917 visual, non-offensive WordNet 3.0 noun lemmas of the shipped ``wordnet_nouns`` vocabulary."""
+    """The 69,953 visual, non-offensive WordNet 3.0 noun lemmas of the shipped ``wordnet_nouns`` vocabulary."""
     lines = vocabulary_path("wordnet_nouns").read_text(encoding="utf-8").splitlines()
     return [line for line in lines if line and not line.startswith("#")]
 
