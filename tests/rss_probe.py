@@ -18,6 +18,13 @@ from PIL import Image
 
 
 def peak_mb() -> float:
+    """This process's peak RSS. Linux's VmHWM belongs to the address space exec made, whereas
+    ru_maxrss survives exec: a probe started from a large pytest process would report the parent's peak."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
 
 

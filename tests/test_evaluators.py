@@ -43,8 +43,14 @@ def test_semantic_evaluator_is_the_evaluate_function(segmenter, tmp_path):
     report = evaluate_semantic(segmenter, root, progress=False)
     dataset = UniformDataset(root)
     vocab = segmenter.vocabulary(TINY_CLASSES)
+    fusion = segmenter.fusion  # the frozen recognizer's fusion, as evaluate_semantic applies it
     evaluator = SemanticEvaluator(
-        dataset.classes, torch.from_numpy(vocab.embeddings), torch.from_numpy(vocab.prompt_to_class)
+        dataset.classes,
+        torch.from_numpy(vocab.embeddings),
+        torch.from_numpy(vocab.prompt_to_class),
+        cover=fusion.class_cover(vocab) if fusion is not None else None,
+        fusion=fusion.config if fusion is not None else None,
+        trained_names=segmenter.trained_names,
     )
     samples = dataset.eval_samples("all", 0.2, 0, None)
     for sample in samples[:2]:  # a partial run, then a reset: nothing of it remains
