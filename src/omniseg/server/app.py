@@ -10,11 +10,8 @@ no file of its own (text embeddings are cached in memory).
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 import json
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,19 +20,18 @@ from typing import Any, Literal
 import numpy as np
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from PIL import Image
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from omniseg import __version__, vocabularies
-from omniseg.backends.caching import CachingSource
+from omniseg import __version__
 from omniseg.cancel import Cancelled
 from omniseg.errors import InputError, TooLargeError
-from omniseg.formats import encode_rle, id_map_to_rgb
 from omniseg.io import decode_image
-from omniseg.registry import DEFAULT_NAME, load
+from omniseg.registry import DEFAULT_NAME
 from omniseg.segmenter import Segmenter
+from omniseg.server.answers import Format, display_json, mask_answer, png_response, segment_answer, with_warnings
+from omniseg.server.door import server_segmenter, serving_door
 from omniseg.server.guards import AllowedHosts, HeadAsGet
 from omniseg.server.limits import (
     TICKET_KEY,
@@ -46,128 +42,14 @@ from omniseg.server.limits import (
     ServerBusy,
     ServerLimits,
 )
+from omniseg.server.vocabulary_store import VocabularyStore, shipped_vocabularies
 from omniseg.tasks.common import load_mask
-from omniseg.text.cache import MemoryEmbeddingCache
-from omniseg.text.encoder import MiniLMTextEncoder
-from omniseg.viz import class_colours
 from omniseg.vocab import Vocabulary
 
 log = logging.getLogger("omniseg.server")
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_PHRASE_CHARS = 1000
 MAX_NUMBER_LIST_CHARS = 10_000  # 100 points or boxes of long decimals fit
-REGIONS_CACHE_SIZE = 8
-Format = Literal["json", "png"]
-
-
-def shipped_vocabularies() -> dict[str, Path]:
-    """Name -> file of the vocabularies shipped with omniseg: the one place the server looks them up.
-
-    The server accepts only these names, never a path from a client.
-    """
-    return {name: vocabularies.vocabulary_path(name) for name in vocabularies.names()}
-
-
-class VocabularyStore:
-    """Shipped vocabularies by name, parsed and embedded once, then shared by all requests."""
-
-    def __init__(self, files: Mapping[str, Path], max_classes: int) -> None:
-        self.files = dict(files)
-        self.max_classes = max_classes
-        self._loaded: dict[str, Vocabulary] = {}
-        self._lock = threading.Lock()
-
-    def _parse(self, name: str) -> Vocabulary:
-        with self._lock:
-            if name not in self._loaded:
-                self._loaded[name] = Vocabulary.from_file(self.files[name])
-            return self._loaded[name]
-
-    def listing(self) -> list[dict]:
-        out = []
-        for name in sorted(self.files):
-            vocab = self._parse(name)
-            if len(vocab) <= self.max_classes:
-                out.append({"name": name, "classes": len(vocab), "preview": vocab.classes[:12]})
-        return out
-
-    def get(self, name: str, segmenter: Segmenter) -> Vocabulary:
-        if name not in self.files:
-            known = ", ".join(sorted(self.files)) or "none on this server"
-            raise InputError(f"unknown vocabulary {name!r} (shipped: {known})")
-        vocab = self._parse(name)
-        if len(vocab) > self.max_classes:
-            raise InputError(f"vocabulary {name!r} has {len(vocab)} classes, over this server's {self.max_classes}")
-        with self._lock:  # embed once; later requests share the embedded vocabulary
-            return segmenter.vocabulary(vocab)
-
-
-def server_segmenter(
-    model: str | Path | None,
-    max_size: int,
-    masks: str | None = None,
-    embed: str | None = None,
-    runtime: Literal["torch", "onnx"] = "torch",
-) -> Segmenter:
-    """Load any source ``omniseg.load`` takes, for serving: text embeddings cached in memory, not in a file."""
-
-    encoder = MiniLMTextEncoder(cache=MemoryEmbeddingCache("all-MiniLM-L6-v2"))
-    return load(model, text_encoder=encoder, max_size=max_size, masks=masks, embed=embed, runtime=runtime)
-
-
-def public_name(model_id: str) -> str:
-    """The model's name without directories: 'masks=sam:/a/b/sam,embed=native' -> 'masks=sam:sam,embed=native'."""
-    parts = []
-    for part in model_id.split(","):
-        head, _, path = part.rpartition(":") if ":" in part else part.rpartition("=")
-        parts.append(f"{head}{part[len(head)] if head else ''}{Path(path).name if '/' in path else path}")
-    return ",".join(parts)
-
-
-def serving_door(base: Segmenter, size: int = REGIONS_CACHE_SIZE) -> Segmenter:
-    """The door the routes use: ``base``'s source behind a Regions cache of the last ``size`` images,
-    named without the directories of its path (clients never see file-system paths)."""
-    door = Segmenter(CachingSource(base.source, size=size, name=public_name(base.model_id)), base.text_encoder)
-    door.top_k, door.search = base.top_k, base.search
-    return door
-
-
-def display_json(index: np.ndarray, names: list[str], unlabeled: int) -> dict:
-    """A map of indices into ``names`` as raw little-endian bytes (base64): what the page draws and
-    hovers, with the colour of each index present (the overlay's colours: omniseg.viz.class_colours)."""
-    dtype = "<u2" if index.dtype.itemsize > 1 else "u1"
-    colours = class_colours(index, len(names), unlabeled)
-    present = [int(k) for k in np.unique(index) if k != unlabeled and k < len(names)]
-    return {
-        "colours": {str(k): [int(c) for c in colours[k]] for k in present},
-        "dtype": "uint16" if dtype == "<u2" else "uint8",
-        "height": int(index.shape[0]),
-        "width": int(index.shape[1]),
-        "unlabeled": int(unlabeled),
-        "names": names,
-        "data": base64.b64encode(np.ascontiguousarray(index, dtype=dtype).tobytes()).decode("ascii"),
-    }
-
-
-def png_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def png_response(array: np.ndarray) -> Response:
-    return Response(png_bytes(array), media_type="image/png")
-
-
-def mask_answer(result: Any, name: str, fmt: Format, display: bool) -> Response | dict:
-    """refer / click: a binary mask (PNG 0/255, or JSON with the result's summary and the mask as COCO RLE)."""
-    if fmt == "png":
-        return png_response(result.mask.astype(np.uint8) * 255)
-    answer = result.to_json()
-    answer["mask"]["segmentation"] = encode_rle(result.mask)  # COCO RLE: the mask itself, no second request
-    if display:
-        answer["display"] = display_json(np.where(result.mask, 0, 255).astype(np.uint8), [name], 255)
-    return answer
 
 
 def parse_number_lists(text: str, width: tuple[int, ...], what: str) -> list[list[float]]:
@@ -394,37 +276,6 @@ def create_app(
         return await run(request, job)
 
     return app
-
-
-def with_warnings(answer: Any, notes: list[str]) -> Any:
-    if not notes:
-        return answer
-    if isinstance(answer, dict):
-        return {**answer, "warnings": notes}
-    if isinstance(answer, Response):  # a header is one latin-1 line
-        answer.headers["X-Omniseg-Warning"] = " | ".join(notes).encode("latin-1", "replace").decode("latin-1")
-    return answer
-
-
-def segment_answer(result: Any, task: str, fmt: Format, rle: bool, display: bool) -> Response | dict:
-    index, names, unlabeled = result.display_map()
-    if fmt == "png":
-        return png_response(id_map_to_rgb(result.id_map) if task == "panoptic" else index)
-    answer = {"task": task, "width": int(index.shape[1]), "height": int(index.shape[0]), **result.to_json()}
-    if rle:
-        if task == "semantic":
-            answer["masks"] = [
-                {"class": result.classes[k], "segmentation": encode_rle(result.label_map == k)}
-                for k in np.unique(result.label_map)
-                if k != unlabeled
-            ]
-        else:
-            items = answer["instances"] if task == "instance" else answer["segments_info"]
-            for k, item in enumerate(items):
-                item["segmentation"] = encode_rle(index == k)
-    if display:
-        answer["display"] = display_json(index, names, unlabeled)
-    return answer
 
 
 def _fastapi(**kwargs: Any) -> FastAPI:

@@ -1,0 +1,47 @@
+"""The server's door: any source ``omniseg.load`` takes, behind a Regions cache, named without paths."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+from omniseg.backends.caching import CachingSource
+from omniseg.registry import load
+from omniseg.segmenter import Segmenter
+from omniseg.text.cache import MemoryEmbeddingCache
+from omniseg.text.encoder import MiniLMTextEncoder
+
+log = logging.getLogger("omniseg.server")
+
+REGIONS_CACHE_SIZE = 8
+
+
+def server_segmenter(
+    model: str | Path | None,
+    max_size: int,
+    masks: str | None = None,
+    embed: str | None = None,
+    runtime: Literal["torch", "onnx"] = "torch",
+) -> Segmenter:
+    """Load any source ``omniseg.load`` takes, for serving: text embeddings cached in memory, not in a file."""
+
+    encoder = MiniLMTextEncoder(cache=MemoryEmbeddingCache("all-MiniLM-L6-v2"))
+    return load(model, text_encoder=encoder, max_size=max_size, masks=masks, embed=embed, runtime=runtime)
+
+
+def public_name(model_id: str) -> str:
+    """The model's name without directories: 'masks=sam:/a/b/sam,embed=native' -> 'masks=sam:sam,embed=native'."""
+    parts = []
+    for part in model_id.split(","):
+        head, _, path = part.rpartition(":") if ":" in part else part.rpartition("=")
+        parts.append(f"{head}{part[len(head)] if head else ''}{Path(path).name if '/' in path else path}")
+    return ",".join(parts)
+
+
+def serving_door(base: Segmenter, size: int = REGIONS_CACHE_SIZE) -> Segmenter:
+    """The door the routes use: ``base``'s source behind a Regions cache of the last ``size`` images,
+    named without the directories of its path (clients never see file-system paths)."""
+    door = Segmenter(CachingSource(base.source, size=size, name=public_name(base.model_id)), base.text_encoder)
+    door.top_k, door.search = base.top_k, base.search
+    return door
