@@ -221,3 +221,16 @@ def test_regions_carry_the_recognizer(default_segmenter):
     assert regions.imagenet_probs is not None and regions.imagenet_probs.shape == (len(regions), 1000)
     torch.testing.assert_close(regions.imagenet_probs.sum(1), torch.ones(len(regions)))
     assert regions.imagenet_pixel_logits is not None and regions.imagenet_pixel_logits.shape[0] == 1000
+
+
+def test_the_frozen_head_proposes_candidates_in_large_vocabularies(default_segmenter):
+    from omniseg.vocabularies import synthetic_names
+
+    names = [n for n in synthetic_names(400) if "cat" not in n][:299] + ["tabby"]
+    vocab = default_segmenter.vocabulary(names)
+    regions = default_segmenter.regions(skimage_data.chelsea())
+    assert default_segmenter.fusion is not None
+    proposed = default_segmenter.fusion.candidates(vocab, regions)
+    assert names.index("tabby") in proposed.tolist()
+    result = default_segmenter.segment(skimage_data.chelsea(), classes=vocab)
+    assert result.fractions().get("tabby", 0) > 0.2

@@ -88,6 +88,23 @@ class ConceptTable:
         return {**borrowed, **found}
 
 
+# An ImageNet class is named in a large vocabulary by the lemmas that cover at most this many
+# classes ("tabby", "cat"), not by its far ancestors ("animal", "entity").
+SPECIFIC_MAX_CLASSES = 8
+
+
+@functools.lru_cache(maxsize=1)
+def specific_lemmas() -> tuple[tuple[str, ...], ...]:
+    """Per ImageNet class, the WordNet lemmas (spaces, lower case) specific to it, plus its readable name."""
+    table = concept_table()
+    names: list[set[str]] = [{name.lower()} for name in imagenet_names()]
+    for lemma, classes in table.covering.items():
+        if len(classes) <= SPECIFIC_MAX_CLASSES:
+            for j in classes:
+                names[j].add(lemma.replace("_", " ").lower())
+    return tuple(tuple(sorted(n)) for n in names)
+
+
 @functools.lru_cache(maxsize=1)
 def concept_table() -> ConceptTable:
     return ConceptTable()

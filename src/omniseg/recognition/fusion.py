@@ -27,7 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from omniseg.recognition.concepts import ConceptMapper
+from omniseg.recognition.concepts import ConceptMapper, specific_lemmas
+from omniseg.regions import Regions
 
 if TYPE_CHECKING:
     from omniseg.text.encoder import TextEncoder
@@ -126,5 +127,28 @@ class RecognizerFusion:
                 seen[i] = float((self.text_encoder.encode(list(names)) @ self.trained_text.T).max())
         return cover * unseen_factor(seen, self.config.seen_weight)[:, None].astype(np.float32)
 
+    def candidates(self, vocabulary: Vocabulary, regions: Regions, min_probability: float = 0.2) -> np.ndarray:
+        """Class ids of a large vocabulary the frozen head proposes for this image: the classes named by
+        a lemma specific to an ImageNet class that some cell of the activation map holds with at least
+        ``min_probability`` (the classifier's own softmax, temperature 1). The text index proposes by
+        the trained embeddings only, which never saw "golden retriever"; these are added so the fusion
+        can pick them. Cost: one dictionary
+        lookup per proposed lemma (the name index is built once per vocabulary)."""
+        if regions.imagenet_pixel_logits is None:
+            return np.zeros(0, np.int64)
+        probs = regions.imagenet_pixel_logits.float().softmax(0).reshape(regions.imagenet_pixel_logits.shape[0], -1)
+        seen = {int(j) for j in torch.nonzero((probs >= min_probability).any(1)).flatten()}
+        index = vocabulary.derived.get(_NAME_INDEX_KEY)
+        if index is None:
+            index = {}
+            for k, names in enumerate(vocabulary.synonyms):
+                for name in names:
+                    index.setdefault(name.strip().lower(), k)
+            vocabulary.derived[_NAME_INDEX_KEY] = index
+        lemmas = specific_lemmas()
+        found = {index[name] for j in seen for name in lemmas[j] if name in index}
+        return np.asarray(sorted(found), dtype=np.int64)
+
 
 _COVER_KEY = "recognizer_cover"
+_NAME_INDEX_KEY = "name_index"

@@ -282,6 +282,8 @@ def semantic_segmentation_vocab(
             regions, prompts, owner, len(vocabulary), out_size, threshold, cover, fusion_config, reference
         )
     classes = candidate_classes(regions, vocabulary, k, config)
+    if fusion is not None and use_fusion:  # what the frozen head sees, which the trained index may not
+        classes = np.union1d(classes, fusion.candidates(vocabulary, regions))
     sub_prompts, sub_owner = vocabulary.restricted(classes)
     cover = fusion.class_cover(vocabulary, classes) if fusion is not None and use_fusion else None
     label, score = semantic_segmentation(
