@@ -103,15 +103,29 @@ class OpenSegConfig:
             config = cls.from_dict(data)
         except ValueError as exc:  # e.g. an unknown arch, pixel_weight out of range
             raise ModelLoadError(f"{path}: {exc}") from exc
-        try:
-            count = config.parameter_count()
-        except (ValueError, RuntimeError, AssertionError, TypeError) as exc:  # e.g. heads not dividing the dim
-            raise ModelLoadError(f"{path} describes no valid model: {exc}") from exc
+        count = config.parameter_upper_bound()
+        if count > MAX_PARAMETERS:  # only then the exact count: its first meta-device build costs ~1 s
+            try:
+                count = config.parameter_count()
+            except (ValueError, RuntimeError, AssertionError, TypeError) as exc:  # e.g. heads not dividing the dim
+                raise ModelLoadError(f"{path} describes no valid model: {exc}") from exc
         if count > MAX_PARAMETERS:
             raise ModelLoadError(
                 f"{path} asks for {count:,} parameters (limit {MAX_PARAMETERS:,}): refused before allocating"
             )
         return config
+
+    def parameter_upper_bound(self) -> int:
+        """A cheap bound that is never below ``parameter_count()`` (tests/test_model_config.py checks it):
+        every term of the model's parameters, with generous constants. A config under the limit by this
+        bound needs no meta-device build (the first one imports torch machinery for about a second,
+        which every CLI start would pay); one above it gets the exact count."""
+        d, f, t = self.feature_dim, self.fpn_dim, self.text_dim
+        blocks = 10 * (d * d + d * self.ffn_dim) * (self.num_blocks + 4)
+        fpn = 600 * f + 8 * d * (f + t) + 20 * d
+        extras = d * self.pos_grid**2 + self.num_queries * d + 2 * t * t + 1000
+        backbones = 20_000_000  # EfficientNet-Lite0 (4.7 M) and the recognizer's copy of its tail, with room
+        return blocks + fpn + extras + backbones
 
     def parameter_count(self) -> int:
         """The parameters a model of this config has, counted on torch's meta device: nothing is
