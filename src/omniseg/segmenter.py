@@ -24,7 +24,7 @@ from omniseg import cancel
 from omniseg.errors import InputError
 from omniseg.io import ImageLike, load_image
 from omniseg.recognition.fusion import RecognizerFusion
-from omniseg.recognition.known import NO_OBJECT_NAME, KnownConcepts
+from omniseg.recognition.known import KnownConcepts
 from omniseg.regions import Regions
 from omniseg.results import IdMapResult, InstanceResult, PanopticResult, SemanticResult, encode_label_map
 from omniseg.search import SearchConfig
@@ -134,7 +134,8 @@ class Segmenter:
         """The frozen recognizer's fusion, when the source has the recognizer (built on first use)."""
         if not self._fusion_built:
             if getattr(self.source, "has_recognizer", False):
-                self._fusion = RecognizerFusion(self.text_encoder, self.trained_names)
+                trained = self.known.embeddings(self.text_encoder) if self.known is not None else None
+                self._fusion = RecognizerFusion(self.text_encoder, self.trained_names, trained_text=trained)
             self._fusion_built = True
         return self._fusion
 
@@ -242,9 +243,7 @@ class Segmenter:
     def no_object(self) -> torch.Tensor | None:
         """[1, D] the "background" concept when the model trained it (COCO's unannotated pixels): what an
         instance must beat to be an object (tasks.instance.classify_regions)."""
-        if NO_OBJECT_NAME not in {n.casefold() for n in self.trained_names}:
-            return None
-        return torch.from_numpy(np.asarray(self.text_encoder.encode([NO_OBJECT_NAME]), np.float32))
+        return self.known.no_object(self.text_encoder) if self.known is not None else None
 
     @property
     def class_temperature(self) -> float:

@@ -97,12 +97,20 @@ class RecognizerFusion:
     cover (memoised per vocabulary), the model's trained names, and the fusion weights."""
 
     def __init__(
-        self, text_encoder: TextEncoder, trained_names: Sequence[str], config: FusionConfig | None = None
+        self,
+        text_encoder: TextEncoder,
+        trained_names: Sequence[str],
+        config: FusionConfig | None = None,
+        trained_text: torch.Tensor | np.ndarray | None = None,
     ) -> None:
+        """trained_text: the trained names' embeddings when the caller has them already (the door's
+        KnownConcepts); otherwise they are encoded here."""
         self.config = config or FusionConfig()
         self.mapper = ConceptMapper(text_encoder)
         self.text_encoder = text_encoder
-        self.trained_text = text_encoder.encode(list(trained_names)) if trained_names else None
+        if trained_text is None and trained_names:
+            trained_text = text_encoder.encode(list(trained_names))
+        self.trained_text = None if trained_text is None else np.asarray(trained_text, np.float32)
 
     def class_cover(self, vocabulary: Vocabulary, classes: np.ndarray | None = None) -> torch.Tensor:
         """[K, 1000] (K = len(classes) or the whole vocabulary): class k's 0/1 ImageNet cover times its

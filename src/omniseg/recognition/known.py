@@ -42,6 +42,12 @@ class KnownConcepts:
     names: list[str]
     related: dict[str, frozenset[str]] = field(default_factory=dict)  # name -> its kinds and ancestors
     _embeddings: torch.Tensor | None = field(default=None, repr=False)
+    # Per name, once: the lemma forms whose asking makes it no alternative (its own forms, its kinds
+    # and ancestors); alternatives() runs per image.
+    _blocked_by: list[frozenset[str]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._blocked_by = [frozenset(name_forms(name)) | self.related.get(name, frozenset()) for name in self.names]
 
     def embeddings(self, encoder: TextEncoder) -> torch.Tensor:
         if self._embeddings is None:
@@ -56,13 +62,16 @@ class KnownConcepts:
         keep = [
             i
             for i, name in enumerate(self.names)
-            if name.casefold() != NO_OBJECT_NAME
-            and not (name_forms(name) & forms)
-            and not (self.related.get(name, frozenset()) & forms)
+            if name.casefold() != NO_OBJECT_NAME and not (self._blocked_by[i] & forms)
         ]
         if not keep:
             return None
         return self.embeddings(encoder)[keep]
+
+    def no_object(self, encoder: TextEncoder) -> torch.Tensor | None:
+        """[1, D] the "background" concept when the model trained it: what an instance must beat."""
+        rows = [i for i, name in enumerate(self.names) if name.casefold() == NO_OBJECT_NAME]
+        return self.embeddings(encoder)[rows[:1]] if rows else None
 
 
 def read_known(data: dict) -> KnownConcepts:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,24 +104,20 @@ class WordNet:
 
     def hyponym_closure(self, offset: int) -> set[int]:
         """The synset and everything below it (hyponyms and instances, transitively)."""
-        seen = {offset}
-        stack = [offset]
-        while stack:
-            for child in self.synsets[stack.pop()].hyponyms:
-                if child not in seen:
-                    seen.add(child)
-                    stack.append(child)
-        return seen
+        return self._closure(offset, lambda synset: synset.hyponyms)
 
     def hypernym_closure(self, offset: int) -> set[int]:
         """The synset and everything above it."""
+        return self._closure(offset, lambda synset: synset.hypernyms)
+
+    def _closure(self, offset: int, neighbours: Callable[[Synset], list[int]]) -> set[int]:
         seen = {offset}
         stack = [offset]
         while stack:
-            for parent in self.synsets[stack.pop()].hypernyms:
-                if parent not in seen:
-                    seen.add(parent)
-                    stack.append(parent)
+            for other in neighbours(self.synsets[stack.pop()]):
+                if other not in seen:
+                    seen.add(other)
+                    stack.append(other)
         return seen
 
 
