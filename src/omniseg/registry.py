@@ -51,6 +51,7 @@ class BuildContext:
 
     max_size: int = 512
     text_encoder: TextEncoder | None = None  # the caller's; default MiniLM on first use
+    device: str = "cpu"  # where the built source runs (backends.device.resolve_device validates it)
 
     def encoder(self) -> TextEncoder:
         if self.text_encoder is None:
