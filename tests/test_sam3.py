@@ -10,9 +10,9 @@ from PIL import Image
 
 import tiny_hf16
 from omniseg.backends.sam3 import Instances, Sam3Backend
-from omniseg.backends.sam3_processing import ImageSpec, preprocess_image, tokenize
+from omniseg.backends.sam3_processing import ImageSpec, preprocess_image
 from omniseg.errors import InputError, MissingResourceError
-from transformers_reference import mask_iou, sam3_post_process_instance_segmentation
+from transformers_reference import mask_iou, middle_threshold, reference
 
 NAMES = ["car", "sky", "red car", "road", "a tree", "person on a bike"]
 
@@ -37,28 +37,6 @@ def images():
     b[10:40, 19:] = (20, 160, 40)
     b += (rng.random(b.shape) * 40).astype(np.uint8)
     return a, b
-
-
-def reference(backend: Sam3Backend, image: np.ndarray, text: str, threshold: float, **prompt) -> dict:
-    """transformers' pipeline for one prompt: Sam3Model on the same pixel_values / input_ids, then
-    Sam3ImageProcessor.post_process_instance_segmentation."""
-    pixels = preprocess_image(image, backend.image_spec, backend.device)
-    ids, attention = tokenize(backend.tokenizer, [text], backend.device)
-    with torch.inference_mode():
-        out = backend.model(pixel_values=pixels, input_ids=ids, attention_mask=attention, **prompt)
-    (result,) = sam3_post_process_instance_segmentation(
-        out, threshold=threshold, mask_threshold=0.5, target_sizes=[image.shape[:2]]
-    )
-    return result
-
-
-def middle_threshold(scores: torch.Tensor) -> float:
-    """A threshold between two neighbouring scores (far from both), so that some pass and some do not."""
-    values = scores.flatten().sort().values
-    gaps = values[1:] - values[:-1]
-    i = int(torch.argmax(gaps[len(gaps) // 4 : 3 * len(gaps) // 4])) + len(gaps) // 4
-    assert gaps[i] > 1e-5
-    return float((values[i] + values[i + 1]) / 2)
 
 
 def assert_same(ours: Instances, label: int, ref: dict) -> None:

@@ -15,7 +15,10 @@ import sys
 import types
 from typing import Any
 
+import numpy as np
 import torch
+
+from omniseg.backends.sam3_processing import preprocess_image, tokenize
 
 _NAMES = ("torchvision", "torchvision.ops", "torchvision.ops.boxes")
 
@@ -46,6 +49,28 @@ def sam3_post_process_instance_segmentation(outputs: Any, **kwargs: Any) -> list
 def sam2_post_process_masks(masks: list[torch.Tensor], sizes: list[tuple[int, int]], **kwargs: Any) -> list:
     cls = import_with_placeholder_torchvision("transformers.models.sam2.image_processing_sam2", "Sam2ImageProcessor")
     return cls.post_process_masks(None, masks, sizes, **kwargs)
+
+
+def reference(backend: Any, image: np.ndarray, text: str, threshold: float, **prompt) -> dict:
+    """transformers' pipeline for one prompt (SAM 3): Sam3Model on the same pixel_values / input_ids, then
+    Sam3ImageProcessor.post_process_instance_segmentation."""
+    pixels = preprocess_image(image, backend.image_spec, backend.device)
+    ids, attention = tokenize(backend.tokenizer, [text], backend.device)
+    with torch.inference_mode():
+        out = backend.model(pixel_values=pixels, input_ids=ids, attention_mask=attention, **prompt)
+    (result,) = sam3_post_process_instance_segmentation(
+        out, threshold=threshold, mask_threshold=0.5, target_sizes=[image.shape[:2]]
+    )
+    return result
+
+
+def middle_threshold(scores: torch.Tensor) -> float:
+    """A threshold between two neighbouring scores (far from both), so that some pass and some do not."""
+    values = scores.flatten().sort().values
+    gaps = values[1:] - values[:-1]
+    i = int(torch.argmax(gaps[len(gaps) // 4 : 3 * len(gaps) // 4])) + len(gaps) // 4
+    assert gaps[i] > 1e-5
+    return float((values[i] + values[i + 1]) / 2)
 
 
 def mask_iou(a: torch.Tensor, b: torch.Tensor) -> float:

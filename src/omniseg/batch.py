@@ -122,11 +122,11 @@ class BatchJob:
     masks: str | None = None  # source specs (omniseg.registry), None = the native model
     embed: str | None = None
     runtime: Literal["torch", "onnx"] = "torch"
+    device: str = "cpu"  # where every worker runs the model (floats may round differently elsewhere)
 
     def fingerprint(self) -> str:
         """Changes whenever the outputs could: a marker from another job does not count as done."""
 
-        assert self.vocab.embeddings is not None
         h = hashlib.sha256()
         h.update(
             json.dumps(
@@ -139,13 +139,15 @@ class BatchJob:
                     self.masks,
                     self.embed,
                     self.runtime,
+                    self.device,
                     self.vocab.synonyms,
                     list(self.vocab.templates),
                     self.vocab.stuff,
                 ]  # fmt: skip
             ).encode()
         )
-        h.update(np.ascontiguousarray(self.vocab.embeddings).tobytes())
+        if self.vocab.embeddings is not None:  # a concept source (SAM 3) reads the names, not embeddings
+            h.update(np.ascontiguousarray(self.vocab.embeddings).tobytes())
         if self.model is not None and Path(self.model).is_dir():
             for weights in sorted(Path(self.model).glob("*")):
                 if weights.is_file():
@@ -181,6 +183,7 @@ class Worker:
             masks=job.masks,
             embed=job.embed,
             runtime=job.runtime,
+            device=job.device,
         )
 
     def run(self, key: str, image: str | os.PathLike) -> Outcome:

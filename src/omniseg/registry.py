@@ -5,7 +5,7 @@ A model kind is one registration: its name, the roles it can play and a builder
 
 | role | flag | what the builder returns |
 |---|---|---|
-| model | ``--model`` | a complete region source (omniseg.source.RegionSource) |
+| model | ``--model`` | a complete region source (omniseg.source.RegionSource) or concept source (SAM 3) |
 | masks | ``--masks`` | a mask source (backends.base.MaskSource): proposals, maybe with own embeddings |
 | embed | ``--embed`` | an embedding source (backends.base.EmbedSource): dense features + its text encoder |
 | examples | ``--model`` of incontext/video | a painter with ``incontext()`` and ``video()`` (SegGPT) |
@@ -28,16 +28,18 @@ import torch
 
 from omniseg.backends.base import ComposedSource, EmbedSource, MaskSource
 from omniseg.backends.clip import ClipBackend
+from omniseg.backends.device import resolve_device
 from omniseg.backends.mask2former import UniversalSegmentationBackend
 from omniseg.backends.native import NativeSource
 from omniseg.backends.sam import SamBackend
+from omniseg.backends.sam3_source import Sam3Source
 from omniseg.backends.seggpt import SegGptBackend
 from omniseg.errors import InputError, MissingResourceError
 from omniseg.export.onnx import onnx_network
 from omniseg.models import DEFAULT_MODEL_DIR
 from omniseg.models.openseg import OpenSegModel, read_known_concepts
 from omniseg.segmenter import Segmenter
-from omniseg.source import RegionSource
+from omniseg.source import ConceptSource, RegionSource
 from omniseg.text.encoder import TextEncoder, default_text_encoder
 
 Role = Literal["model", "masks", "embed", "examples"]
@@ -52,6 +54,11 @@ class BuildContext:
     max_size: int = 512
     text_encoder: TextEncoder | None = None  # the caller's; default MiniLM on first use
     device: str = "cpu"  # where the built source runs (backends.device.resolve_device validates it)
+
+    def cpu_only(self, kind: str) -> None:
+        """For adapters that do not place their model on a device yet: a one-line error elsewhere."""
+        if resolve_device(self.device).type != "cpu":
+            raise InputError(f"{kind} runs on the CPU only so far: drop --device {self.device} (or use --device cpu)")
 
     def encoder(self) -> TextEncoder:
         if self.text_encoder is None:
@@ -127,10 +134,13 @@ def _build_native(path: str | None, context: BuildContext, role: str) -> NativeS
     network = OpenSegModel.from_pretrained(directory).eval()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     known = read_known_concepts(directory)
-    return NativeSource(network, name=path or DEFAULT_NAME, max_size=context.max_size, known=known)
+    name = path or DEFAULT_NAME
+    return NativeSource(network, name=name, max_size=context.max_size, known=known, device=context.device)
 
 
 def _build_onnx(path: str | None, context: BuildContext, role: str) -> NativeSource:
+    if resolve_device(context.device).type != "cpu":
+        raise InputError(f"--runtime onnx runs on ONNX Runtime's CPU provider: drop --device {context.device}")
     network = onnx_network(path)
     known = read_known_concepts(network.directory)
     return NativeSource(network, name=f"{path or DEFAULT_NAME} (onnx)", max_size=context.max_size, known=known)
@@ -139,6 +149,7 @@ def _build_onnx(path: str | None, context: BuildContext, role: str) -> NativeSou
 def _build_universal(kind: str) -> Callable[[str | None, BuildContext, str], Any]:
     def build_universal(path: str | None, context: BuildContext, role: str) -> Any:
         assert path is not None
+        context.cpu_only(kind)
         backend = UniversalSegmentationBackend(path, context.encoder(), kind=kind, max_size=context.max_size)
         return ComposedSource(backend, None, name=f"{kind}:{path}") if role == "model" else backend
 
@@ -148,6 +159,7 @@ def _build_universal(kind: str) -> Callable[[str | None, BuildContext, str], Any
 def _build_clip(kind: str) -> Callable[[str | None, BuildContext, str], Any]:
     def build_clip(path: str | None, context: BuildContext, role: str) -> ClipBackend:
         assert path is not None
+        context.cpu_only(kind)
         return ClipBackend(path, kind=kind)
 
     return build_clip
@@ -173,12 +185,34 @@ register(
         own_embeddings=True,
     )
 )
+
+
+def _build_sam(path: str | None, context: BuildContext, role: str) -> SamBackend:
+    assert path is not None
+    context.cpu_only("sam")
+    return SamBackend(path)
+
+
+def _build_sam3(path: str | None, context: BuildContext, role: str) -> Sam3Source:
+    assert path is not None
+    return Sam3Source(path, device=context.device)
+
+
 register(
     ModelKind(
         "sam",
         frozenset({"masks"}),
-        lambda path, context, role: SamBackend(path),  # type: ignore[arg-type]
+        _build_sam,
         "SAM: point-grid proposals + NMS; answers clicks and boxes itself",
+    )
+)
+register(
+    ModelKind(
+        "sam3",
+        frozenset({"model"}),
+        _build_sam3,
+        "SAM 3: the instances of each named concept (one image encoding, prompts decoded in batches); "
+        "semantic/instance/panoptic over a vocabulary",
     )
 )
 for _kind, _labels in (("mask2former", "COCO"), ("oneformer", "ADE20K")):
@@ -212,12 +246,13 @@ register(
 
 # -- the door's factory ------------------------------------------------------------------------------
 def load(
-    model: str | Path | RegionSource | None = None,
+    model: str | Path | RegionSource | ConceptSource | None = None,
     text_encoder: TextEncoder | None = None,
     max_size: int = 512,
     masks: str | MaskSource | None = None,
     embed: str | EmbedSource | None = None,
     runtime: Literal["torch", "onnx"] = "torch",
+    device: str = "cpu",
 ) -> Segmenter:
     """A Segmenter (the door) on the source these arguments name.
 
@@ -228,17 +263,21 @@ def load(
     the missing half is the native model of ``model`` (or, for a mask source with its own label
     embeddings such as Mask2Former, nothing).
     runtime="onnx": the native model through ONNX Runtime (omniseg.export.onnx).
+    device: where the built sources run ("cpu", "cuda", "cuda:1", "mps"; backends.device): an unknown
+    or absent device is a one-line InputError before anything loads.
     """
     if runtime not in ("torch", "onnx"):
         raise InputError(f"unknown runtime {runtime!r}: use torch or onnx")
-    context = BuildContext(max_size=max_size, text_encoder=text_encoder)
-    if isinstance(model, RegionSource):
+    context = BuildContext(max_size=max_size, text_encoder=text_encoder, device=str(resolve_device(device)))
+    if isinstance(model, (RegionSource, ConceptSource)):
         if masks is not None or embed is not None or runtime != "torch":
             raise InputError("a region source object is complete: give no masks, embed or runtime with it")
         return Segmenter(model, text_encoder)
     if runtime == "onnx" and (masks is not None or embed is not None):
         raise InputError("--runtime onnx runs the native model only: drop --masks/--embed or use --runtime torch")
     base = _base_spec(model, runtime)
+    if (masks is not None or embed is not None) and not {"masks", "embed"} & KINDS[parse_spec(base, "model")[0]].roles:
+        raise InputError(f"--model {base!r} is a complete model: give no --masks/--embed with it")
     if masks is None and embed is None:
         return Segmenter(build(base, "model", context), text_encoder)
     return Segmenter(_composed(base, masks, embed, context), text_encoder)
@@ -292,6 +331,8 @@ def _composed(
         embed_source = get(base, "embed")
     if embed_source is mask_source and isinstance(mask_source, NativeSource):
         return mask_source
+    if isinstance(mask_source, ConceptSource) or isinstance(embed_source, ConceptSource):
+        raise InputError("a concept source (sam3) is a complete model: give it as --model, without --masks/--embed")
     shown_masks = _shown(masks, "native")
     name = f"masks={shown_masks},embed={_shown(embed, shown_masks if embed_source is None else 'native')}"
     return ComposedSource(mask_source, embed_source, name=name)

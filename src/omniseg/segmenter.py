@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal, overload
 
@@ -21,6 +19,7 @@ import numpy as np
 import torch
 
 from omniseg import cancel
+from omniseg.backends.caching import Recent
 from omniseg.errors import InputError
 from omniseg.io import ImageLike, load_image
 from omniseg.recognition.fusion import RecognizerFusion
@@ -28,7 +27,8 @@ from omniseg.recognition.known import KnownConcepts
 from omniseg.regions import Regions
 from omniseg.results import IdMapResult, InstanceResult, PanopticResult, SemanticResult, encode_label_map
 from omniseg.search import SearchConfig
-from omniseg.source import PromptableSource, RegionSource
+from omniseg.source import ConceptSource, PromptableSource, RegionSource
+from omniseg.tasks.concepts import concept_instances, concept_panoptic, concept_semantic
 from omniseg.tasks.incontext import incontext
 from omniseg.tasks.instance import DEFAULT_TEMPERATURE, instance_segmentation
 from omniseg.tasks.interactive import Box, Click, ClickResult, click
@@ -50,7 +50,7 @@ TASKS = ("semantic", "instance", "panoptic")
 Task = Literal["semantic", "instance", "panoptic"]
 
 
-class VocabularyMemo:
+class VocabularyMemo(Recent[Vocabulary]):
     """The last few vocabularies the door built from names, strings or files, embedded.
 
     Passing the same 100,000-name list (or the same ``vocab=`` file) call after call would
@@ -61,21 +61,7 @@ class VocabularyMemo:
     """
 
     def __init__(self, size: int = 4) -> None:
-        self.size = size
-        self._built: OrderedDict[tuple, Vocabulary] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple, build: Callable[[], Vocabulary]) -> Vocabulary:
-        with self._lock:
-            if key in self._built:
-                self._built.move_to_end(key)
-                return self._built[key]
-        vocabulary = build()
-        with self._lock:
-            self._built[key] = vocabulary
-            while len(self._built) > self.size:
-                self._built.popitem(last=False)
-        return vocabulary
+        super().__init__(size)
 
 
 class Segmenter:
@@ -92,10 +78,15 @@ class Segmenter:
     fuses in, omniseg.recognition).
     """
 
-    def __init__(self, source: RegionSource, text_encoder: TextEncoder | None = None) -> None:
-        if not isinstance(source, RegionSource):
-            raise TypeError(f"{type(source).__name__} is not a region source (needs name and regions(image))")
+    def __init__(self, source: RegionSource | ConceptSource, text_encoder: TextEncoder | None = None) -> None:
+        if not isinstance(source, (RegionSource, ConceptSource)):
+            raise TypeError(
+                f"{type(source).__name__} is not a region source (needs name and regions(image)) "
+                "nor a concept source (name and concepts(image, vocabulary))"
+            )
         self.source = source
+        # A concept source (SAM 3) makes masks for the names itself: no text embeddings, no Regions.
+        self.concept_source: ConceptSource | None = source if isinstance(source, ConceptSource) else None
         self._text_encoder = getattr(source, "text_encoder", None) or text_encoder
         self.known: KnownConcepts | None = getattr(source, "known", None)
         self._fusion: RecognizerFusion | None = None
@@ -115,10 +106,20 @@ class Segmenter:
         """What results report as the model: the source's name."""
         return self.source.name
 
+    @property
+    def region_source(self) -> RegionSource:
+        """The source as a region source; a concept source (SAM 3) is not one: one-line InputError."""
+        if not isinstance(self.source, RegionSource):
+            raise InputError(
+                f"{self.model_id} segments named concepts (segment, eval, batch, serve /v1/segment); "
+                "it gives no class-agnostic regions for this task: use a region source (--model, --masks)"
+            )
+        return self.source
+
     @torch.inference_mode()
     def regions(self, image: ImageLike) -> Regions:
         """The image as N soft masks + embeddings + scores (and pixel features when the source has them)."""
-        return self.source.regions(load_image(image))
+        return self.region_source.regions(load_image(image))
 
     @torch.inference_mode()
     def prompt_regions(self, image: ImageLike, clicks: Sequence[Click], boxes: Sequence[Box] = ()) -> Regions:
@@ -127,7 +128,7 @@ class Segmenter:
         array = load_image(image)
         if isinstance(self.source, PromptableSource):
             return self.source.prompt_regions(array, clicks, boxes)
-        return self.source.regions(array)
+        return self.region_source.regions(array)
 
     @property
     def fusion(self) -> RecognizerFusion | None:
@@ -203,11 +204,8 @@ class Segmenter:
         ``is_file`` (or a Path), from a vocabulary file or a shipped vocabulary's name. What the door
         builds is memoised (VocabularyMemo): names by their tuple, strings by themselves, files by
         path, size and modification time."""
-        encoder = self.text_encoder
         if isinstance(classes, Vocabulary):
-            if classes.embeddings is None:
-                classes.embed(encoder)
-            return classes
+            return self._embedded(classes)
         if is_file or isinstance(classes, Path):
             if not isinstance(classes, (str, Path)):
                 raise InputError("a vocabulary file is given by its path or a shipped vocabulary's name")
@@ -216,12 +214,19 @@ class Segmenter:
                 return Vocabulary.from_file(path)  # raises the InputError that says what is wrong
             stat = path.stat()
             key: tuple = ("file", str(path), stat.st_size, stat.st_mtime_ns)
-            return self._vocabularies.get(key, lambda: Vocabulary.from_file(path).embed(encoder))
+            return self._vocabularies.get(key, lambda: self._embedded(Vocabulary.from_file(path)))
         if isinstance(classes, str):
             text = classes
-            return self._vocabularies.get(("string", text), lambda: Vocabulary.from_string(text).embed(encoder))
+            return self._vocabularies.get(("string", text), lambda: self._embedded(Vocabulary.from_string(text)))
         names = tuple(str(name) for name in classes)
-        return self._vocabularies.get(("names", names), lambda: Vocabulary.from_names(names).embed(encoder))
+        return self._vocabularies.get(("names", names), lambda: self._embedded(Vocabulary.from_names(names)))
+
+    def _embedded(self, vocabulary: Vocabulary) -> Vocabulary:
+        """The vocabulary with its text embeddings, unless the source reads the names itself (a concept
+        source such as SAM 3 encodes them with its own text encoder and keeps them in ``derived``)."""
+        if vocabulary.embeddings is None and self.concept_source is None:
+            vocabulary.embed(self.text_encoder)
+        return vocabulary
 
     def confidence_threshold(self, threshold: float | None) -> float | None:
         """The confidence below which an answer is "unknown": the caller's, else the default when the
@@ -312,6 +317,11 @@ class Segmenter:
         0 keeps every instance, as COCO AP wants).
         stuff: class names to treat as stuff, on top of the vocabulary's own markers (the given
         Vocabulary object is not changed).
+
+        With a concept source (SAM 3) the source finds the instances of the names itself and
+        threshold is its detection score for every task (default: the source's, SAM 3's 0.3):
+        instance = its instances (overlaps allowed), semantic/panoptic = those instances painted best
+        first (omniseg.tasks.concepts).
         """
         if (classes is None) == (vocab is None):
             raise InputError("give exactly one of classes or vocab")
@@ -328,6 +338,8 @@ class Segmenter:
         if stuff is not None:
             vocabulary = dataclasses.replace(vocabulary, stuff=list(vocabulary.stuff or [])).mark_stuff(stuff)
         cancel.check()  # between stages: a server request that timed out or lost its client stops here
+        if self.concept_source is not None:
+            return self._concepts(self.concept_source, image, vocabulary, task, threshold, t0)
         if task != "semantic":
             return self._objects(image, vocabulary, task, threshold, t0)
         t1 = time.perf_counter()
@@ -394,4 +406,36 @@ class Segmenter:
             result = InstanceResult(array, answer, names, stuff, self.model_id, timings)
         else:
             result = PanopticResult(array, answer.id_map.numpy(), answer.segments, names, stuff, self.model_id, timings)
+        return result
+
+    def _concepts(
+        self,
+        source: ConceptSource,
+        image: ImageLike,
+        vocabulary: Vocabulary,
+        task: Task,
+        threshold: float | None,
+        t0: float,
+    ) -> SemanticResult | InstanceResult | PanopticResult:
+        """``segment`` on a concept source: its instances of the vocabulary, then the task (tasks.concepts)."""
+        t1 = time.perf_counter()
+        array = load_image(image)
+        found = source.concepts(array, vocabulary, threshold)
+        cancel.check()
+        t2 = time.perf_counter()
+        names, stuff = vocabulary.classes, list(vocabulary.stuff or [False] * len(vocabulary))
+        timings: dict[str, float] = {"vocabulary_s": t1 - t0, "model_s": t2 - t1}  # the task's stage added below
+        result: SemanticResult | InstanceResult | PanopticResult
+        if task == "semantic":
+            label_map, region_classes = encode_label_map(concept_semantic(found).numpy(), len(vocabulary))
+            result = SemanticResult(array, label_map, names, self.model_id, timings, region_classes)
+        elif task == "instance":
+            result = InstanceResult(array, concept_instances(found, stuff), names, stuff, self.model_id, timings)
+        else:
+            panoptic = concept_panoptic(found, stuff)
+            id_map = panoptic.id_map.numpy()
+            result = PanopticResult(array, id_map, panoptic.segments, names, stuff, self.model_id, timings)
+        t3 = time.perf_counter()
+        stage = {"semantic": "labels_s", "instance": "instances_s", "panoptic": "panoptic_s"}[task]
+        timings.update({stage: t3 - t2, "total_s": t3 - t0})
         return result

@@ -19,6 +19,13 @@ example-based tasks need them). Optional capabilities, each its own small protoc
 - ``label_vocabulary()``: a closed-vocabulary model's own classes (Mask2Former/OneFormer), used
   when the user names none.
 
+A **concept source** is the other kind of producer: a vocabulary-conditioned model (SAM 3) whose
+masks are made *for* the names, so it cannot answer ``regions(image)`` alone. It answers
+``concepts(image, vocabulary, threshold) -> Instances`` (omniseg.concepts: masks, scores and the
+class of each, overlaps allowed); the door asks the semantic, instance and panoptic questions of
+those (omniseg.tasks.concepts). Tasks that need class-agnostic Regions (refer, click, incontext,
+video) are not asked of it.
+
 Where to add a backend: docs/ARCHITECTURE.md (one module under ``omniseg/backends/`` and one
 registration in ``omniseg/registry.py``).
 """
@@ -33,6 +40,7 @@ import numpy as np
 from omniseg.regions import Regions
 
 if TYPE_CHECKING:
+    from omniseg.concepts import Instances
     from omniseg.tasks.interactive import Box, Click
     from omniseg.text.encoder import TextEncoder
     from omniseg.vocab import Vocabulary
@@ -45,6 +53,20 @@ class RegionSource(Protocol):
     name: str
 
     def regions(self, image: np.ndarray) -> Regions: ...
+
+
+@runtime_checkable
+class ConceptSource(Protocol):
+    """image (RGB uint8 [H, W, 3]) + vocabulary -> the instances of its classes (labels = class indices).
+
+    threshold: the source's own detection score an instance must exceed (None: the source's default,
+    ``default_threshold``). The instances are on the CPU.
+    """
+
+    name: str
+    default_threshold: float
+
+    def concepts(self, image: np.ndarray, vocabulary: Vocabulary, threshold: float | None = None) -> Instances: ...
 
 
 @runtime_checkable

@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Hashable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
@@ -22,9 +22,34 @@ if TYPE_CHECKING:
     from omniseg.tasks.interactive import Box, Click
 
 
+Value = TypeVar("Value")
+
+
 def image_key(array: np.ndarray) -> bytes:
     """A 16-byte digest of the pixels and the shape."""
     return hashlib.blake2b(array.tobytes(), digest_size=16, person=str(array.shape).encode()[:16]).digest()
+
+
+class Recent(Generic[Value]):
+    """The values computed for the last ``size`` keys (thread-safe; a value is computed outside the lock,
+    so two threads asking for one new key may both compute it, and the last one is kept)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._values: OrderedDict[Hashable, Value] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, compute: Callable[[], Value]) -> Value:
+        with self._lock:
+            if key in self._values:
+                self._values.move_to_end(key)
+                return self._values[key]
+        value = compute()
+        with self._lock:
+            self._values[key] = value
+            while len(self._values) > self.size:
+                self._values.popitem(last=False)
+        return value
 
 
 class CachingSource:
@@ -39,8 +64,7 @@ class CachingSource:
         self.source = source
         self.name = name or source.name
         self.size = size
-        self._cache: OrderedDict[bytes, Regions] = OrderedDict()
-        self._lock = threading.Lock()
+        self._cache: Recent[Regions] = Recent(size)
 
     def __getattr__(self, name: str) -> Any:  # only called for attributes this wrapper lacks
         if name == "source":  # not yet set (e.g. while unpickling): no recursion
@@ -48,17 +72,7 @@ class CachingSource:
         return getattr(self.source, name)
 
     def regions(self, image: np.ndarray) -> Regions:
-        key = image_key(image)
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-        regions = self.source.regions(image)
-        with self._lock:
-            self._cache[key] = regions
-            while len(self._cache) > self.size:
-                self._cache.popitem(last=False)
-        return regions
+        return self._cache.get(image_key(image), lambda: self.source.regions(image))
 
     def prompt_regions(self, image: np.ndarray, clicks: Sequence[Click], boxes: Sequence[Box] = ()) -> Regions:
         if isinstance(self.source, PromptableSource):

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from omniseg.backends.base import DenseFeatures, Proposals
+from omniseg.backends.device import resolve_device
 from omniseg.errors import InputError
 from omniseg.recognition.known import KnownConcepts
 from omniseg.regions import Regions
@@ -40,7 +41,13 @@ class NativeSource:
         name: str = "omniseg-default",
         max_size: int = 512,
         known: KnownConcepts | None = None,
+        device: str | torch.device = "cpu",
     ) -> None:
+        self.device = resolve_device(device)
+        if isinstance(network, torch.nn.Module):
+            network = network.to(self.device)
+        elif self.device.type != "cpu":
+            raise InputError(f"this native model runs on ONNX Runtime's CPU provider, not on {self.device}")
         self.network = network
         self.name = name
         self.max_size = max_size
@@ -71,12 +78,12 @@ class NativeSource:
                 align_corners=False,
                 antialias=True,
             )
-        return x
+        return x.to(self.device)
 
     @torch.inference_mode()
     def forward(self, image: np.ndarray) -> dict[str, torch.Tensor]:
-        """The network's outputs for one image (batch dimension dropped)."""
-        return {key: value[0] for key, value in self.network(self.prepare(image)).items()}
+        """The network's outputs for one image (batch dimension dropped), on the CPU where the tasks read them."""
+        return {key: value[0].cpu() for key, value in self.network(self.prepare(image)).items()}
 
     @torch.inference_mode()
     def regions(self, image: np.ndarray) -> Regions:
@@ -114,4 +121,11 @@ class NativeSource:
         if not hasattr(model, "embed_features"):
             raise InputError("this native model runs on ONNX Runtime and cannot embed other masks: use --runtime torch")
         features = model.embed_features(model.image_features(self.prepare(image)))[0]  # F_z [d,h,w]
-        return DenseFeatures(features=features, project=model.text_proj)
+        if self.device.type == "cpu":
+            return DenseFeatures(features=features, project=model.text_proj)
+        return DenseFeatures(features=features.cpu(), project=self._project_on_device)
+
+    def _project_on_device(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The text projection on the model's device, for region features pooled on the CPU."""
+        model: Any = self.network
+        return model.text_proj(pooled.to(self.device)).cpu()

@@ -16,6 +16,8 @@ prompt (tested), so across images it is the same tokens, read against another im
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import Sam3Model
-from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput, box_cxcywh_to_xyxy, inverse_sigmoid
 
 from omniseg.backends.device import resolve_device
 from omniseg.backends.hub import load_model, load_tokenizer, resolve_checkpoint
@@ -39,57 +39,30 @@ from omniseg.backends.sam3_processing import (
     scale_boxes,
     tokenize,
 )
-from omniseg.errors import InputError
+from omniseg.concepts import Instances
+from omniseg.errors import InputError, MissingResourceError
 from omniseg.io import ImageLike, load_image
 
 VISUAL = "visual"  # the text Sam3Processor pairs with box-only prompts
+SAM3_TRANSFORMERS = "5.0"  # the first transformers release with Sam3Model
+TEXT_CACHE_SIZE = 4096  # texts whose prompt tokens stay cached (~32 kB each at SAM 3's full size)
 
 
-@dataclass
-class Instances:
-    """SAM 3's detections on one image, possibly overlapping (COCO-results style).
-
-    masks bool [N,H,W] at the image size; scores [N] in 0..1; labels [N] the index of the prompt
-    (class) each instance answers; boxes [N,4] pixel xyxy.
-    """
-
-    masks: torch.Tensor
-    scores: torch.Tensor
-    labels: torch.Tensor
-    boxes: torch.Tensor
-    image_size: tuple[int, int]
-
-    def __len__(self) -> int:
-        return int(self.scores.shape[0])
-
-    def class_scores(self, num_classes: int) -> torch.Tensor:
-        """[N, C]: each instance's score in its class's column, 0 elsewhere: what omniseg's semantic and
-        panoptic tasks read to resolve overlapping instances into one label per pixel."""
-        out = self.scores.new_zeros(len(self), num_classes)
-        out[torch.arange(len(self), device=out.device), self.labels] = self.scores
-        return out
-
-    @classmethod
-    def empty(cls, image_size: tuple[int, int], device: torch.device) -> Instances:
-        return cls(
-            torch.zeros(0, *image_size, dtype=torch.bool, device=device),
-            torch.zeros(0, device=device),
-            torch.zeros(0, dtype=torch.long, device=device),
-            torch.zeros(0, 4, device=device),
-            image_size,
-        )
-
-    @classmethod
-    def cat(cls, parts: Sequence[Instances], image_size: tuple[int, int], device: torch.device) -> Instances:
-        if not parts:
-            return cls.empty(image_size, device)
-        return cls(
-            torch.cat([p.masks for p in parts]),
-            torch.cat([p.scores for p in parts]),
-            torch.cat([p.labels for p in parts]),
-            torch.cat([p.boxes for p in parts]),
-            image_size,
-        )
+def sam3_modeling() -> Any:
+    """transformers' SAM 3 modeling module (deferred: transformers takes seconds to import), or a
+    one-line MissingResourceError naming the release that has it."""
+    try:
+        from transformers.models.sam3 import modeling_sam3
+    except ImportError:
+        try:
+            from transformers import __version__ as installed
+        except ImportError:
+            installed = "none"
+        raise MissingResourceError(
+            f"SAM 3 needs transformers >= {SAM3_TRANSFORMERS} (Sam3Model); installed: {installed}: "
+            f"pip install -U 'transformers>={SAM3_TRANSFORMERS}'"
+        ) from None
+    return modeling_sam3
 
 
 @dataclass
@@ -100,11 +73,11 @@ class ImageEncoding:
     fpn_position_encoding: tuple[torch.Tensor, ...]
     image_size: tuple[int, int]  # (H, W) of the original image
 
-    def broadcast(self, batch: int) -> Sam3VisionEncoderOutput:
-        """The same encoding for ``batch`` prompts (views, no copy of the encoder's work)."""
-        return Sam3VisionEncoderOutput(
-            fpn_hidden_states=tuple(f.expand(batch, -1, -1, -1) for f in self.fpn_hidden_states),
-            fpn_position_encoding=tuple(p.expand(batch, -1, -1, -1) for p in self.fpn_position_encoding),
+    def broadcast(self, batch: int) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """FPN features and position encodings for ``batch`` prompts (views, no copy of the encoder's work)."""
+        return (
+            tuple(f.expand(batch, -1, -1, -1) for f in self.fpn_hidden_states),
+            tuple(p.expand(batch, -1, -1, -1) for p in self.fpn_position_encoding),
         )
 
 
@@ -155,8 +128,9 @@ class Sam3Backend:
         mask_threshold: float = 0.5,
     ) -> None:
         self.device = resolve_device(device)
+        modeling = sam3_modeling()
         self.directory: Path | None = resolve_checkpoint(spec, "SAM 3")
-        model = load_model(Sam3Model, self.directory, "SAM 3")
+        model = load_model(modeling.Sam3Model, self.directory, "SAM 3")
         tokenizer = load_tokenizer(self.directory, "SAM 3")
         spec_ = ImageSpec.from_checkpoint(self.directory, int(model.config.vision_config.image_size))
         self._setup(model, tokenizer, spec_, prompt_batch, threshold, mask_threshold)
@@ -185,6 +159,7 @@ class Sam3Backend:
         if prompt_batch < 1:
             raise InputError(f"prompt_batch must be >= 1, got {prompt_batch}")
         install_for_sam3()
+        self._modeling = sam3_modeling()
         self.model: Any = model.to(self.device)
         self.tokenizer = tokenizer
         self.image_spec = spec
@@ -192,7 +167,8 @@ class Sam3Backend:
         self.prompt_batch = prompt_batch
         self.threshold = threshold
         self.mask_threshold = mask_threshold
-        self._text_cache: dict[str, Prompt] = {}
+        self._text_cache: OrderedDict[str, Prompt] = OrderedDict()  # LRU of TEXT_CACHE_SIZE texts
+        self._text_lock = threading.Lock()
 
     # ------------------------------------------------------------------------------- encoders
     @torch.inference_mode()
@@ -206,16 +182,31 @@ class Sam3Backend:
         )
 
     @torch.inference_mode()
-    def text_prompts(self, texts: Sequence[str]) -> list[Prompt]:
-        """Prompt tokens of each text, encoded once per text and cached (in batches of new texts)."""
-        todo = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
-        for start in range(0, len(todo), 64):
-            chunk = todo[start : start + 64]
+    def encode_texts(self, texts: Sequence[str]) -> list[Prompt]:
+        """Prompt tokens of each text (in batches of 64), not cached: for callers that keep them."""
+        prompts: list[Prompt] = []
+        for start in range(0, len(texts), 64):
+            chunk = list(texts[start : start + 64])
             ids, attention = tokenize(self.tokenizer, chunk, self.device, self.text_length)
             features = self.model.get_text_features(input_ids=ids, attention_mask=attention).pooler_output
-            for i, text in enumerate(chunk):
-                self._text_cache[text] = Prompt(features[i], attention[i].bool())
-        return [self._text_cache[t] for t in texts]
+            prompts.extend(Prompt(features[i], attention[i].bool()) for i in range(len(chunk)))
+        return prompts
+
+    def text_prompts(self, texts: Sequence[str]) -> list[Prompt]:
+        """Prompt tokens of each text, encoded once per text and kept in an LRU cache of
+        TEXT_CACHE_SIZE texts (a server answering many vocabularies does not grow without bound)."""
+        with self._text_lock:
+            found = {t: self._text_cache[t] for t in texts if t in self._text_cache}
+            for text in found:
+                self._text_cache.move_to_end(text)
+        todo = list(dict.fromkeys(t for t in texts if t not in found))
+        found.update(zip(todo, self.encode_texts(todo), strict=True))
+        with self._text_lock:
+            for text in todo:
+                self._text_cache[text] = found[text]
+            while len(self._text_cache) > TEXT_CACHE_SIZE:
+                self._text_cache.popitem(last=False)
+        return [found[t] for t in texts]
 
     @torch.inference_mode()
     def box_prompt(
@@ -268,9 +259,9 @@ class Sam3Backend:
         image shows a few names, most mask heads are skipped.
         """
         tokens, mask = Prompt.stack(prompts)
-        vision = encoding.broadcast(len(prompts))
-        features, positions = vision.fpn_hidden_states[:-1], vision.fpn_position_encoding[:-1]
-        model = self.model
+        all_features, all_positions = encoding.broadcast(len(prompts))
+        features, positions = all_features[:-1], all_positions[:-1]
+        model, modeling = self.model, self._modeling
         encoded = model.detr_encoder(
             vision_features=[features[-1]], text_features=tokens, vision_pos_embeds=[positions[-1]], text_mask=mask
         )
@@ -283,7 +274,8 @@ class Sam3Backend:
         )
         queries = decoded.intermediate_hidden_states[-1:]  # the last decoder layer is the prediction
         offsets = model.detr_decoder.box_head(queries)
-        boxes = box_cxcywh_to_xyxy((inverse_sigmoid(decoded.reference_boxes[-1:]) + offsets).sigmoid())[-1]
+        reference = modeling.inverse_sigmoid(decoded.reference_boxes[-1:])
+        boxes = modeling.box_cxcywh_to_xyxy((reference + offsets).sigmoid())[-1]
         logits = model.dot_product_scoring(
             decoder_hidden_states=queries, text_features=encoded.text_features, text_mask=mask
         ).squeeze(-1)[-1]

@@ -20,7 +20,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from omniseg.backends.sam3 import ImageEncoding, Instances, Sam3Backend
+from omniseg.backends.sam3 import ImageEncoding, Prompt, Sam3Backend
+from omniseg.concepts import Instances
 from omniseg.errors import InputError
 from omniseg.io import ImageLike
 
@@ -32,6 +33,23 @@ def fusion_affinity(
     backend: Sam3Backend, encoding: ImageEncoding, names: Sequence[str], chunk: int = 256
 ) -> torch.Tensor:
     """[P] max over image tokens of the first DETR-encoder cross-attention logit to each name."""
+    pooled = [pooled_prompts(backend.text_prompts(list(names[s : s + chunk]))) for s in range(0, len(names), chunk)]
+    return pooled_affinity(backend, encoding, torch.cat(pooled), chunk)
+
+
+def pooled_prompts(prompts: Sequence[Prompt]) -> torch.Tensor:
+    """[P, D] each prompt's mean valid token: all the shortlist score needs of a name (k_proj is affine,
+    so pooling before it equals pooling the keys), so a large vocabulary keeps this, not the tokens."""
+    tokens = torch.stack([p.tokens for p in prompts])  # [P,L,D]
+    valid = torch.stack([p.mask for p in prompts]).to(tokens.dtype)[..., None]  # [P,L,1]
+    return (tokens * valid).sum(1) / valid.sum(1).clamp(min=1)
+
+
+@torch.inference_mode()
+def pooled_affinity(
+    backend: Sam3Backend, encoding: ImageEncoding, pooled: torch.Tensor, chunk: int = 256
+) -> torch.Tensor:
+    """[P] the fusion affinity of names given by their pooled prompts [P, D] (pooled_prompts)."""
     layer = backend.model.detr_encoder.layers[0]
     attention = layer.cross_attn
     heads, head_dim = attention.num_attention_heads, attention.head_dim
@@ -39,12 +57,8 @@ def fusion_affinity(
     image = level.flatten(1).T  # [hw, D]
     queries = attention.q_proj(layer.layer_norm2(image)).view(-1, heads, head_dim)  # [hw, H, d]
     scores = []
-    for start in range(0, len(names), chunk):
-        prompts = backend.text_prompts(list(names[start : start + chunk]))
-        tokens = torch.stack([p.tokens for p in prompts])  # [P,L,D]
-        valid = torch.stack([p.mask for p in prompts]).to(tokens.dtype)[..., None]  # [P,L,1]
-        pooled = (tokens * valid).sum(1) / valid.sum(1).clamp(min=1)  # k_proj is affine: pool first
-        keys = attention.k_proj(pooled).view(-1, heads, head_dim)  # [P, H, d]
+    for start in range(0, len(pooled), chunk):
+        keys = attention.k_proj(pooled[start : start + chunk]).view(-1, heads, head_dim)  # [P, H, d]
         logits = torch.einsum("nhd,phd->nph", queries, keys) * attention.scaling
         scores.append(logits.mean(-1).amax(0))
     return torch.cat(scores)

@@ -40,7 +40,9 @@ THRESHOLD_HELP = (
     "(confidence = how much better the class fits than any other concept the model knows; default 0.1 "
     "with the default model, 0 labels every pixel); instance/panoptic: dropped objects (score = class "
     "probability x objectness x confidence against background; default 0.2); refer: 'not found', an "
-    "empty mask; click: no name for the clicked object"
+    "empty mask; click: no name for the clicked object. --model sam3: SAM 3's detection score (class x "
+    "presence probability) an instance must exceed, for every task (default 0.3, transformers'); semantic "
+    "pixels no kept instance covers are unlabeled"
 )
 
 

@@ -135,6 +135,7 @@ def prepare(args: argparse.Namespace) -> tuple[list[BatchItem], BatchJob]:
         masks=args.masks,
         embed=args.embed,
         runtime=args.runtime,
+        device=args.device,
     )
     if args.threads is None and (len(items) > 1 or (args.workers or 1) > 1 or getattr(args, "ray", None)):
         args.threads = 1

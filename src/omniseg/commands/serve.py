@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         allowed_hosts=allowed_hosts(args.allowed_hosts, args.host),
     )
     # Loaded here, not in the app's startup, so a bad --model is one line and exit 2, before listening.
-    segmenter = server_segmenter(args.model, args.max_size, args.masks, args.embed, args.runtime)
+    segmenter = server_segmenter(args.model, args.max_size, args.masks, args.embed, args.runtime, args.device)
     app = create_app(segmenter, limits=limits)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.log_level == "debug")
     return EXIT_OK

@@ -6,6 +6,7 @@ import argparse
 import os
 
 from omniseg.commands import EXIT_OK
+from omniseg.commands.backend_args import add_device_argument
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,11 +15,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--steps", type=int, help="override the number of steps")
     tr.add_argument("--out", help="override the output directory")
     tr.add_argument("--no-resume", action="store_true", help="start from scratch even if a checkpoint exists")
+    add_device_argument(tr)
     tr.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from omniseg.backends.device import resolve_device
+    from omniseg.errors import InputError
     from omniseg.extras import require
+
+    device = resolve_device(args.device)  # unknown or absent: one line, exit 2
+    if device.type != "cpu":
+        raise InputError(f"training runs on the CPU only so far (its losses build CPU tensors): drop --device {device}")
 
     for module in ("yaml", "matplotlib"):
         require(module, "train", "omniseg train")

@@ -8,7 +8,7 @@ truth; predictions are mapped back to dataset ids and accumulate in one confusio
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,11 +60,15 @@ class SemanticEvaluator:
         self.conf = ConfusionMatrix(len(self.classes), IGNORE)
         self.evaluated = 0
 
-    def process(self, sample: Sample, regions: Regions) -> None:
+    def process(self, sample: Sample, regions: Regions | np.ndarray) -> None:
+        """``regions``: the model's Regions, or (a concept source) its prediction in dataset class ids."""
         gt = read_mask(sample.truth_path, len(self.classes))
-        if gt.shape != tuple(regions.image_size):
+        size = regions.shape if isinstance(regions, np.ndarray) else tuple(regions.image_size)
+        if gt.shape != size:
             raise InputError(f"mask and image differ in size for {sample.id}")
-        if self.grounding:
+        if isinstance(regions, np.ndarray):
+            pred = regions
+        elif self.grounding:
             present = [int(c) for c in np.unique(gt) if c != IGNORE and c < len(self.classes)]
             if not present:
                 return
@@ -140,12 +144,22 @@ def evaluate_semantic(
             "its class i must be the dataset's class i"
         )
     vocab = segmenter.vocabulary(vocabulary or Vocabulary.from_names(dataset.classes))
-    assert vocab.embeddings is not None and vocab.prompt_to_class is not None
     fusion = segmenter.fusion
+    predict: Callable[[Sample], Regions | np.ndarray]
+    if segmenter.concept_source is not None:  # SAM 3: the door's own semantic answer, in dataset ids
+        predict = concept_prediction(segmenter, vocab, grounding, len(dataset.classes))
+        prompts, owner = torch.zeros(0, 1), torch.zeros(0, dtype=torch.long)
+    else:
+        assert vocab.embeddings is not None and vocab.prompt_to_class is not None
+        prompts, owner = torch.from_numpy(vocab.embeddings), torch.from_numpy(vocab.prompt_to_class)
+
+        def predict(sample: Sample) -> Regions | np.ndarray:
+            return segmenter.regions(read_rgb(sample.image_path))
+
     evaluator = SemanticEvaluator(
         dataset.classes,
-        torch.from_numpy(vocab.embeddings),
-        torch.from_numpy(vocab.prompt_to_class),
+        prompts,
+        owner,
         grounding,
         collector,
         cover=fusion.class_cover(vocab) if fusion is not None else None,
@@ -153,7 +167,7 @@ def evaluate_semantic(
         trained_names=segmenter.trained_names,
     )
     report = inference_on_dataset(
-        lambda sample: segmenter.regions(read_rgb(sample.image_path)),
+        predict,
         samples,
         evaluator,
         desc=f"eval {dataset.name}",
@@ -170,6 +184,27 @@ def evaluate_semantic(
             "template_mode": vocab.template_mode,
         },
     }
+
+
+def concept_prediction(
+    segmenter: Segmenter, vocab: Vocabulary, grounding: bool, num_classes: int
+) -> Callable[[Sample], np.ndarray]:
+    """A concept source's semantic map of a sample in dataset class ids (-1 = unlabeled). Grounding:
+    the image's vocabulary is the classes of its ground truth (their synonyms as given in ``vocab``)."""
+
+    def predict(sample: Sample) -> np.ndarray:
+        image = read_rgb(sample.image_path)
+        if not grounding:
+            return segmenter.segment(image, classes=vocab).class_map()
+        gt = read_mask(sample.truth_path, num_classes)
+        present = [int(c) for c in np.unique(gt) if c != IGNORE and c < num_classes]
+        if not present:
+            return np.full(gt.shape, -1, np.int64)
+        local = Vocabulary([vocab.synonyms[c] for c in present], templates=vocab.templates)
+        label = segmenter.segment(image, classes=local).class_map()
+        return np.where(label < 0, -1, np.asarray(present)[np.maximum(label, 0)])
+
+    return predict
 
 
 def _percent_per_class(classes: list[str], values: np.ndarray) -> dict[str, float | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Literal
@@ -23,11 +24,14 @@ def server_segmenter(
     masks: str | None = None,
     embed: str | None = None,
     runtime: Literal["torch", "onnx"] = "torch",
+    device: str = "cpu",
 ) -> Segmenter:
     """Load any source ``omniseg.load`` takes, for serving: text embeddings cached in memory, not in a file."""
 
     encoder = MiniLMTextEncoder(cache=MemoryEmbeddingCache("all-MiniLM-L6-v2"))
-    return load(model, text_encoder=encoder, max_size=max_size, masks=masks, embed=embed, runtime=runtime)
+    return load(
+        model, text_encoder=encoder, max_size=max_size, masks=masks, embed=embed, runtime=runtime, device=device
+    )
 
 
 def public_name(model_id: str) -> str:
@@ -42,6 +46,10 @@ def public_name(model_id: str) -> str:
 def serving_door(base: Segmenter, size: int = REGIONS_CACHE_SIZE) -> Segmenter:
     """The door the routes use: ``base``'s source behind a Regions cache of the last ``size`` images,
     named without the directories of its path (clients never see file-system paths)."""
-    door = Segmenter(CachingSource(base.source, size=size, name=public_name(base.model_id)), base.text_encoder)
+    if base.concept_source is not None:  # it keeps its own image encodings (SAM 3) and has no Regions
+        named = copy.copy(base.concept_source)  # the same model, under the public name
+        named.name = public_name(base.model_id)
+        return Segmenter(named)
+    door = Segmenter(CachingSource(base.region_source, size=size, name=public_name(base.model_id)), base.text_encoder)
     door.top_k, door.search = base.top_k, base.search
     return door

@@ -154,12 +154,12 @@ def instance_segmentation(
     size = (int(h), int(w))
     classes = classify_regions(regions, prompt_embeddings, prompt_to_class, num_classes, temperature, reference)
     taken = torch.zeros(size, dtype=torch.bool)
-    things = instances_from_classes(regions, classes, stuff, size, taken, min_score, overlap_keep, min_area)
+    things = instances_from_classes(regions.masks, classes, stuff, size, taken, min_score, overlap_keep, min_area)
     return things[:max_instances]
 
 
 def instances_from_classes(
-    regions: Regions,
+    masks: torch.Tensor,
     classes: RegionClasses,
     stuff: Sequence[bool] | None,
     size: tuple[int, int],
@@ -168,17 +168,18 @@ def instances_from_classes(
     overlap_keep: float,
     min_area: int,
 ) -> list[Instance]:
-    """The thing regions painted onto ``taken`` (updated in place); shared by the panoptic task.
+    """The thing regions (soft or bool ``masks`` [N, h, w]) painted onto ``taken`` (updated in
+    place); shared by the panoptic task and the concept tasks (tasks/concepts.py).
 
     (Splitting a region into its connected parts, one object each, was measured and not kept:
     coco128_seg val PQ 9.70 -> 7.68, fragments of one object became false positives.)
     """
     candidates = [
         (i, float(classes.scores[i]))
-        for i in range(len(regions))
+        for i in range(len(classes.labels))
         if float(classes.scores[i]) >= min_score and not (stuff is not None and stuff[int(classes.labels[i])])
     ]
-    painted = paint_in_score_order(candidates, regions.masks, size, taken, overlap_keep, min_area)
+    painted = paint_in_score_order(candidates, masks, size, taken, overlap_keep, min_area)
     return [
         Instance(
             mask=mask, label=int(classes.labels[i]), score=float(classes.scores[i]), bbox=mask_bbox(mask), region=i

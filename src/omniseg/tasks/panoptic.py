@@ -19,6 +19,7 @@ from omniseg.tasks.instance import (
     DEFAULT_MIN_AREA,
     DEFAULT_OVERLAP_KEEP,
     DEFAULT_TEMPERATURE,
+    RegionClasses,
     classify_regions,
     instances_from_classes,
     mask_bbox,
@@ -69,8 +70,22 @@ def panoptic_segmentation(
     h, w = out_size or regions.image_size
     size = (int(h), int(w))
     classes = classify_regions(regions, prompt_embeddings, prompt_to_class, num_classes, temperature, reference)
+    return panoptic_from_classes(regions.masks, classes, stuff, size, min_score, overlap_keep, min_area)
+
+
+def panoptic_from_classes(
+    masks: torch.Tensor,
+    classes: RegionClasses,
+    stuff: Sequence[bool],
+    size: tuple[int, int],
+    min_score: float = DEFAULT_PANOPTIC_MIN_SCORE,
+    overlap_keep: float = DEFAULT_OVERLAP_KEEP,
+    min_area: int = DEFAULT_MIN_AREA,
+) -> Panoptic:
+    """The panoptic map of masks [N, h, w] whose classes and scores are known (from the regions'
+    embeddings above, or given by a concept source: tasks/concepts.py)."""
     taken = torch.zeros(size, dtype=torch.bool)
-    things = instances_from_classes(regions, classes, stuff, size, taken, min_score, overlap_keep, min_area)
+    things = instances_from_classes(masks, classes, stuff, size, taken, min_score, overlap_keep, min_area)
     id_map = torch.zeros(size, dtype=torch.int32)
     segments: list[PanopticSegment] = []
     for inst in things:
@@ -81,10 +96,10 @@ def panoptic_segmentation(
     # Stuff: no minimum share of the own mask (overlap_keep=0), amorphous regions are merged below.
     stuff_candidates = [
         (i, float(classes.scores[i]))
-        for i in range(len(regions))
+        for i in range(len(classes.labels))
         if stuff[int(classes.labels[i])] and float(classes.scores[i]) >= min_score
     ]
-    painted = paint_in_score_order(stuff_candidates, regions.masks, size, taken, overlap_keep=0.0, min_area=1)
+    painted = paint_in_score_order(stuff_candidates, masks, size, taken, overlap_keep=0.0, min_area=1)
     merged: dict[int, tuple[torch.Tensor, float]] = {}
     for i, mask in painted:
         label, score = int(classes.labels[i]), float(classes.scores[i])
