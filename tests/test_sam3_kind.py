@@ -195,7 +195,8 @@ def test_offline_missing_and_partial_directories(tmp_path, capsys, monkeypatch):
 
 
 def test_old_transformers_is_one_line(sam3_dir, monkeypatch):
-    monkeypatch.setitem(sys.modules, "transformers.models.sam3", None)  # as if the release had no SAM 3
+    for module in ("transformers.models.sam3", "transformers.models.sam3.modeling_sam3"):
+        monkeypatch.setitem(sys.modules, module, None)  # as if the release had no SAM 3
     with pytest.raises(MissingResourceError, match=r"transformers >= 5\.0") as err:
         omniseg.load(f"sam3:{sam3_dir}")
     assert "\n" not in str(err.value)

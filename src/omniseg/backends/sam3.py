@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -48,11 +49,13 @@ SAM3_TRANSFORMERS = "5.0"  # the first transformers release with Sam3Model
 TEXT_CACHE_SIZE = 4096  # texts whose prompt tokens stay cached (~32 kB each at SAM 3's full size)
 
 
-def sam3_modeling() -> Any:
-    """transformers' SAM 3 modeling module (deferred: transformers takes seconds to import), or a
-    one-line MissingResourceError naming the release that has it."""
+def sam3_modeling() -> SimpleNamespace:
+    """What omniseg uses of transformers' SAM 3 modeling (deferred: transformers takes seconds to
+    import), or a one-line MissingResourceError naming the release that has it. Imported by name from
+    the module: through the package's lazy attribute, a missing optional backend of the package
+    (torchvision) turns the module into a placeholder."""
     try:
-        from transformers.models.sam3 import modeling_sam3
+        from transformers.models.sam3.modeling_sam3 import Sam3Model, box_cxcywh_to_xyxy, inverse_sigmoid
     except ImportError:
         try:
             from transformers import __version__ as installed
@@ -62,7 +65,7 @@ def sam3_modeling() -> Any:
             f"SAM 3 needs transformers >= {SAM3_TRANSFORMERS} (Sam3Model); installed: {installed}: "
             f"pip install -U 'transformers>={SAM3_TRANSFORMERS}'"
         ) from None
-    return modeling_sam3
+    return SimpleNamespace(Sam3Model=Sam3Model, box_cxcywh_to_xyxy=box_cxcywh_to_xyxy, inverse_sigmoid=inverse_sigmoid)
 
 
 @dataclass
