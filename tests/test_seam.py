@@ -80,7 +80,7 @@ def test_registry_is_the_one_place_specs_are_parsed(tiny_model_dir):
     with pytest.raises(InputError, match="names no checkpoint"):
         registry.parse_spec("seggpt", "examples")
     assert registry.is_spec("mask2former:facebook/m2f", "model") and not registry.is_spec(str(tiny_model_dir), "model")
-    assert {"native", "onnx", "mask2former", "oneformer"} == set(registry.kinds_for("model"))
+    assert {"native", "onnx", "mask2former", "oneformer", "sam3"} == set(registry.kinds_for("model"))
     assert {"sam", "native", "onnx", "mask2former", "oneformer"} == set(registry.kinds_for("masks"))
     # one registration makes a kind usable everywhere
     kind = registry.ModelKind(
