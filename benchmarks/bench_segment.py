@@ -1,6 +1,6 @@
 """End-to-end `segment` latency of the default model: 512 px image, 20 classes, model loaded once.
 
-    .venv/bin/python benchmarks/bench_segment.py [--repeats 30] [--json OUT]
+    .venv/bin/python benchmarks/bench_segment.py [--repeats 30] [--model DIR] [--compare-recognizer] [--json OUT]
 
 Reports the median (and p10/p90) of Segmenter.segment() wall time, which includes reading the
 image, the model forward pass, eq. 6 at full resolution and building the uint8 label map; writing
@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json")
+    parser.add_argument("--model", help="a native model directory (default: the embedded default)")
     parser.add_argument(
         "--compare-recognizer",
         action="store_true",
@@ -71,7 +72,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     image = test_image(args.size)
     t0 = time.perf_counter()
-    seg = omniseg.load()
+    seg = omniseg.load(args.model)
     load_s = time.perf_counter() - t0
     vocab = seg.vocabulary(CLASSES)
     for _ in range(3):  # warm-up: first calls allocate and pick kernels
@@ -91,6 +92,7 @@ def main() -> None:
     q = statistics.quantiles(times, n=10)
     report = {
         "benchmark": "segment end-to-end",
+        "model": seg.model_id,
         "image": f"{args.size}x{args.size}",
         "classes": len(CLASSES),
         "threads": args.threads,
