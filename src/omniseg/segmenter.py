@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal, overload
 
@@ -22,7 +20,7 @@ import torch
 
 from omniseg import cancel
 from omniseg.errors import InputError
-from omniseg.io import ImageLike, load_image
+from omniseg.images import ImageLike, load_image
 from omniseg.recognition.fusion import RecognizerFusion
 from omniseg.recognition.known import KnownConcepts
 from omniseg.regions import Regions
@@ -44,38 +42,11 @@ from omniseg.tasks.semantic import (
 from omniseg.tasks.video import VideoConfig, video
 from omniseg.text.encoder import TextEncoder, default_text_encoder
 from omniseg.vocab import Vocabulary
+from omniseg.vocab_memo import VocabularyMemo
 from omniseg.vocabularies import resolve as resolve_vocabulary
 
 TASKS = ("semantic", "instance", "panoptic")
 Task = Literal["semantic", "instance", "panoptic"]
-
-
-class VocabularyMemo:
-    """The last few vocabularies the door built from names, strings or files, embedded.
-
-    Passing the same 100,000-name list (or the same ``vocab=`` file) call after call would
-    otherwise parse, embed (a store lookup keyed by every text) and index it on every call; the
-    memo makes the natural call cost what a prebuilt Vocabulary costs. Names are keyed by their
-    tuple, strings by themselves, files by path, size and modification time (an edited file is
-    read again). Vocabulary objects are never memoised: the caller owns them.
-    """
-
-    def __init__(self, size: int = 4) -> None:
-        self.size = size
-        self._built: OrderedDict[tuple, Vocabulary] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple, build: Callable[[], Vocabulary]) -> Vocabulary:
-        with self._lock:
-            if key in self._built:
-                self._built.move_to_end(key)
-                return self._built[key]
-        vocabulary = build()
-        with self._lock:
-            self._built[key] = vocabulary
-            while len(self._built) > self.size:
-                self._built.popitem(last=False)
-        return vocabulary
 
 
 class Segmenter:
@@ -201,8 +172,8 @@ class Segmenter:
     def vocabulary(self, classes: Sequence[str] | str | Path | Vocabulary, is_file: bool = False) -> Vocabulary:
         """An embedded Vocabulary from names, a 'sky, road, car' string or a Vocabulary; with
         ``is_file`` (or a Path), from a vocabulary file or a shipped vocabulary's name. What the door
-        builds is memoised (VocabularyMemo): names by their tuple, strings by themselves, files by
-        path, size and modification time."""
+        builds is memoised (omniseg.vocab_memo: names compared with the memo's own copy, so a list
+        edited in place is rebuilt; strings by themselves; files by path, size and modification time)."""
         encoder = self.text_encoder
         if isinstance(classes, Vocabulary):
             if classes.embeddings is None:
@@ -220,8 +191,7 @@ class Segmenter:
         if isinstance(classes, str):
             text = classes
             return self._vocabularies.get(("string", text), lambda: Vocabulary.from_string(text).embed(encoder))
-        names = tuple(str(name) for name in classes)
-        return self._vocabularies.get(("names", names), lambda: Vocabulary.from_names(names).embed(encoder))
+        return self._vocabularies.names(classes, lambda names: Vocabulary.from_names(names).embed(encoder))
 
     def confidence_threshold(self, threshold: float | None) -> float | None:
         """The confidence below which an answer is "unknown": the caller's, else the default when the
