@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from omniseg.data.dataset import open_dataset
-from omniseg.data.uniform import IGNORE, Sample, UniformDataset, read_mask, read_rgb
+from omniseg.data.uniform import IGNORE, Sample, UniformDataset, read_mask
 from omniseg.errors import InputError
-from omniseg.eval.evaluator import inference_on_dataset, split_label
+from omniseg.eval.evaluator import evaluate_images, split_label
 from omniseg.eval.metrics import ConfusionMatrix
 from omniseg.recognition.fusion import FusionConfig
 from omniseg.regions import Regions
@@ -152,18 +152,9 @@ def evaluate_semantic(
         fusion=fusion.config if fusion is not None else None,
         trained_names=segmenter.trained_names,
     )
-    report = inference_on_dataset(
-        lambda sample: segmenter.regions(read_rgb(sample.image_path)),
-        samples,
-        evaluator,
-        desc=f"eval {dataset.name}",
-        progress=progress,
-    )
+    split_name = split_label(split, val_fraction, split_seed)
     return {
-        "dataset": dataset.name,
-        **report,
-        "split": split_label(split, val_fraction, split_seed),
-        "model": segmenter.model_id,
+        **evaluate_images(segmenter, dataset, samples, evaluator, f"eval {dataset.name}", split_name, progress),
         "prompts": {
             "names": [", ".join(names) for names in vocab.synonyms],
             "templates": list(vocab.templates),
