@@ -19,18 +19,18 @@ The first call of each vocabulary embeds it into the cache (minutes for 10^5 nam
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
+from bench_report import emit
 from PIL import Image
 
 from omniseg.data.dataset import open_dataset
 from omniseg.registry import load
-from omniseg.segmenter import VocabularyMemo
 from omniseg.vocab import Vocabulary
+from omniseg.vocab_memo import VocabularyMemo
 from omniseg.vocabularies import synthetic_names
 
 MSRC = Path(__file__).resolve().parents[2] / "shared" / "data" / "msrc_v2"
@@ -102,10 +102,7 @@ def main() -> None:
         "ratios": ratios,
         "images_from": "MSRC-v2 val part" if (MSRC / "classes.json").is_file() else "scikit-image",
     }
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    emit(result, args.json)
 
 
 if __name__ == "__main__":
