@@ -4,10 +4,11 @@
         --json benchmarks/results/vocab_memo.json
 
 Per image (median over ``--images`` photos of MSRC-v2's val part, or scikit-image's photos without
-../shared), ``Segmenter.segment`` with:
+../shared; the ways below interleaved image by image), ``Segmenter.segment`` with:
 
 - ``object``: a prebuilt, embedded Vocabulary (the reference);
 - ``names``: the same Python list of names on every call (the natural call);
+- ``names, a new list``: a new list of the same names on every call (``list(names)``);
 - ``file``: the same ``vocab=`` file on every call;
 - ``names, no memo`` / ``file, no memo``: the same with the memo disabled (what every call cost
   before the memo: parse, embed = a store lookup keyed by every text, and reading the FAISS index);
@@ -19,6 +20,7 @@ The first call of each vocabulary embeds it into the cache (minutes for 10^5 nam
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from pathlib import Path
@@ -47,14 +49,18 @@ def held_out_images(count: int) -> list[np.ndarray]:
     return photos[:count]
 
 
-def median_seconds(call, images: list[np.ndarray]) -> float:
-    call(images[0])  # warm: the first call may embed or build an index
-    times = []
+def median_seconds(calls: dict, images: list[np.ndarray]) -> dict[str, float]:
+    """Median seconds per call of each way, the ways interleaved image by image (a load that comes and
+    goes on a shared machine then weighs on every row alike, not on whichever ran at the time)."""
+    for call in calls.values():
+        call(images[0])  # warm: the first call may embed or build an index
+    times: dict[str, list[float]] = {name: [] for name in calls}
     for image in images:
-        start = time.perf_counter()
-        call(image)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call(image)
+            times[name].append(time.perf_counter() - start)
+    return {name: round(statistics.median(values), 4) for name, values in times.items()}
 
 
 def main() -> None:
@@ -86,13 +92,15 @@ def main() -> None:
 
     calls = {
         "object": lambda image: seg.segment(image, classes=prebuilt),
-        "names": lambda image: seg.segment(image, classes=list(names)),
+        "names": lambda image: seg.segment(image, classes=names),
+        "names, a new list": lambda image: seg.segment(image, classes=list(names)),
         "file": lambda image: seg.segment(image, vocab=str(vocab_file)),
         "names, no memo": without_memo(lambda image: seg.segment(image, classes=list(names))),
         "file, no memo": without_memo(lambda image: seg.segment(image, vocab=str(vocab_file))),
         "100 names": lambda image: seg.segment(image, classes=list(small)),
     }
-    report = {name: round(median_seconds(call, images), 4) for name, call in calls.items()}
+    load_before = os.getloadavg()[0]
+    report = median_seconds(calls, images)
     base = report["100 names"]
     ratios = {f"{name} / 100 names": round(value / base, 2) for name, value in report.items() if name != "100 names"}
     result = {
@@ -101,6 +109,8 @@ def main() -> None:
         "median_s_per_image": report,
         "ratios": ratios,
         "images_from": "MSRC-v2 val part" if (MSRC / "classes.json").is_file() else "scikit-image",
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # before, after
+        "cpus": os.cpu_count(),
     }
     emit(result, args.json)
 
