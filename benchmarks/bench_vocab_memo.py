@@ -14,6 +14,9 @@ Per image (median over ``--images`` photos of MSRC-v2's val part, or scikit-imag
   before the memo: parse, embed = a store lookup keyed by every text, and reading the FAISS index);
 - ``100 names``: a 100-name list, the flat-cost baseline (goal: natural call / 100 names <= 1.25).
 
+Besides the medians of whole calls, the medians of the door's vocabulary stage and of everything but
+the model's forward pass (the same for every way, and the stage a shared machine disturbs most).
+
 The first call of each vocabulary embeds it into the cache (minutes for 10^5 names, once).
 """
 
@@ -49,18 +52,29 @@ def held_out_images(count: int) -> list[np.ndarray]:
     return photos[:count]
 
 
-def median_seconds(calls: dict, images: list[np.ndarray]) -> dict[str, float]:
-    """Median seconds per call of each way, the ways interleaved image by image (a load that comes and
-    goes on a shared machine then weighs on every row alike, not on whichever ran at the time)."""
+def medians(calls: dict, images: list[np.ndarray]) -> dict[str, dict[str, float]]:
+    """Per way, median seconds per call (``total``), of the door's vocabulary stage (``vocabulary``:
+    what the memo saves) and of everything but the model's forward pass (``besides_model``: the
+    vocabulary and labelling stages, which a loaded machine disturbs far less than the forward pass).
+    The ways run interleaved image by image: a load that comes and goes on a shared machine weighs on
+    every way alike, not on whichever ran at the time."""
     for call in calls.values():
         call(images[0])  # warm: the first call may embed or build an index
-    times: dict[str, list[float]] = {name: [] for name in calls}
+    seen: dict[str, dict[str, list[float]]] = {
+        name: {"total": [], "vocabulary": [], "besides_model": []} for name in calls
+    }
     for image in images:
         for name, call in calls.items():
             start = time.perf_counter()
-            call(image)
-            times[name].append(time.perf_counter() - start)
-    return {name: round(statistics.median(values), 4) for name, values in times.items()}
+            timings = call(image).timings
+            total = time.perf_counter() - start
+            seen[name]["total"].append(total)
+            seen[name]["vocabulary"].append(timings["vocabulary_s"])
+            seen[name]["besides_model"].append(total - timings["model_s"])
+    return {
+        stage: {name: round(statistics.median(values[stage]), 4) for name, values in seen.items()}
+        for stage in ("total", "vocabulary", "besides_model")
+    }
 
 
 def main() -> None:
@@ -100,14 +114,24 @@ def main() -> None:
         "100 names": lambda image: seg.segment(image, classes=list(small)),
     }
     load_before = os.getloadavg()[0]
-    report = median_seconds(calls, images)
-    base = report["100 names"]
-    ratios = {f"{name} / 100 names": round(value / base, 2) for name, value in report.items() if name != "100 names"}
+    report = medians(calls, images)
+
+    def ratios(stage: str) -> dict[str, float]:
+        base = report[stage]["100 names"]
+        return {
+            f"{name} / 100 names": round(value / base, 2)
+            for name, value in report[stage].items()
+            if name != "100 names"
+        }
+
     result = {
         "names": args.names,
         "images": len(images),
-        "median_s_per_image": report,
-        "ratios": ratios,
+        "median_s_per_image": report["total"],
+        "ratios": ratios("total"),
+        "median_vocabulary_stage_s": report["vocabulary"],
+        "median_s_besides_model": report["besides_model"],
+        "ratios_besides_model": ratios("besides_model"),
         "images_from": "MSRC-v2 val part" if (MSRC / "classes.json").is_file() else "scikit-image",
         "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # before, after
         "cpus": os.cpu_count(),
