@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import io
 import itertools
-import json
 import os
 import platform
 import statistics
@@ -35,6 +34,7 @@ from PIL import Image
 from omniseg.server.launch import live_server
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bench_report import emit  # noqa: E402
 from bench_segment import CLASSES  # noqa: E402  (the same 20 classes as the latency benchmark)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -201,10 +201,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
     }
-    print(json.dumps(report, indent=2))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    emit(report, args.json)
     if result["errors"]:
         print(f"server log: {log_path}", file=sys.stderr)
         sys.exit(1)

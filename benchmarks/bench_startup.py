@@ -18,7 +18,6 @@ Say in BENCHMARKS.md whether the machine was shared while it ran (2 cores, other
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -28,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_report import emit
 from PIL import Image
 
 CLASSES = "sky,building,road,tree,car,person"
@@ -79,10 +79,7 @@ def main() -> None:
         "load_average_1min": round(os.getloadavg()[0], 2),
         "goals": {"help_s": 0.5, "first_image_s": 3.0},
     }
-    print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    emit(report, args.json)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ import time
 from dataclasses import replace
 
 import omniseg
+from omniseg.atomic import atomic_write_text
 from omniseg.eval.scale import default_images
-from omniseg.io import atomic_write_text
 from omniseg.search import PromptIndex, SearchConfig, exact_topk
 from omniseg.vocab import Vocabulary
 from omniseg.vocabularies import synthetic_names

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 import omniseg
+from omniseg.atomic import atomic_write_text
 from omniseg.eval.semantic import evaluate_semantic
-from omniseg.io import ImageLike, atomic_write_text
+from omniseg.images import ImageLike
 from omniseg.regions import Regions
 from omniseg.segmenter import Segmenter
 from omniseg.vocab import TEMPLATE_SETS, Vocabulary

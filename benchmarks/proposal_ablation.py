@@ -14,8 +14,8 @@ import argparse
 import json
 
 import omniseg
+from omniseg.atomic import atomic_write_text
 from omniseg.eval import proposals
-from omniseg.io import atomic_write_text
 
 KEYS = ("mean_proposals_per_image", "recall@0.5", "recall@0.7", "recall@0.9", "gt_segments", "images")
 

@@ -27,7 +27,7 @@ from PIL import Image
 from hostile_corpus import MILLION, SCENE, Corpus
 from omniseg.errors import InputError, MissingResourceError, ModelLoadError, OutputError
 from omniseg.eval.semantic import evaluate_semantic
-from omniseg.io import load_image
+from omniseg.images import load_image
 from omniseg.text.cache import default_cache_dir
 from omniseg.train.config import TrainConfig
 
@@ -273,10 +273,10 @@ def keep_previous_result(c: Ctx) -> None:
 
 def full_disk(c: Ctx) -> None:
     """Every atomic write fails with ENOSPC after writing part of the file."""
-    import omniseg.io
+    import omniseg.atomic
 
     keep_previous_result(c)
-    real = omniseg.io._open_temp
+    real = omniseg.atomic._open_temp
 
     class Full:
         def __init__(self, fd: int) -> None:
@@ -295,17 +295,17 @@ def full_disk(c: Ctx) -> None:
         def __exit__(self, *exc) -> None:  # noqa: ANN002
             self.fh.close()
 
-    c.monkeypatch.setattr(omniseg.io, "_open_temp", Full)
+    c.monkeypatch.setattr(omniseg.atomic, "_open_temp", Full)
 
 
 def read_only_dir(c: Ctx) -> None:
     """The output directory refuses new files (as root, chmod would not stop us: simulate EACCES)."""
-    import omniseg.io
+    import omniseg.atomic
 
     def refuse(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    c.monkeypatch.setattr(omniseg.io.tempfile, "mkstemp", refuse)
+    c.monkeypatch.setattr(omniseg.atomic.tempfile, "mkstemp", refuse)
 
 
 def save_result(out: Callable[[Ctx], str], stem: str = "rgb") -> Callable[[Ctx], object]:

@@ -133,7 +133,7 @@ def test_an_odd_file_name_is_refused_before_any_work(tiny_model_dir, tmp_path, c
 
 def test_two_runs_into_one_out_keep_each_others_temp_files(tmp_path) -> None:
     """Item 14: a run's start-up cleaning deleted the temporary files another run was writing."""
-    from omniseg.io import atomic_write_bytes, remove_stale_temp_files
+    from omniseg.atomic import atomic_write_bytes, remove_stale_temp_files
 
     other = subprocess.Popen(["sleep", "30"])  # a live process standing for the other run
     try:
@@ -179,7 +179,7 @@ def test_fifo_and_devices_are_not_regular_files(tiny_model_dir, tmp_path, capsys
 def test_unreadable_file_says_permission_denied(tmp_path, monkeypatch) -> None:
     """Item 15: an unreadable file was reported as 'not an image file'."""
     from omniseg.errors import InputError
-    from omniseg.io import load_image
+    from omniseg.images import load_image
 
     photo = write_photos(tmp_path / "photos", 1) / "p000.png"
     if os.geteuid() == 0:  # root reads anything: simulate the EACCES a user would get

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from omniseg.atomic import atomic_save_png, atomic_write_text
 from omniseg.errors import InputError
-from omniseg.io import atomic_save_png, atomic_write_text, load_image
+from omniseg.images import load_image
 
 
 def _leftovers(directory):

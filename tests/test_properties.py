@@ -26,7 +26,7 @@ from conftest import FUZZ_COUNTS
 from omniseg.errors import InputError
 from omniseg.eval.metrics import ConfusionMatrix
 from omniseg.eval.panoptic import PanopticQuality, Segment
-from omniseg.io import load_image
+from omniseg.images import load_image
 from omniseg.regions import Regions
 from omniseg.tasks.common import id_fractions, load_mask
 from omniseg.tasks.panoptic import panoptic_segmentation

@@ -48,66 +48,49 @@ def _save(model: torch.nn.Module, directory: Path) -> Path:
     return directory
 
 
+def build(directory: Path, model_class: type, config) -> Path:
+    """``model_class(config)`` with seed 0 (the same random weights every run), saved in ``directory``:
+    every tiny checkpoint here and in tiny_hf16 is made this one way."""
+    torch.manual_seed(0)
+    return _save(model_class(config), directory)
+
+
 def make_clip(directory: Path) -> Path:
     from transformers import CLIPConfig, CLIPModel
 
     ids = save_char_tokenizer(directory)
-    torch.manual_seed(0)
-    config = CLIPConfig(text_config={**TEXT, **ids}, vision_config=VISION, projection_dim=16)
-    return _save(CLIPModel(config), directory)
+    return build(directory, CLIPModel, CLIPConfig(text_config={**TEXT, **ids}, vision_config=VISION, projection_dim=16))
 
 
 def make_siglip(directory: Path) -> Path:
     from transformers import SiglipConfig, SiglipModel
 
     ids = save_char_tokenizer(directory)
-    torch.manual_seed(0)
-    config = SiglipConfig(text_config={**TEXT, **ids}, vision_config=VISION)
-    return _save(SiglipModel(config), directory)
+    return build(directory, SiglipModel, SiglipConfig(text_config={**TEXT, **ids}, vision_config=VISION))
 
 
 def make_sam(directory: Path) -> Path:
     from transformers import SamConfig, SamModel
 
-    torch.manual_seed(0)
+    vision = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_dim=64, output_channels=16)
+    grid = dict(image_size=64, patch_size=8, window_size=4, global_attn_indexes=[1], num_pos_feats=8)
     config = SamConfig(
-        vision_config=dict(
-            hidden_size=32,
-            output_channels=16,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=64,
-            patch_size=8,
-            window_size=4,
-            global_attn_indexes=[1],
-            mlp_dim=64,
-            num_pos_feats=8,
-        ),
+        vision_config={**vision, **grid},
         prompt_encoder_config=dict(hidden_size=16, image_size=64, patch_size=8, mask_input_channels=4),
         mask_decoder_config=dict(
             hidden_size=16, mlp_dim=32, num_hidden_layers=2, num_attention_heads=2, iou_head_hidden_dim=16
         ),
     )
-    return _save(SamModel(config), directory)
+    return build(directory, SamModel, config)
 
 
 def make_seggpt(directory: Path) -> Path:
     from transformers import SegGptConfig, SegGptForImageSegmentation
 
-    torch.manual_seed(0)
-    config = SegGptConfig(
-        hidden_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        mlp_dim=64,
-        image_size=[64, 32],
-        patch_size=8,
-        pretrain_image_size=32,
-        decoder_hidden_size=16,
-        merge_index=1,
-        intermediate_hidden_state_indices=[1, 3],
-    )
-    return _save(SegGptForImageSegmentation(config), directory)
+    encoder = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, mlp_dim=64, merge_index=1)
+    images = dict(image_size=[64, 32], patch_size=8, pretrain_image_size=32)  # prompt over target: 64 x 32
+    decoder = dict(decoder_hidden_size=16, intermediate_hidden_state_indices=[1, 3])
+    return build(directory, SegGptForImageSegmentation, SegGptConfig(**encoder, **images, **decoder))
 
 
 LABELS = {0: "sky", 1: "road", 2: "car", 3: "wall-other-merged"}
@@ -134,27 +117,15 @@ def _universal(**specific) -> dict:
 def make_mask2former(directory: Path) -> Path:
     from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation
 
-    torch.manual_seed(0)
     config = Mask2FormerConfig(**_universal(feature_size=32, mask_feature_size=32))
-    return _save(Mask2FormerForUniversalSegmentation(config), directory)
+    return build(directory, Mask2FormerForUniversalSegmentation, config)
 
 
 def make_oneformer(directory: Path) -> Path:
     from transformers import OneFormerConfig, OneFormerForUniversalSegmentation
 
     ids = save_char_tokenizer(directory, max_length=16)
-    torch.manual_seed(0)
-    config = OneFormerConfig(
-        **_universal(
-            task_seq_len=16,
-            text_encoder_width=32,
-            text_encoder_context_length=16,
-            text_encoder_num_layers=1,
-            text_encoder_vocab_size=ids["vocab_size"],
-            text_encoder_n_ctx=4,
-            conv_dim=32,
-            mask_dim=32,
-            query_dec_layers=1,
-        )
-    )
-    return _save(OneFormerForUniversalSegmentation(config), directory)
+    text = dict(text_encoder_width=32, text_encoder_context_length=16, text_encoder_num_layers=1, text_encoder_n_ctx=4)
+    decoder = dict(task_seq_len=16, conv_dim=32, mask_dim=32, query_dec_layers=1)
+    config = OneFormerConfig(**_universal(**text, **decoder, text_encoder_vocab_size=ids["vocab_size"]))
+    return build(directory, OneFormerForUniversalSegmentation, config)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from tiny_hf import _save, _universal, save_char_tokenizer
+from tiny_hf import TEXT, VISION, _universal, build, save_char_tokenizer
 
 # SAM 3's ViT at 56 px (4 x 4 patches of 14, windows of 2, one global layer) and its FPN neck
 SAM3_VIT = dict(
@@ -36,27 +34,13 @@ def sam3_vision(hidden: int = 32) -> dict:
 def sam3_config(ids: dict[str, int], hidden: int = 32):
     from transformers import Sam3Config
 
+    block = dict(hidden_size=hidden, num_layers=1, num_attention_heads=2, intermediate_size=64)
     return Sam3Config(
         vision_config=sam3_vision(hidden),
-        text_config=dict(
-            vocab_size=ids["vocab_size"],
-            hidden_size=32,
-            intermediate_size=64,
-            projection_dim=hidden,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            max_position_embeddings=32,
-            pad_token_id=ids["pad_token_id"],
-            bos_token_id=ids["bos_token_id"],
-            eos_token_id=ids["eos_token_id"],
-        ),
-        geometry_encoder_config=dict(
-            hidden_size=hidden, num_layers=1, num_attention_heads=2, intermediate_size=64, roi_size=2
-        ),
-        detr_encoder_config=dict(hidden_size=hidden, num_layers=1, num_attention_heads=2, intermediate_size=64),
-        detr_decoder_config=dict(
-            hidden_size=hidden, num_layers=2, num_queries=8, num_attention_heads=2, intermediate_size=64
-        ),
+        text_config={**TEXT, **ids, "num_hidden_layers": 1, "max_position_embeddings": 32, "projection_dim": hidden},
+        geometry_encoder_config={**block, "roi_size": 2},
+        detr_encoder_config=block,
+        detr_decoder_config={**block, "num_layers": 2, "num_queries": 8},
         mask_decoder_config=dict(hidden_size=hidden, num_upsampling_stages=3, num_attention_heads=2),
     )
 
@@ -66,8 +50,7 @@ def make_sam3(directory: Path) -> Path:
     from transformers import Sam3Model
 
     ids = save_char_tokenizer(directory, max_length=32)
-    torch.manual_seed(0)
-    return _save(Sam3Model(sam3_config(ids)), directory)
+    return build(directory, Sam3Model, sam3_config(ids))
 
 
 # SAM 2's Hiera at 64 px: stages at strides 4..32 (16, 8, 4, 2 cells); a global block inside stage 3
@@ -123,30 +106,32 @@ SAM2_MEMORY = dict(
 def make_sam2(directory: Path) -> Path:
     from transformers import Sam2Config, Sam2Model
 
-    torch.manual_seed(0)
-    return _save(Sam2Model(Sam2Config(**sam2_parts())), directory)
+    return build(directory, Sam2Model, Sam2Config(**sam2_parts()))
 
 
 def make_sam2_video(directory: Path) -> Path:
     from transformers import Sam2VideoConfig, Sam2VideoModel
 
-    torch.manual_seed(0)
-    return _save(Sam2VideoModel(Sam2VideoConfig(**sam2_parts(128), **SAM2_MEMORY)), directory)
+    return build(directory, Sam2VideoModel, Sam2VideoConfig(**sam2_parts(128), **SAM2_MEMORY))
 
 
 def make_sam3_tracker(directory: Path) -> Path:
     from transformers import Sam3TrackerConfig, Sam3TrackerModel
 
-    torch.manual_seed(0)
-    return _save(Sam3TrackerModel(Sam3TrackerConfig(**sam2_parts(sam3=True))), directory)
+    return build(directory, Sam3TrackerModel, Sam3TrackerConfig(**sam2_parts(sam3=True)))
+
+
+def sam3_tracker_video_config():
+    """The SAM 3 tracker with SAM 2's video memory at 56 px (hidden size 128: see SAM2_MEMORY)."""
+    from transformers import Sam3TrackerVideoConfig
+
+    return Sam3TrackerVideoConfig(**sam2_parts(128, sam3=True), **{**SAM2_MEMORY, "image_size": 56})
 
 
 def make_sam3_tracker_video(directory: Path) -> Path:
-    from transformers import Sam3TrackerVideoConfig, Sam3TrackerVideoModel
+    from transformers import Sam3TrackerVideoModel
 
-    torch.manual_seed(0)
-    config = Sam3TrackerVideoConfig(**sam2_parts(128, sam3=True), **{**SAM2_MEMORY, "image_size": 56})
-    return _save(Sam3TrackerVideoModel(config), directory)
+    return build(directory, Sam3TrackerVideoModel, sam3_tracker_video_config())
 
 
 def make_grounding_dino(directory: Path) -> Path:
@@ -157,33 +142,14 @@ def make_grounding_dino(directory: Path) -> Path:
     ids = save_char_tokenizer(directory, max_length=64)
     swin = _universal()["backbone_config"]  # the tiny Swin of the Mask2Former tests, last three stages
     swin.out_features = ["stage2", "stage3", "stage4"]
-    text = dict(
-        model_type="bert",
-        vocab_size=ids["vocab_size"],
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        pad_token_id=ids["pad_token_id"],
-    )
+    text = dict(TEXT, model_type="bert", num_hidden_layers=1, max_position_embeddings=64)
+    text.update(vocab_size=ids["vocab_size"], pad_token_id=ids["pad_token_id"])
+    layers = dict(encoder_layers=1, decoder_layers=2, encoder_ffn_dim=64, decoder_ffn_dim=64)
+    attention = dict(encoder_attention_heads=2, decoder_attention_heads=2, encoder_n_points=2, decoder_n_points=2)
     config = GroundingDinoConfig(
-        backbone_config=swin,
-        text_config=text,
-        num_queries=10,
-        encoder_layers=1,
-        decoder_layers=2,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        d_model=32,
-        encoder_n_points=2,
-        decoder_n_points=2,
-        max_text_len=64,
+        backbone_config=swin, text_config=text, num_queries=10, d_model=32, max_text_len=64, **layers, **attention
     )
-    torch.manual_seed(0)
-    _save(GroundingDinoForObjectDetection(config), directory)
+    build(directory, GroundingDinoForObjectDetection, config)
     GroundingDinoImageProcessorPil(size={"shortest_edge": 64, "longest_edge": 96}).save_pretrained(directory)
     return directory
 
@@ -192,20 +158,10 @@ def make_clipseg(directory: Path) -> Path:
     """A tiny CLIPSeg (32 px CLIP, decoder on layer 1) with its PIL image processor at 32 px."""
     from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, ViTImageProcessorPil
 
-    from tiny_hf import TEXT, VISION
-
     ids = save_char_tokenizer(directory)
-    config = CLIPSegConfig(
-        text_config={**TEXT, **ids},
-        vision_config=VISION,
-        projection_dim=16,
-        extract_layers=[1],
-        reduce_dim=16,
-        decoder_num_attention_heads=2,
-        decoder_intermediate_size=32,
-    )
-    torch.manual_seed(0)
-    _save(CLIPSegForImageSegmentation(config), directory)
+    decoder = dict(extract_layers=[1], reduce_dim=16, decoder_num_attention_heads=2, decoder_intermediate_size=32)
+    config = CLIPSegConfig(text_config={**TEXT, **ids}, vision_config=VISION, projection_dim=16, **decoder)
+    build(directory, CLIPSegForImageSegmentation, config)
     ViTImageProcessorPil(
         size={"height": 32, "width": 32}, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]
     ).save_pretrained(directory)
@@ -215,10 +171,12 @@ def make_clipseg(directory: Path) -> Path:
 def make_sam3_combined(directory: Path) -> Path:
     """A tiny ``Sam3VideoModel`` checkpoint (model_type sam3_video: detector + tracker in one file, the
     layout of facebook/sam3), hidden size 128 so that its tracker's video memory works."""
-    from transformers import Sam3TrackerVideoConfig, Sam3VideoConfig, Sam3VideoModel
+    from transformers import Sam3VideoConfig, Sam3VideoModel
 
     ids = save_char_tokenizer(directory, max_length=32)
-    tracker = Sam3TrackerVideoConfig(**sam2_parts(128, sam3=True), **{**SAM2_MEMORY, "image_size": 56})
-    config = Sam3VideoConfig(detector_config=sam3_config(ids, 128).to_dict(), tracker_config=tracker.to_dict())
-    torch.manual_seed(0)
-    return _save(Sam3VideoModel(config), directory)
+    tracker = sam3_tracker_video_config().to_dict()
+    return build(
+        directory,
+        Sam3VideoModel,
+        Sam3VideoConfig(detector_config=sam3_config(ids, 128).to_dict(), tracker_config=tracker),
+    )

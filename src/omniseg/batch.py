@@ -30,16 +30,15 @@ import numpy as np
 import torch
 
 from omniseg import __version__, registry
+from omniseg.atomic import atomic_write_bytes, atomic_write_text, remove_stale_temp_files
+from omniseg.data.folder import IMAGE_EXTENSIONS, ImageFolder, image_files, relative_id
 from omniseg.errors import InputError, OutputError
-from omniseg.fswalk import glob_base, glob_matches, walk_files
-from omniseg.io import atomic_write_bytes, atomic_write_text, remove_stale_temp_files
+from omniseg.fswalk import glob_base, glob_matches
 from omniseg.orphan import exit_with_parent
 from omniseg.results import InstanceResult, SemanticResult
 from omniseg.segmenter import Segmenter, Task
 from omniseg.vocab import Vocabulary
 
-# What a folder scan picks up: the formats the reader (Pillow) opens when a file is named directly.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".avif")
 MARKER_DIR = Path(".omniseg") / "done"
 
 
@@ -49,21 +48,16 @@ class BatchItem:
     key: str  # relative output stem, '/'-separated
 
 
-def _walk(root: Path, exclude: Path | None) -> Iterator[Path]:
-    """Image files under root, sorted, skipping hidden entries, the output directory and symbolic
-    link loops (each real directory is walked once: omniseg.fswalk)."""
-    return (p for p in walk_files(root, exclude) if p.suffix.lower() in IMAGE_EXTENSIONS)
-
-
 def _key(path: Path, base: Path | None) -> str:
-    rel = path.relative_to(base) if base is not None else Path(path.name)
-    return rel.with_suffix("").as_posix()
+    return relative_id(path, base if base is not None else path.parent)
 
 
 def collect_images(inputs: Sequence[str | os.PathLike], exclude: str | os.PathLike | None = None) -> list[BatchItem]:
-    """Files (key = file stem), directories (recursive; key = path below the directory) and globs
-    (key = path below the glob's fixed prefix). ``exclude``: a directory never walked (the output).
-    Raises InputError for a missing input, an input without images, or two images with one key."""
+    """Files (key = file stem), directories (read as ``omniseg.data.folder.ImageFolder``: recursive;
+    key = the sample id, the path below the directory) and globs (key = path below the glob's fixed
+    prefix; a matched directory walked by the same reader). ``exclude``: a directory never walked
+    (the output). Raises InputError for a missing input, an input without images, or two images
+    with one key."""
     excluded = Path(exclude).resolve() if exclude is not None else None
     items: list[BatchItem] = []
     missing: list[str] = []
@@ -73,16 +67,13 @@ def collect_images(inputs: Sequence[str | os.PathLike], exclude: str | os.PathLi
         if path.is_file():
             items.append(BatchItem(path, _key(path, None)))
         elif path.is_dir():
-            found = [BatchItem(p, _key(p, path)) for p in _walk(path, excluded)]
-            if not found:
-                raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {path}")
-            items.extend(found)
+            items.extend(BatchItem(sample.image_path, sample.id) for sample in ImageFolder(path, excluded).samples)
         elif glob.has_magic(text):
             base = glob_base(text)
-            found = []
+            found: list[BatchItem] = []
             for m, is_dir in glob_matches(text, excluded):  # loop-safe, unlike glob('**')
                 if is_dir:
-                    found.extend(BatchItem(p, _key(p, base)) for p in _walk(m, excluded))
+                    found.extend(BatchItem(p, _key(p, base)) for p in image_files(m, excluded))
                 elif m.suffix.lower() in IMAGE_EXTENSIONS:
                     found.append(BatchItem(m, _key(m, base)))
             if not found:

@@ -7,7 +7,7 @@ score, bbox, area}; `COCO.loadRes` and COCOeval read it as is. RLE counts are st
 Panoptic results: a PNG whose colour encodes the segment id (id = R + 256 G + 256^2 B, 0 = void)
 plus a JSON record {image_id, file_name, segments_info: [{id, category_id, isthing, area, bbox,
 score}]}, the per-image annotation of the COCO panoptic format (panopticapi reads these).
-All writes are atomic (omniseg.io).
+All writes are atomic (omniseg.atomic).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from omniseg.io import atomic_save_png, atomic_write_text
+from omniseg.atomic import atomic_save_png, atomic_write_text
 
 MAX_SEGMENT_ID = 256**3 - 1  # what three 8-bit channels can hold
 

@@ -20,8 +20,8 @@ import numpy as np
 from PIL import Image
 
 from omniseg import formats
+from omniseg.atomic import atomic_save_png, atomic_write_text, output_path
 from omniseg.errors import InputError
-from omniseg.io import atomic_save_png, atomic_write_text, output_path
 from omniseg.tasks.instance import Instance
 from omniseg.tasks.panoptic import PanopticSegment
 from omniseg.viz import overlay

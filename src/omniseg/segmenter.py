@@ -19,9 +19,8 @@ import numpy as np
 import torch
 
 from omniseg import cancel
-from omniseg.backends.caching import Recent
 from omniseg.errors import InputError
-from omniseg.io import ImageLike, load_image
+from omniseg.images import ImageLike, load_image
 from omniseg.recognition.fusion import RecognizerFusion
 from omniseg.recognition.known import KnownConcepts
 from omniseg.regions import Regions
@@ -44,24 +43,11 @@ from omniseg.tasks.semantic import (
 from omniseg.tasks.video import VideoConfig, video
 from omniseg.text.encoder import TextEncoder, default_text_encoder
 from omniseg.vocab import Vocabulary
+from omniseg.vocab_memo import VocabularyMemo
 from omniseg.vocabularies import resolve as resolve_vocabulary
 
 TASKS = ("semantic", "instance", "panoptic")
 Task = Literal["semantic", "instance", "panoptic"]
-
-
-class VocabularyMemo(Recent[Vocabulary]):
-    """The last few vocabularies the door built from names, strings or files, embedded.
-
-    Passing the same 100,000-name list (or the same ``vocab=`` file) call after call would
-    otherwise parse, embed (a store lookup keyed by every text) and index it on every call; the
-    memo makes the natural call cost what a prebuilt Vocabulary costs. Names are keyed by their
-    tuple, strings by themselves, files by path, size and modification time (an edited file is
-    read again). Vocabulary objects are never memoised: the caller owns them.
-    """
-
-    def __init__(self, size: int = 4) -> None:
-        super().__init__(size)
 
 
 class Segmenter:
@@ -202,8 +188,8 @@ class Segmenter:
     def vocabulary(self, classes: Sequence[str] | str | Path | Vocabulary, is_file: bool = False) -> Vocabulary:
         """An embedded Vocabulary from names, a 'sky, road, car' string or a Vocabulary; with
         ``is_file`` (or a Path), from a vocabulary file or a shipped vocabulary's name. What the door
-        builds is memoised (VocabularyMemo): names by their tuple, strings by themselves, files by
-        path, size and modification time."""
+        builds is memoised (omniseg.vocab_memo: names compared with the memo's own copy, so a list
+        edited in place is rebuilt; strings by themselves; files by path, size and modification time)."""
         if isinstance(classes, Vocabulary):
             return self._embedded(classes)
         if is_file or isinstance(classes, Path):
@@ -218,8 +204,7 @@ class Segmenter:
         if isinstance(classes, str):
             text = classes
             return self._vocabularies.get(("string", text), lambda: self._embedded(Vocabulary.from_string(text)))
-        names = tuple(str(name) for name in classes)
-        return self._vocabularies.get(("names", names), lambda: self._embedded(Vocabulary.from_names(names)))
+        return self._vocabularies.names(classes, lambda names: self._embedded(Vocabulary.from_names(names)))
 
     def _embedded(self, vocabulary: Vocabulary) -> Vocabulary:
         """The vocabulary with its text embeddings, unless the source reads the names itself (a concept

@@ -109,7 +109,7 @@ def plan_outputs(
     inputs write the same output file and that no output would overwrite an input (``inputs`` and
     ``protected``, e.g. example masks or the vocabulary file), the model or the cache: all would
     lose data silently."""
-    from omniseg.io import output_path
+    from omniseg.atomic import output_path
 
     refuse_protected_out_dir(out_dir, model)
     keep = {Path(p).resolve() for p in [*inputs, *protected]}

@@ -55,8 +55,8 @@ def run_vocab(args: argparse.Namespace, vocabulary=None, extra: dict | None = No
     import numpy as np
     from PIL import Image
 
+    from omniseg.atomic import atomic_write_text
     from omniseg.eval.scale import default_images, run_vocab_benchmark
-    from omniseg.io import atomic_write_text
     from omniseg.registry import load
     from omniseg.search import SearchConfig
 

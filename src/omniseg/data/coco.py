@@ -34,9 +34,9 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from omniseg.atomic import atomic_save_png, atomic_write_text
 from omniseg.data.uniform import IGNORE
 from omniseg.errors import InputError, MissingResourceError
-from omniseg.io import atomic_save_png, atomic_write_text
 from omniseg.text.cache import default_cache_dir
 
 FORMAT_VERSION = 1  # bump when the conversion changes: older caches are then rebuilt

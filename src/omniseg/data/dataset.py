@@ -9,9 +9,11 @@ objects. Readers:
 | a directory in the uniform layout (``classes.json``, ``images/``, ``masks/``) | ``UniformDataset`` |
 | a COCO instances JSON (polygons / RLE) | ``data.coco``: converted once into the uniform layout |
 | a COCO panoptic JSON (+ its PNG folder) | ``data.coco``: the same |
-| a plain folder of images (``segment`` / ``batch``) | ``omniseg.batch.collect_images`` |
+| a plain folder of images, no ground truth (``segment`` / ``batch``) | ``data.folder.ImageFolder`` |
 
 Where to add a dataset format: a reader here that yields the same samples (docs/ARCHITECTURE.md).
+Plain folders are not opened here: ``open_dataset`` serves evaluation and training, which need
+ground truth, and a folder without ``classes.json`` is refused with a message that says so.
 """
 
 from __future__ import annotations

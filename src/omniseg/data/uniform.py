@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from omniseg.errors import InputError
-from omniseg.io import pil_to_rgb, read_image
+from omniseg.images import pil_to_rgb, read_image
 from omniseg.tasks.common import load_mask
 
 IGNORE = 255
@@ -70,15 +70,7 @@ class UniformDataset:
 
         A dataset without any mask (images only, e.g. for captions) splits all of its images."""
         labelled = [s for s in self.samples if s.mask_path is not None] if self.labelled() else self.samples
-        if part == "all":
-            return labelled
-        order = list(range(len(labelled)))
-        random.Random(f"{seed}:{self.name}").shuffle(order)
-        n_val = max(1, round(len(labelled) * val_fraction))
-        chosen = sorted(order[:n_val]) if part == "val" else sorted(order[n_val:])
-        if part not in ("train", "val"):
-            raise InputError(f"unknown split {part!r}: use train, val or all")
-        return [labelled[i] for i in chosen]
+        return fixed_split(labelled, self.name, part, val_fraction, seed)
 
     def eval_samples(
         self, part: str, val_fraction: float = 0.2, seed: int = 0, limit: int | None = None
@@ -91,6 +83,20 @@ class UniformDataset:
         if not samples:
             raise InputError(f"no labelled images to evaluate in {self.root} (split {part})")
         return samples
+
+
+def fixed_split(samples: list[Sample], name: str, part: str, val_fraction: float, seed: int) -> list[Sample]:
+    """``part`` ('train', 'val' or 'all') of ``samples``, shuffled by a seed and the dataset's name so
+    every run, and every machine, cuts the same way."""
+    if part == "all":
+        return samples
+    order = list(range(len(samples)))
+    random.Random(f"{seed}:{name}").shuffle(order)
+    n_val = max(1, round(len(samples) * val_fraction))
+    chosen = sorted(order[:n_val]) if part == "val" else sorted(order[n_val:])
+    if part not in ("train", "val"):
+        raise InputError(f"unknown split {part!r}: use train, val or all")
+    return [samples[i] for i in chosen]
 
 
 def read_mask(path: Path, num_classes: int | None = None) -> np.ndarray:

@@ -10,14 +10,19 @@ without; mask AP unchanged (4.43). Semantic mIoU keeps "background" (there it is
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
 from omniseg.data.dataset import Dataset
 from omniseg.data.segments import ClassRoles
+from omniseg.regions import Regions
 from omniseg.segmenter import Segmenter
 from omniseg.vocab import Vocabulary
+
+Answer = TypeVar("Answer")
 
 
 @dataclass
@@ -41,3 +46,37 @@ def evaluation_vocabulary(segmenter: Segmenter, dataset: Dataset, roles: ClassRo
         class_ids,
         [not roles.isthing[k] for k in class_ids],
     )
+
+
+@dataclass
+class ObjectQuestion:
+    """What instance and panoptic evaluation ask every image's Regions, fixed for the whole dataset:
+    the evaluated categories, the source's class temperature, the score floor and the "no object"
+    concept a thing must beat (Segmenter.no_object). One place builds the task call both metrics make."""
+
+    vocab: EvalVocabulary
+    temperature: float
+    min_score: float
+    reference: torch.Tensor | None = None
+
+    def ask(self, task: Callable[..., Answer], regions: Regions, out_size: tuple[int, ...]) -> Answer:
+        """``task`` (tasks.instance.instance_segmentation or tasks.panoptic.panoptic_segmentation) on
+        ``regions``, answered at the ground truth's size."""
+        with torch.inference_mode():
+            return task(
+                regions,
+                self.vocab.prompts,
+                self.vocab.owner,
+                len(self.vocab),
+                self.vocab.stuff,
+                temperature=self.temperature,
+                min_score=self.min_score,
+                out_size=out_size,
+                reference=self.reference,
+            )
+
+
+def object_question(segmenter: Segmenter, dataset: Dataset, roles: ClassRoles, min_score: float) -> ObjectQuestion:
+    """The question for ``dataset`` (vocabulary index -> dataset class id: ``vocab.class_ids``)."""
+    vocab = evaluation_vocabulary(segmenter, dataset, roles)
+    return ObjectQuestion(vocab, segmenter.class_temperature, min_score, segmenter.no_object)

@@ -17,6 +17,10 @@ from typing import Any, Protocol, TypeVar
 
 from tqdm import tqdm
 
+from omniseg.data.dataset import Dataset
+from omniseg.data.uniform import Sample, read_rgb
+from omniseg.segmenter import Segmenter
+
 Item = TypeVar("Item")
 Output = TypeVar("Output")
 
@@ -52,6 +56,28 @@ def inference_on_dataset(
     report = evaluator.evaluate()
     report["seconds"] = round(time.perf_counter() - start, 2)
     return report
+
+
+def evaluate_images(
+    segmenter: Segmenter,
+    dataset: Dataset,
+    items: Iterable[Any],
+    evaluator: DatasetEvaluator,
+    desc: str,
+    split: str,
+    progress: bool = True,
+    predict: Callable[[Any], Any] | None = None,
+) -> dict:
+    """``inference_on_dataset`` over a dataset's images, the report named the way every image metric
+    names it (dataset, the evaluator's figures, ``seconds``, split, model). The output is the
+    segmenter's Regions of each sample's image as stored (``predict``: another output per item).
+    ``split``: ``split_label``'s name of the part scored."""
+
+    def regions(sample: Sample) -> Any:
+        return segmenter.regions(read_rgb(sample.image_path))
+
+    report = inference_on_dataset(predict or regions, items, evaluator, desc=desc, progress=progress)
+    return {"dataset": dataset.name, **report, "split": split, "model": segmenter.model_id}
 
 
 def split_label(split: str, val_fraction: float, split_seed: int) -> str:

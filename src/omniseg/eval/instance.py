@@ -18,17 +18,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from omniseg import formats
 from omniseg.data.dataset import Dataset, open_dataset
 from omniseg.data.segments import ClassRoles, GTSegment, class_roles, sample_truth
-from omniseg.data.uniform import Sample, UniformDataset, read_rgb
+from omniseg.data.uniform import Sample, UniformDataset
 from omniseg.errors import InputError
-from omniseg.eval.categories import EvalVocabulary, evaluation_vocabulary
-from omniseg.eval.evaluator import inference_on_dataset, split_label
+from omniseg.eval.categories import ObjectQuestion, object_question
+from omniseg.eval.evaluator import evaluate_images, split_label
 from omniseg.regions import Regions
 from omniseg.segmenter import Segmenter
 from omniseg.tasks.instance import instance_segmentation
@@ -93,16 +92,8 @@ class InstanceEvaluator:
     """Mask AP (pycocotools) of instance_segmentation on region outputs; every region scored, no
     score threshold (COCO AP wants them all)."""
 
-    def __init__(
-        self,
-        dataset: Dataset,
-        roles: ClassRoles,
-        vocab: EvalVocabulary,
-        temperature: float,
-        reference: torch.Tensor | None = None,
-    ) -> None:
-        self.dataset, self.roles, self.vocab, self.temperature = dataset, roles, vocab, temperature
-        self.reference = reference  # the "no object" concept an instance must beat (Segmenter.no_object)
+    def __init__(self, dataset: Dataset, roles: ClassRoles, question: ObjectQuestion) -> None:
+        self.dataset, self.roles, self.question = dataset, roles, question
         self.things = {k: c for k, c in enumerate(dataset.classes) if roles.isthing[k]}
         self.reset()
 
@@ -114,24 +105,13 @@ class InstanceEvaluator:
         image_id = len(self.gt_images) + 1
         gt_map, gt_segs = sample_truth(self.dataset, sample, self.roles, regions.image_size)
         self.gt_images.append((image_id, gt_map, gt_segs))
-        with torch.inference_mode():
-            instances = instance_segmentation(
-                regions,
-                self.vocab.prompts,
-                self.vocab.owner,
-                len(self.vocab),
-                self.vocab.stuff,
-                temperature=self.temperature,
-                min_score=0.0,
-                out_size=gt_map.shape,
-                reference=self.reference,
-            )
+        instances = self.question.ask(instance_segmentation, regions, gt_map.shape)
         self.results += formats.instance_records(
             [i.mask.numpy() for i in instances],
             [i.label for i in instances],
             [i.score for i in instances],
             image_id,
-            self.vocab.class_ids,
+            self.question.vocab.class_ids,
         )
 
     def evaluate(self) -> dict:
@@ -167,21 +147,10 @@ def evaluate_instances(
     if not roles.has_instances or not any(roles.isthing):
         raise InputError(f"{dataset.name} has no instance annotations (instances/): mask AP needs thing classes")
     samples = dataset.eval_samples(split, val_fraction, split_seed, limit)
-    vocab = evaluation_vocabulary(segmenter, dataset, roles)  # category id = dataset class id
-    evaluator = InstanceEvaluator(dataset, roles, vocab, segmenter.class_temperature, segmenter.no_object)
-    report = inference_on_dataset(
-        lambda sample: segmenter.regions(read_rgb(sample.image_path)),
-        samples,
-        evaluator,
-        desc=f"instances {dataset.name}",
-        progress=progress,
-    )
-    return {
-        "dataset": dataset.name,
-        **report,
-        "split": split_label(split, val_fraction, split_seed),
-        "model": segmenter.model_id,
-    }
+    # every region scored, no score threshold (COCO AP wants them all)
+    evaluator = InstanceEvaluator(dataset, roles, object_question(segmenter, dataset, roles, min_score=0.0))
+    split_name = split_label(split, val_fraction, split_seed)
+    return evaluate_images(segmenter, dataset, samples, evaluator, f"instances {dataset.name}", split_name, progress)
 
 
 def format_table(report: dict) -> str:

@@ -21,7 +21,7 @@ from scipy import ndimage
 from omniseg.data.dataset import open_dataset
 from omniseg.data.uniform import IGNORE, Sample, UniformDataset, read_mask, read_rgb
 from omniseg.errors import InputError
-from omniseg.eval.evaluator import inference_on_dataset, split_label
+from omniseg.eval.evaluator import evaluate_images, split_label
 from omniseg.regions import Regions
 from omniseg.segmenter import Segmenter
 from omniseg.tasks.common import image_regions
@@ -155,19 +155,16 @@ def evaluate_interactive(
     """NoC@85, NoC@90 and the mean IoU after 1, 3, 5 clicks over the objects of the split."""
     dataset = open_dataset(dataset_dir)
     samples = dataset.eval_samples(split, val_fraction, split_seed, limit)
-    report = inference_on_dataset(
-        lambda item: image_regions(segmenter, read_rgb(item.sample.image_path))[1],
+    return evaluate_images(
+        segmenter,
+        dataset,
         image_objects(samples, len(dataset.classes), min_fraction),
         InteractiveEvaluator(max_clicks, f"no object covers {min_fraction:.0%} of an image in {dataset_dir}"),
-        desc=f"interactive {dataset.name}",
-        progress=progress,
+        f"interactive {dataset.name}",
+        split_label(split, val_fraction, split_seed),
+        progress,
+        predict=lambda item: image_regions(segmenter, read_rgb(item.sample.image_path))[1],
     )
-    return {
-        "dataset": dataset.name,
-        **report,
-        "split": split_label(split, val_fraction, split_seed),
-        "model": segmenter.model_id,
-    }
 
 
 def format_interactive(report: dict) -> str:

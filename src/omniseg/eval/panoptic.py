@@ -22,13 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from omniseg.data.dataset import Dataset, open_dataset
 from omniseg.data.segments import ClassRoles, class_roles, sample_truth
-from omniseg.data.uniform import Sample, UniformDataset, read_rgb
-from omniseg.eval.categories import EvalVocabulary, evaluation_vocabulary
-from omniseg.eval.evaluator import inference_on_dataset, split_label
+from omniseg.data.uniform import Sample, UniformDataset
+from omniseg.eval.categories import ObjectQuestion, object_question
+from omniseg.eval.evaluator import evaluate_images, split_label
 from omniseg.regions import Regions
 from omniseg.segmenter import Segmenter
 from omniseg.tasks.panoptic import DEFAULT_PANOPTIC_MIN_SCORE, panoptic_segmentation
@@ -142,18 +141,8 @@ def _pct(value: float) -> float | None:
 class PanopticEvaluator:
     """PQ/SQ/RQ of panoptic_segmentation on region outputs (ground truth: omniseg.data.segments)."""
 
-    def __init__(
-        self,
-        dataset: Dataset,
-        roles: ClassRoles,
-        vocab: EvalVocabulary,
-        temperature: float,
-        min_score: float,
-        reference: torch.Tensor | None = None,
-    ) -> None:
-        self.dataset, self.roles, self.vocab = dataset, roles, vocab
-        self.temperature, self.min_score = temperature, min_score
-        self.reference = reference  # the "no object" concept a thing must beat (Segmenter.no_object)
+    def __init__(self, dataset: Dataset, roles: ClassRoles, question: ObjectQuestion) -> None:
+        self.dataset, self.roles, self.question = dataset, roles, question
         self.categories = {k: roles.isthing[k] for k in range(len(dataset.classes)) if not roles.void[k]}
         self.reset()
 
@@ -163,19 +152,8 @@ class PanopticEvaluator:
 
     def process(self, sample: Sample, regions: Regions) -> None:
         gt_map, gt_segs = sample_truth(self.dataset, sample, self.roles, regions.image_size)
-        with torch.inference_mode():
-            pan = panoptic_segmentation(
-                regions,
-                self.vocab.prompts,
-                self.vocab.owner,
-                len(self.vocab),
-                self.vocab.stuff,
-                temperature=self.temperature,
-                min_score=self.min_score,
-                out_size=gt_map.shape,
-                reference=self.reference,
-            )
-        pred_segs = [Segment(s.id, self.vocab.class_ids[s.label]) for s in pan.segments]
+        pan = self.question.ask(panoptic_segmentation, regions, gt_map.shape)
+        pred_segs = [Segment(s.id, self.question.vocab.class_ids[s.label]) for s in pan.segments]
         gt_list = [Segment(s.id, s.category_id, s.iscrowd) for s in gt_segs]
         self.pq.update(gt_map, gt_list, pan.id_map.numpy(), pred_segs)
         self.images += 1
@@ -205,7 +183,7 @@ class PanopticEvaluator:
                 "stuff": [c for c, s in zip(classes, roles.stuff, strict=True) if s],
                 "void": [c for c, v in zip(classes, roles.void, strict=True) if v] + ["mask value 255"],
             },
-            "min_score": self.min_score,
+            "min_score": self.question.min_score,
             "images": self.images,
         }
 
@@ -228,21 +206,9 @@ def evaluate_panoptic(
     dataset = open_dataset(dataset_dir)
     roles = class_roles(dataset, stuff)
     samples = dataset.eval_samples(split, val_fraction, split_seed, limit)
-    vocab = evaluation_vocabulary(segmenter, dataset, roles)
-    evaluator = PanopticEvaluator(dataset, roles, vocab, segmenter.class_temperature, min_score, segmenter.no_object)
-    report = inference_on_dataset(
-        lambda sample: segmenter.regions(read_rgb(sample.image_path)),
-        samples,
-        evaluator,
-        desc=f"panoptic {dataset.name}",
-        progress=progress,
-    )
-    return {
-        "dataset": dataset.name,
-        **report,
-        "split": split_label(split, val_fraction, split_seed),
-        "model": segmenter.model_id,
-    }
+    evaluator = PanopticEvaluator(dataset, roles, object_question(segmenter, dataset, roles, min_score))
+    split_name = split_label(split, val_fraction, split_seed)
+    return evaluate_images(segmenter, dataset, samples, evaluator, f"panoptic {dataset.name}", split_name, progress)
 
 
 def format_table(report: dict) -> str:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from omniseg.atomic import atomic_write_bytes, atomic_write_text
 from omniseg.data.uniform import read_rgb
 from omniseg.eval.metrics import ConfusionMatrix
-from omniseg.io import atomic_write_bytes, atomic_write_text
 from omniseg.viz import overlay, palette
 
 MAX_MATRIX_CLASSES = 40  # a bigger confusion matrix shows the classes with the most ground-truth pixels

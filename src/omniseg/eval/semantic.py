@@ -18,7 +18,7 @@ import torch
 from omniseg.data.dataset import open_dataset
 from omniseg.data.uniform import IGNORE, Sample, UniformDataset, read_mask, read_rgb
 from omniseg.errors import InputError
-from omniseg.eval.evaluator import inference_on_dataset, split_label
+from omniseg.eval.evaluator import evaluate_images, split_label
 from omniseg.eval.metrics import ConfusionMatrix
 from omniseg.recognition.fusion import FusionConfig
 from omniseg.regions import Regions
@@ -145,17 +145,13 @@ def evaluate_semantic(
         )
     vocab = segmenter.vocabulary(vocabulary or Vocabulary.from_names(dataset.classes))
     fusion = segmenter.fusion
-    predict: Callable[[Sample], Regions | np.ndarray]
+    predict: Callable[[Sample], np.ndarray] | None = None  # None: the segmenter's Regions of each image
     if segmenter.concept_source is not None:  # SAM 3: the door's own semantic answer, in dataset ids
         predict = concept_prediction(segmenter, vocab, grounding, len(dataset.classes))
         prompts, owner = torch.zeros(0, 1), torch.zeros(0, dtype=torch.long)
     else:
         assert vocab.embeddings is not None and vocab.prompt_to_class is not None
         prompts, owner = torch.from_numpy(vocab.embeddings), torch.from_numpy(vocab.prompt_to_class)
-
-        def predict(sample: Sample) -> Regions | np.ndarray:
-            return segmenter.regions(read_rgb(sample.image_path))
-
     evaluator = SemanticEvaluator(
         dataset.classes,
         prompts,
@@ -166,18 +162,11 @@ def evaluate_semantic(
         fusion=fusion.config if fusion is not None else None,
         trained_names=segmenter.trained_names,
     )
-    report = inference_on_dataset(
-        predict,
-        samples,
-        evaluator,
-        desc=f"eval {dataset.name}",
-        progress=progress,
-    )
+    split_name = split_label(split, val_fraction, split_seed)
     return {
-        "dataset": dataset.name,
-        **report,
-        "split": split_label(split, val_fraction, split_seed),
-        "model": segmenter.model_id,
+        **evaluate_images(
+            segmenter, dataset, samples, evaluator, f"eval {dataset.name}", split_name, progress, predict
+        ),
         "prompts": {
             "names": [", ".join(names) for names in vocab.synonyms],
             "templates": list(vocab.templates),

@@ -22,8 +22,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import nn
 
+from omniseg.atomic import atomic_write_bytes, atomic_write_text
 from omniseg.errors import MissingResourceError, ModelLoadError
-from omniseg.io import atomic_write_bytes, atomic_write_text
 from omniseg.models.backbone import FEATURE_CHANNELS, IMAGE_MEAN, IMAGE_STD, EfficientNetLite0, load_pretrained_backbone
 from omniseg.recognition.known import KnownConcepts, read_known
 from omniseg.recognition.recognizer import FrozenImageNetHead

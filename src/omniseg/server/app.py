@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from omniseg import __version__
 from omniseg.cancel import Cancelled
 from omniseg.errors import InputError, TooLargeError
-from omniseg.io import decode_image
+from omniseg.images import decode_image
 from omniseg.registry import DEFAULT_NAME
 from omniseg.segmenter import Segmenter
 from omniseg.server.answers import Format, display_json, mask_answer, png_response, segment_answer, with_warnings

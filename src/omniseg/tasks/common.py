@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from omniseg.atomic import atomic_save_png, atomic_write_text, output_path
 from omniseg.errors import InputError
-from omniseg.io import ImageLike, atomic_save_png, atomic_write_text, load_image, output_path, read_image
+from omniseg.images import ImageLike, load_image, read_image
 from omniseg.regions import Regions
 from omniseg.viz import overlay
 
@@ -138,7 +139,7 @@ def load_mask(path: str | Path | bytes, what: str = "mask", notes: list[str] | N
     """A single-channel id mask file (1-bit, L, P with palette indices, 16-bit), or its encoded bytes
     (an upload) -> 2-D integer array.
 
-    The same file checks as images (omniseg.io.read_image: empty, truncated, oversized, first frame
+    The same file checks as images (omniseg.images.read_image: empty, truncated, oversized, first frame
     only); colour, alpha and float images are InputError. No EXIF rotation: ids are stored as is.
     notes: as in read_image (warnings collected instead of issued).
     """

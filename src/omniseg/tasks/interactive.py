@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from omniseg.errors import InputError
-from omniseg.io import ImageLike, load_image
+from omniseg.images import ImageLike, load_image
 from omniseg.regions import Regions
 from omniseg.tasks.common import mask_overlay, sample_at_points, save_binary_mask, upsample
 from omniseg.tasks.refer import region_confidence

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from omniseg.errors import InputError
-from omniseg.io import ImageLike, load_image
+from omniseg.images import ImageLike, load_image
 from omniseg.regions import Regions
 from omniseg.tasks.common import mask_overlay, save_binary_mask, upsample
 from omniseg.tasks.semantic import CONFIDENCE_SCALE, other_concepts

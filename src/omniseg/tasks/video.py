@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from omniseg.errors import InputError
-from omniseg.io import ImageLike
+from omniseg.images import ImageLike
 from omniseg.regions import Regions
 from omniseg.tasks.common import as_id_mask, check_mask_matches, id_fractions, image_regions, label_dtype, upsample
 from omniseg.tasks.incontext import (

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from omniseg import cancel
-from omniseg.io import atomic_write_text
+from omniseg.atomic import atomic_write_text
 from omniseg.text import cache_health as health
 from omniseg.text.cache import default_cache_dir
 

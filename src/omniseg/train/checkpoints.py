@@ -13,8 +13,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from omniseg.atomic import atomic_write_text
 from omniseg.errors import InputError, ModelLoadError
-from omniseg.io import atomic_write_text
 from omniseg.models import DEFAULT_MODEL_DIR
 from omniseg.models.openseg import OpenSegModel
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from omniseg.atomic import atomic_write_text
 from omniseg.errors import InputError
-from omniseg.io import atomic_write_text
 from omniseg.models.openseg import OpenSegModel
 from omniseg.train.checkpoints import init_from_model, load_checkpoint, save_checkpoint, truncate_log
 from omniseg.train.config import TrainConfig

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from omniseg.atomic import atomic_save_png, atomic_write_text
 from omniseg.data.uniform import IMAGE_EXTS, read_rgb
 from omniseg.errors import InputError
-from omniseg.io import atomic_save_png, atomic_write_text
 
 
 def segment_map(regions, size: tuple[int, int], min_score: float, min_area: float) -> np.ndarray:
