@@ -19,13 +19,25 @@ example-based tasks need them). Optional capabilities, each its own small protoc
 - ``label_vocabulary()``: a closed-vocabulary model's own classes (Mask2Former/OneFormer), used
   when the user names none.
 
+Sources that answer one task by themselves, with no Regions of their own (issue 16), hold the door
+as well; each is its own protocol and the door's task method asks it directly:
+
+- ``PromptableSource`` alone: a promptable model (SAM 2, SAM 3's tracker, EdgeTAM) for ``click``;
+- ``ConceptSource.segment(image, names)``: a text-conditioned model (Grounded-SAM, CLIPSeg, SAM 3)
+  that needs the names to make masks;
+- ``VideoSource.propagate(frames, first_mask)``: a video model with its own memory (SAM 2 video);
+- ``ConceptTrackingSource.track(frames, names)``: finds and tracks every instance of the names (SAM 3
+  video);
+- ``ExampleSource.incontext(examples, targets)``: segments what example masks from other images
+  mark, by itself (SegGPT's painting, SAM 3's exemplar prompts).
+
 Where to add a backend: docs/ARCHITECTURE.md (one module under ``omniseg/backends/`` and one
 registration in ``omniseg/registry.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
@@ -33,6 +45,9 @@ import numpy as np
 from omniseg.regions import Regions
 
 if TYPE_CHECKING:
+    from omniseg.backends.sam3 import Instances
+    from omniseg.backends.sam3_video import TrackedFrame
+    from omniseg.io import ImageLike
     from omniseg.tasks.interactive import Box, Click
     from omniseg.text.encoder import TextEncoder
     from omniseg.vocab import Vocabulary
@@ -51,6 +66,8 @@ class RegionSource(Protocol):
 class PromptableSource(Protocol):
     """A source that answers clicks (x, y, positive) and boxes (x0, y0, x1, y1) with masks of its own."""
 
+    name: str
+
     def prompt_regions(self, image: np.ndarray, clicks: Sequence[Click], boxes: Sequence[Box] = ()) -> Regions: ...
 
 
@@ -66,3 +83,63 @@ class LabelledSource(Protocol):
     """A closed-vocabulary source that can name its own classes."""
 
     def label_vocabulary(self) -> Vocabulary: ...
+
+
+@runtime_checkable
+class ConceptSource(Protocol):
+    """Segments the concepts it is told: image + names -> instances (possibly overlapping), each with
+    the index of its name and a score in 0..1; ``threshold`` drops instances scoring below it."""
+
+    name: str
+
+    def segment(self, image: ImageLike, names: Sequence[str], threshold: float | None = None) -> Instances: ...
+
+
+@runtime_checkable
+class VideoSource(Protocol):
+    """Propagates the objects of the first frame's id mask (0 = background) with its own memory: one id
+    map per frame, the first frame's included."""
+
+    name: str
+
+    def propagate(self, frames: Sequence[ImageLike], first_mask: np.ndarray) -> Iterator[np.ndarray]: ...
+
+
+@runtime_checkable
+class ConceptTrackingSource(Protocol):
+    """Finds every instance of the names on every frame and tracks each with a stable id."""
+
+    name: str
+
+    def track(self, frames: Sequence[ImageLike], names: Sequence[str]) -> Iterator[TrackedFrame]: ...
+
+
+@runtime_checkable
+class ExampleSource(Protocol):
+    """Segments in each target what the (image, id mask) examples mark: one id map per target."""
+
+    name: str
+
+    def incontext(
+        self,
+        examples: Sequence[tuple[ImageLike, np.ndarray | str]],
+        targets: Sequence[ImageLike],
+        level: str = "category",
+        ignore_index: int | None = None,
+    ) -> list[np.ndarray]: ...
+
+
+TASK_SOURCES = (RegionSource, PromptableSource, ConceptSource, VideoSource, ConceptTrackingSource, ExampleSource)
+
+
+def capabilities(source: object) -> list[str]:
+    """What the door can ask of ``source``, in words (for errors that say what it does instead)."""
+    names = {
+        RegionSource: "regions (every task)",
+        PromptableSource: "clicks and boxes (click)",
+        ConceptSource: "named concepts (segment)",
+        VideoSource: "first-frame mask propagation (video)",
+        ConceptTrackingSource: "concept tracking (video --classes)",
+        ExampleSource: "examples from other images (incontext)",
+    }
+    return [text for protocol, text in names.items() if isinstance(source, protocol)]

@@ -16,11 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
-from transformers.models.grounding_dino.image_processing_pil_grounding_dino import GroundingDinoImageProcessorPil
 
-from omniseg.backends.device import resolve_device
-from omniseg.backends.hub import load_model, resolve_checkpoint
+from omniseg.backends.hub import open_checkpoint
 from omniseg.backends.pil_processor import load_pil_processor
 from omniseg.backends.sam import SamBackend
 from omniseg.backends.sam2 import ClickBackend
@@ -67,9 +64,14 @@ class GroundingDinoBoxes:
     name = "grounding-dino"
 
     def __init__(self, spec: str | Path, device: str | torch.device = "cpu", box_threshold: float = 0.25) -> None:
-        self.device = resolve_device(device)
-        self.directory = resolve_checkpoint(spec, "Grounding DINO")
-        self.model: Any = load_model(GroundingDinoForObjectDetection, self.directory, "Grounding DINO").to(self.device)
+        from transformers import GroundingDinoProcessor
+        from transformers.models.grounding_dino.image_processing_pil_grounding_dino import (
+            GroundingDinoImageProcessorPil,
+        )
+
+        opened = open_checkpoint(spec, "GroundingDinoForObjectDetection", "Grounding DINO", device)
+        self.device, self.directory = opened.device, opened.directory
+        self.model: Any = opened.model
         self.processor = load_pil_processor(
             self.directory, GroundingDinoProcessor, GroundingDinoImageProcessorPil, "Grounding DINO"
         )

@@ -19,15 +19,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from transformers import Sam3Model
-from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput, box_cxcywh_to_xyxy, inverse_sigmoid
 
 from omniseg.backends.device import resolve_device
-from omniseg.backends.hub import load_model, load_tokenizer, resolve_checkpoint
+from omniseg.backends.hub import load_tokenizer, open_checkpoint
 from omniseg.backends.roi_align import install_for_sam3
 from omniseg.backends.sam3_processing import (
     ImageSpec,
@@ -41,6 +39,9 @@ from omniseg.backends.sam3_processing import (
 )
 from omniseg.errors import InputError
 from omniseg.io import ImageLike, load_image
+
+if TYPE_CHECKING:
+    from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
 
 VISUAL = "visual"  # the text Sam3Processor pairs with box-only prompts
 
@@ -102,6 +103,8 @@ class ImageEncoding:
 
     def broadcast(self, batch: int) -> Sam3VisionEncoderOutput:
         """The same encoding for ``batch`` prompts (views, no copy of the encoder's work)."""
+        from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
+
         return Sam3VisionEncoderOutput(
             fpn_hidden_states=tuple(f.expand(batch, -1, -1, -1) for f in self.fpn_hidden_states),
             fpn_position_encoding=tuple(p.expand(batch, -1, -1, -1) for p in self.fpn_position_encoding),
@@ -154,12 +157,12 @@ class Sam3Backend:
         threshold: float = 0.3,
         mask_threshold: float = 0.5,
     ) -> None:
-        self.device = resolve_device(device)
-        self.directory: Path | None = resolve_checkpoint(spec, "SAM 3")
-        model = load_model(Sam3Model, self.directory, "SAM 3")
-        tokenizer = load_tokenizer(self.directory, "SAM 3")
-        spec_ = ImageSpec.from_checkpoint(self.directory, int(model.config.vision_config.image_size))
-        self._setup(model, tokenizer, spec_, prompt_batch, threshold, mask_threshold)
+        opened = open_checkpoint(spec, "Sam3Model", "SAM 3", device)
+        self.device = opened.device
+        self.directory: Path | None = opened.directory
+        tokenizer = load_tokenizer(opened.directory, "SAM 3")
+        spec_ = ImageSpec.from_checkpoint(opened.directory, int(opened.model.config.vision_config.image_size))
+        self._setup(opened.model, tokenizer, spec_, prompt_batch, threshold, mask_threshold)
 
     @classmethod
     def from_model(
@@ -267,6 +270,8 @@ class Sam3Backend:
         instance whatever their masks, so the result is the same; for a large vocabulary of which an
         image shows a few names, most mask heads are skipped.
         """
+        from transformers.models.sam3.modeling_sam3 import box_cxcywh_to_xyxy, inverse_sigmoid
+
         tokens, mask = Prompt.stack(prompts)
         vision = encoding.broadcast(len(prompts))
         features, positions = vision.fpn_hidden_states[:-1], vision.fpn_position_encoding[:-1]

@@ -9,6 +9,7 @@ from typing import Literal
 from omniseg.backends.caching import CachingSource
 from omniseg.registry import load
 from omniseg.segmenter import Segmenter
+from omniseg.source import RegionSource
 from omniseg.text.cache import MemoryEmbeddingCache
 from omniseg.text.encoder import MiniLMTextEncoder
 
@@ -41,7 +42,10 @@ def public_name(model_id: str) -> str:
 
 def serving_door(base: Segmenter, size: int = REGIONS_CACHE_SIZE) -> Segmenter:
     """The door the routes use: ``base``'s source behind a Regions cache of the last ``size`` images,
-    named without the directories of its path (clients never see file-system paths)."""
+    named without the directories of its path (clients never see file-system paths). A source with no
+    Regions of its own (one task's model: SAM 2 clicks, SAM 3 exemplars) has nothing to cache."""
+    if not isinstance(base.source, RegionSource):
+        return base
     door = Segmenter(CachingSource(base.source, size=size, name=public_name(base.model_id)), base.text_encoder)
     door.top_k, door.search = base.top_k, base.search
     return door

@@ -23,6 +23,7 @@ from PIL import Image
 from omniseg.errors import InputError
 from omniseg.io import ImageLike, load_image
 from omniseg.regions import Regions
+from omniseg.source import ConceptSource, RegionSource
 from omniseg.tasks.common import mask_overlay, save_binary_mask, upsample
 from omniseg.tasks.semantic import CONFIDENCE_SCALE, other_concepts
 
@@ -202,6 +203,11 @@ def refer(
     if not phrase or not phrase.strip():
         raise InputError("the phrase is empty: say what to segment, e.g. 'the dog on the left'")
     array = load_image(image)
+    source = segmenter.source
+    if isinstance(source, ConceptSource) and not isinstance(source, RegionSource):
+        result = refer_concept(source, array, phrase.strip(), margin, max_regions, threshold)
+        result.image = array
+        return result
     regions = segmenter.regions(array)
     embedding = segmenter.text_encoder.encode([phrase.strip()])[0]
     result = refer_regions(
@@ -217,3 +223,30 @@ def refer(
     result.phrase = phrase.strip()
     result.image = array
     return result
+
+
+def refer_concept(
+    source: ConceptSource,
+    image: np.ndarray,
+    phrase: str,
+    margin: float = 0.03,
+    max_regions: int = 4,
+    threshold: float | None = None,
+) -> ReferResult:
+    """``refer`` through a text-conditioned source (Grounded-SAM, CLIPSeg, SAM 3), which reads the phrase
+    itself: its instances for the phrase ranked by score, those within ``margin`` of the best merged (at
+    most ``max_regions``); the confidence is the best score, and below ``threshold`` (default 0) nothing
+    is found. Spatial words stay in the phrase, for the model to read."""
+    if not (math.isfinite(margin) and margin >= 0):
+        raise InputError(f"margin must be a finite number >= 0, got {margin}")
+    found = source.segment(image, [phrase], threshold=0.0)
+    scores = found.scores.float().cpu()
+    ranking = [int(i) for i in torch.argsort(scores, descending=True)]
+    best = float(scores[ranking[0]]) if ranking else 0.0
+    selected = [i for i in ranking if float(scores[i]) >= best - margin][:max_regions]
+    if not ranking or best < (threshold or 0.0):
+        selected = []
+    mask = np.zeros(image.shape[:2], bool)
+    for i in selected:
+        mask |= found.masks[i].cpu().numpy()
+    return ReferResult(mask, scores.numpy(), ranking, selected, phrase, None, confidence=best, found=bool(selected))
