@@ -32,6 +32,7 @@ from omniseg.eval.fewshot import evaluate_incontext
 from omniseg.eval.interactive import evaluate_interactive
 from omniseg.eval.video import evaluate_video, match_to_truth
 from omniseg.tasks.interactive import Click
+from tiny_hf16 import scene, write_scenes
 
 H, W = 40, 60
 KINDS = ("sam2", "sam3_tracker", "sam2_video", "sam3_tracker_video", "sam3", "sam3_combined")
@@ -48,39 +49,16 @@ def dirs(tmp_path_factory):
     return built
 
 
-def scene(shift: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A 60 x 40 image with a red (id 1) and a green (id 2) block on noise, moved ``shift`` px right."""
-    rng = np.random.default_rng(2)
-    image = (rng.random((H, W, 3)) * 60).astype(np.uint8)
-    ids = np.zeros((H, W), np.uint8)
-    ids[5:20, 5 + shift : 25 + shift] = 1
-    ids[22:38, 30 - shift : 55 - shift] = 2
-    image[ids == 1] += np.array([180, 20, 20], np.uint8)
-    image[ids == 2] += np.array([20, 180, 20], np.uint8)
-    return image, ids
-
-
 def save(path: Path, array: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path)
     return path
 
 
-def write_scenes(root: Path, folder: str) -> Path:
-    """4 scenes, the blocks moving 2 px each, as ``images/<folder>/<i>.png`` and ``masks/<folder>/<i>.png``."""
-    for i in range(4):
-        image, ids = scene(2 * i)
-        save(root / "images" / folder / f"{i:03d}.png", image)
-        save(root / "masks" / folder / f"{i:03d}.png", ids)
-    return root
-
-
 @pytest.fixture(scope="module")
 def uniform(tmp_path_factory) -> Path:
     """The uniform layout: 4 images, classes background / red / green (ids 0, 1, 2)."""
-    root = write_scenes(tmp_path_factory.mktemp("uniform16"), "")
-    (root / "classes.json").write_text(json.dumps(["background", "red", "green"]))
-    return root
+    return write_scenes(tmp_path_factory.mktemp("uniform16"), "", ["background", "red", "green"])
 
 
 @pytest.fixture(scope="module")

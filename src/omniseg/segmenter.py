@@ -37,7 +37,7 @@ from omniseg.source import (
     VideoSource,
     capabilities,
 )
-from omniseg.tasks.common import as_id_mask, label_dtype
+from omniseg.tasks.common import as_id_mask, compact_ids
 from omniseg.tasks.incontext import incontext
 from omniseg.tasks.instance import DEFAULT_TEMPERATURE, instance_segmentation
 from omniseg.tasks.interactive import Box, Click, ClickResult, click
@@ -236,7 +236,7 @@ class Segmenter:
             return
         assert first_mask is not None
         if isinstance(self.source, VideoSource) and not isinstance(self.source, RegionSource):
-            maps = self.source.propagate(frames, as_id_mask(first_mask, "first mask"))
+            maps = map(compact_ids, self.source.propagate(frames, as_id_mask(first_mask, "first mask")))
         else:
             maps = video(self, frames, first_mask, config)
         for position, (frame, ids) in enumerate(zip(frames, maps, strict=False)):
@@ -251,14 +251,7 @@ class Segmenter:
             )
         for frame, tracked in zip(frames, self.source.track(frames, names), strict=False):
             labels = {int(i): names[int(c)] for i, c in zip(tracked.object_ids, tracked.labels, strict=True)}
-            ids = tracked.id_map()
-            yield IdMapResult(
-                load_image(frame),
-                ids.astype(label_dtype(int(ids.max(initial=0)))),
-                self.model_id,
-                tracked.frame,
-                labels,
-            )
+            yield IdMapResult(load_image(frame), compact_ids(tracked.id_map()), self.model_id, tracked.frame, labels)
 
     def vocabulary(self, classes: Sequence[str] | str | Path | Vocabulary, is_file: bool = False) -> Vocabulary:
         """An embedded Vocabulary from names, a 'sky, road, car' string or a Vocabulary; with

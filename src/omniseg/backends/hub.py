@@ -127,7 +127,8 @@ class Checkpoint:
 
 
 def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+    """The first non-blank line of an exception's message (transformers' start with a newline)."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), exc.__class__.__name__)
 
 
 def load_tokenizer(directory: Path, what: str) -> Any:

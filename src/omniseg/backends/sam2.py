@@ -109,7 +109,7 @@ class PromptableCheckpoint:
         directory = resolve_checkpoint(spec, self.what)
         allowed = [k for k in self.kinds if family is None or k in family]
         self.kind = checkpoint_kind(directory, allowed, self.what)
-        opened = open_checkpoint(directory, self.kinds[self.kind][0], self.what, device)
+        opened = open_checkpoint(directory, self.kinds[self.kind][0], f"{self.what} ({self.kind})", device)
         self.directory: Path | None = directory
         self.device = opened.device
         self.model: Any = opened.model

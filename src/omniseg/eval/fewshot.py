@@ -252,7 +252,7 @@ def evaluate_incontext(
         )
     cache = RegionCache(segmenter)
     evaluator = FewShotEvaluator(dataset.classes, ks, level, region_weight, method)
-    source = segmenter.source
+    source = getattr(segmenter, "source", None)  # duck-typed segmenters (tests) have only regions()
 
     def answer(ep: Episode) -> tuple[list[Regions], Regions] | dict[int, np.ndarray]:
         if isinstance(source, ExampleSource) and not isinstance(source, RegionSource):

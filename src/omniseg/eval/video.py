@@ -240,7 +240,7 @@ def evaluate_video(
         raise InputError("no sequences to evaluate")
     cfg = config or VideoConfig()
 
-    source = segmenter.source
+    source = getattr(segmenter, "source", None)  # duck-typed segmenters (tests) have only regions()
 
     def predict(name: str) -> list[np.ndarray]:
         pairs = available[name]
