@@ -235,6 +235,7 @@ class Segmenter:
             yield from self._track(frames, classes)
             return
         assert first_mask is not None
+        maps: Iterator[np.ndarray]
         if isinstance(self.source, VideoSource) and not isinstance(self.source, RegionSource):
             maps = map(compact_ids, self.source.propagate(frames, as_id_mask(first_mask, "first mask")))
         else:
