@@ -435,3 +435,23 @@ def test_offline_missing_or_partial_checkpoint_is_one_line_exit_2(
     code, _, err = run_cli(_argv(command, f"{kind}:{path}", files, tmp_path / "out"), capsys)
     assert_one_line_error(code, err)
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "spec,role",
+    [
+        ("sam2:{sam2}", "clicks"),
+        ("sam2:{sam2_video}", "video"),
+        ("sam3:{sam3}", "examples"),
+        ("sam3:{sam3_combined}", "concepts-video"),
+        ("grounding-dino:{gdino}", "boxes"),
+        ("clipseg:{clipseg}", "model"),
+    ],
+)
+def test_every_builder_places_its_model_on_the_context_device(dirs, spec, role):
+    """BuildContext.device reaches each adapter (resolve_device): cpu here; an unknown one is one line."""
+    built = registry.build(spec.format(**dirs), role, registry.BuildContext(device="cpu"))
+    inner = getattr(built, "clicker", None) or getattr(built, "backend", None) or built
+    assert next(inner.model.parameters()).device.type == "cpu"
+    with pytest.raises(InputError, match="unknown device"):
+        registry.build(spec.format(**dirs), role, registry.BuildContext(device="banana"))
