@@ -251,3 +251,13 @@ def write_scenes(root: Path, folder: str, classes: list[str] | None = None) -> P
     if classes is not None:
         (root / "classes.json").write_text(json.dumps(classes))
     return root
+
+
+def make_many(root: Path, *names: str) -> dict[str, Path]:
+    """Tiny checkpoints by short name (gdino, clipseg, sam: the SAM of tiny_hf; else make_<name>) under
+    ``root``, built without disturbing the caller's random state."""
+    from tiny_hf import make_sam
+
+    makers = {"gdino": make_grounding_dino, "clipseg": make_clipseg, "sam": make_sam}
+    with torch.random.fork_rng():
+        return {name: (makers.get(name) or globals()[f"make_{name}"])(root / name) for name in names}

@@ -41,7 +41,8 @@ THRESHOLD_HELP = (
     "with the default model, 0 labels every pixel); instance/panoptic: dropped objects (score = class "
     "probability x objectness x confidence against background; default 0.2); refer: 'not found', an "
     "empty mask; click: no name for the clicked object. --model sam3: SAM 3's detection score (class x "
-    "presence probability) an instance must exceed, for every task (default 0.3, transformers'); semantic "
+    "presence probability) an instance must exceed, for every task (default 0.3, transformers'; --boxes: "
+    "Grounding DINO's box score, default 0.25; clipseg: a class's mean probability, default 0); semantic "
     "pixels no kept instance covers are unlabeled"
 )
 
