@@ -50,8 +50,8 @@ def cut(seg, image):
 def test_load_gives_a_concept_source(seg):
     assert isinstance(seg.source, ConceptSource) and seg.concept_source is seg.source
     assert seg.model_id.startswith("sam3:")
-    with pytest.raises(InputError, match="named concepts") as err:
-        seg.refer(np.zeros((20, 20, 3), np.uint8), "the car")
+    with pytest.raises(InputError, match="named concepts") as err:  # no class-agnostic regions to click in
+        seg.click(np.zeros((20, 20, 3), np.uint8), [(3, 3)])
     assert "\n" not in str(err.value)
 
 

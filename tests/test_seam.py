@@ -68,7 +68,7 @@ def test_a_source_object_goes_behind_the_door(scene, text_encoder):
     assert click.mask[:, w // 2 :].all() and not click.mask[:, : w // 2].any() and click.label == "road"
     with pytest.raises(InputError, match="complete"):
         omniseg.load(source, masks="sam:x")
-    with pytest.raises(TypeError, match="not a region source"):
+    with pytest.raises(TypeError, match="not a source"):
         Segmenter(object())  # type: ignore[arg-type]
 
 
@@ -80,8 +80,9 @@ def test_registry_is_the_one_place_specs_are_parsed(tiny_model_dir):
     with pytest.raises(InputError, match="names no checkpoint"):
         registry.parse_spec("seggpt", "examples")
     assert registry.is_spec("mask2former:facebook/m2f", "model") and not registry.is_spec(str(tiny_model_dir), "model")
-    assert {"native", "onnx", "mask2former", "oneformer", "sam3"} == set(registry.kinds_for("model"))
-    assert {"sam", "native", "onnx", "mask2former", "oneformer"} == set(registry.kinds_for("masks"))
+    assert {"native", "onnx", "mask2former", "oneformer", "sam3", "clipseg"} == set(registry.kinds_for("model"))
+    promptable = {"sam2", "sam3-tracker", "edgetam"}  # masks of Grounded-SAM's boxes (and of clicks)
+    assert {"sam", "native", "onnx", "mask2former", "oneformer"} | promptable == set(registry.kinds_for("masks"))
     # one registration makes a kind usable everywhere
     kind = registry.ModelKind(
         "chequer", frozenset({"model"}), lambda path, context, role: ChequerSource(torch.eye(2)), "test kind"

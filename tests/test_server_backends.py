@@ -83,6 +83,10 @@ def test_semantic_instance_panoptic_json(served, picture):
         "/v1/segment?format=png", files={"image": ("x.png", picture, "image/png")}, data={"classes": CLASSES}
     )
     assert as_png.status_code == 200 and as_png.headers["content-type"] == "image/png"
-    if kind == "sam3":  # a concept source has no class-agnostic regions: refer is a 400, one line
-        refer = client.post("/v1/refer", files={"image": ("x.png", picture, "image/png")}, data={"phrase": "car"})
-        assert "named concepts" in assert_json_error(refer, 400)
+    if kind == "sam3":  # a concept source has no class-agnostic regions: click is a 400, one line
+        click = client.post(
+            "/v1/click", files={"image": ("x.png", picture, "image/png")}, data={"points": "[[3, 3, 1]]"}
+        )
+        assert "named concepts" in assert_json_error(click, 400)
+    refer = client.post("/v1/refer", files={"image": ("x.png", picture, "image/png")}, data={"phrase": "car"})
+    assert refer.status_code == 200, refer.text  # a concept source answers refer too (the phrase, one concept)

@@ -3,7 +3,12 @@ configs and saved with save_pretrained; the issue-16 adapters are tested on thes
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
 
 from tiny_hf import TEXT, VISION, _universal, build, save_char_tokenizer
 
@@ -180,3 +185,39 @@ def make_sam3_combined(directory: Path) -> Path:
         Sam3VideoModel,
         Sam3VideoConfig(detector_config=sam3_config(ids, 128).to_dict(), tracker_config=tracker),
     )
+
+
+# -- the synthetic scenes the issue-16 kinds are run through the evaluators on ---------------------
+def scene(shift: int = 0, height: int = 40, width: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """An image with a red (id 1) and a green (id 2) block on dark noise, moved ``shift`` px apart."""
+    rng = np.random.default_rng(2)
+    image = (rng.random((height, width, 3)) * 60).astype(np.uint8)
+    ids = np.zeros((height, width), np.uint8)
+    ids[5:20, 5 + shift : 25 + shift] = 1
+    ids[22:38, 30 - shift : 55 - shift] = 2
+    image[ids == 1] += np.array([180, 20, 20], np.uint8)
+    image[ids == 2] += np.array([20, 180, 20], np.uint8)
+    return image, ids
+
+
+def write_scenes(root: Path, folder: str, classes: list[str] | None = None) -> Path:
+    """4 scenes (the blocks moving 2 px each) as ``images/<folder>/<i>.png`` + ``masks/<folder>/<i>.png``:
+    folder "" with ``classes`` is the uniform layout, a sequence name the video layout."""
+    for i in range(4):
+        image, ids = scene(2 * i)
+        for sub, array in (("images", image), ("masks", ids)):
+            (root / sub / folder).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(array).save(root / sub / folder / f"{i:03d}.png")
+    if classes is not None:
+        (root / "classes.json").write_text(json.dumps(classes))
+    return root
+
+
+def make_many(root: Path, *names: str) -> dict[str, Path]:
+    """Tiny checkpoints by short name (gdino, clipseg, sam: the SAM of tiny_hf; else make_<name>) under
+    ``root``, built without disturbing the caller's random state."""
+    from tiny_hf import make_sam
+
+    makers = {"gdino": make_grounding_dino, "clipseg": make_clipseg, "sam": make_sam}
+    with torch.random.fork_rng():
+        return {name: (makers.get(name) or globals()[f"make_{name}"])(root / name) for name in names}

@@ -114,6 +114,7 @@ class BatchJob:
     embed: str | None = None
     runtime: Literal["torch", "onnx"] = "torch"
     device: str = "cpu"  # where every worker runs the model (floats may round differently elsewhere)
+    boxes: str | None = None  # Grounded-SAM's box detector (with ``masks``), None = none
 
     def fingerprint(self) -> str:
         """Changes whenever the outputs could: a marker from another job does not count as done."""
@@ -134,6 +135,7 @@ class BatchJob:
                     self.vocab.synonyms,
                     list(self.vocab.templates),
                     self.vocab.stuff,
+                    *([self.boxes] if self.boxes else []),  # a job without boxes keeps its fingerprint
                 ]  # fmt: skip
             ).encode()
         )
@@ -168,14 +170,7 @@ class Worker:
         self.job = job
         # The vocabulary comes embedded by the driver; the door's text encoder (loaded on first use) serves
         # what the model needs besides (backend labels, the frozen recognizer's seen names and known concepts).
-        self.segmenter = segmenter or registry.load(
-            job.model,
-            max_size=job.max_size,
-            masks=job.masks,
-            embed=job.embed,
-            runtime=job.runtime,
-            device=job.device,
-        )
+        self.segmenter = segmenter or registry.load_specs(job)
 
     def run(self, key: str, image: str | os.PathLike) -> Outcome:
         try:

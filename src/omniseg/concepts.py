@@ -10,8 +10,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from omniseg.vocab import Vocabulary
+
+
+def vocabulary_prompts(vocabulary: Vocabulary) -> tuple[list[str], torch.Tensor]:
+    """Every synonym of every class, and the class index of each: what a concept source prompts its
+    model with (as they are: SAM 3, Grounding DINO and CLIPSeg read short noun phrases, not "a photo
+    of a ..." templates). Kept in the vocabulary's ``derived`` tables: a vocabulary used image after
+    image is flattened once. A source relabels its instances through the index (Instances.relabelled):
+    an instance's class is the class of the synonym that found it."""
+    cached = vocabulary.derived.get("concept_prompts")
+    if cached is None:
+        texts = [name for names in vocabulary.synonyms for name in names]
+        owner = torch.tensor([k for k, names in enumerate(vocabulary.synonyms) for _ in names], dtype=torch.long)
+        cached = vocabulary.derived["concept_prompts"] = (texts, owner)
+    return cached
 
 
 @dataclass

@@ -5,10 +5,20 @@ A model kind is one registration: its name, the roles it can play and a builder
 
 | role | flag | what the builder returns |
 |---|---|---|
-| model | ``--model`` | a complete region source (omniseg.source.RegionSource) or concept source (SAM 3) |
+| model | ``--model`` | a complete region source (omniseg.source.RegionSource) or concept source (SAM 3, CLIPSeg) |
 | masks | ``--masks`` | a mask source (backends.base.MaskSource): proposals, maybe with own embeddings |
 | embed | ``--embed`` | an embedding source (backends.base.EmbedSource): dense features + its text encoder |
-| examples | ``--model`` of incontext/video | a painter with ``incontext()`` and ``video()`` (SegGPT) |
+| examples | ``--model`` of incontext/video | an ExampleSource, ``incontext()`` by itself: SegGPT (video too), SAM 3 |
+| clicks | ``--model`` of click | a PromptableSource: answers clicks and boxes (SAM 2, SAM 3 tracker, EdgeTAM) |
+| video | ``--model`` of video | a VideoSource: first-frame mask propagation with its own memory (SAM 2 video) |
+| concepts-video | ``--model`` of video --classes | a ConceptTrackingSource: tracks the names' instances (SAM 3) |
+| boxes | ``--boxes`` | a box detector for the names (Grounding DINO), composed with ``--masks`` into Grounded-SAM |
+
+A kind's builder is told the role it builds (``sam3``: a concept source as ``model``, exemplar prompts
+as ``examples``, concept tracking as ``concepts-video``). The roles of one kind may also be registered
+in several blocks (``register`` merges them: a plugin adds a role to a shipped kind); each role is
+built by the block that declares it. ``load(..., task=)`` picks the role a command needs
+(TASK_ROLES). Grounded-SAM (``--boxes`` + ``--masks``) and CLIPSeg are concept sources, like SAM 3.
 
 Adding a backend (docs/ARCHITECTURE.md): write its adapter under ``omniseg/backends/`` and call
 ``register(ModelKind(...))`` below (or from your own package); every command (``segment``,
@@ -27,23 +37,42 @@ from typing import Any, Literal
 import torch
 
 from omniseg.backends.base import ComposedSource, EmbedSource, MaskSource
+from omniseg.backends.click_source import ClickSource
 from omniseg.backends.clip import ClipBackend
+from omniseg.backends.clipseg import ClipSegDense
 from omniseg.backends.device import resolve_device
+from omniseg.backends.grounded_sam import GroundedSam, GroundingDinoBoxes
 from omniseg.backends.mask2former import UniversalSegmentationBackend
 from omniseg.backends.native import NativeSource
 from omniseg.backends.sam import SamBackend
+from omniseg.backends.sam2 import ClickBackend
+from omniseg.backends.sam2_video import VideoPropagator
+from omniseg.backends.sam3 import Sam3Backend
+from omniseg.backends.sam3_examples import Sam3Examples
 from omniseg.backends.sam3_source import Sam3Source
+from omniseg.backends.sam3_video import ConceptTracker
 from omniseg.backends.seggpt import SegGptBackend
 from omniseg.errors import InputError, MissingResourceError
 from omniseg.export.onnx import onnx_network
 from omniseg.models import DEFAULT_MODEL_DIR
 from omniseg.models.openseg import OpenSegModel, read_known_concepts
 from omniseg.segmenter import Segmenter
-from omniseg.source import ConceptSource, RegionSource
+from omniseg.source import TASK_SOURCES, AnySource, ConceptSource, RegionSource
 from omniseg.text.encoder import TextEncoder, default_text_encoder
 
-Role = Literal["model", "masks", "embed", "examples"]
-ROLE_FLAGS: dict[str, str] = {"model": "--model", "masks": "--masks", "embed": "--embed", "examples": "--model"}
+Role = Literal["model", "masks", "embed", "examples", "clicks", "video", "concepts-video", "boxes"]
+ROLE_FLAGS: dict[str, str] = {
+    "model": "--model",
+    "masks": "--masks",
+    "embed": "--embed",
+    "examples": "--model",
+    "clicks": "--model",
+    "video": "--model",
+    "concepts-video": "--model",
+    "boxes": "--boxes",
+}
+# the door's task -> the role a kind plays for it when it is not a complete region source ("model")
+TASK_ROLES: dict[str, str] = {"click": "clicks", "incontext": "examples", "video": "video", "track": "concepts-video"}
 DEFAULT_NAME = "omniseg-default"
 
 
@@ -86,9 +115,28 @@ KINDS: dict[str, ModelKind] = {}
 
 
 def register(kind: ModelKind) -> ModelKind:
-    """Add (or replace) a model kind; returns it."""
+    """Add a model kind, or roles to a kind already registered: the roles ``kind`` declares are built by
+    its builder, the kind's other roles keep theirs (a registration declaring every role replaces the
+    kind). Returns the kind as registered."""
+    old = KINDS.get(kind.name)
+    if old is not None and not kind.roles >= old.roles:
+        kind = _merged(old, kind)
     KINDS[kind.name] = kind
     return kind
+
+
+def _merged(old: ModelKind, new: ModelKind) -> ModelKind:
+    def build(path: str | None, context: BuildContext, role: str) -> Any:
+        return (new if role in new.roles else old).build(path, context, role)
+
+    return ModelKind(
+        new.name,
+        old.roles | new.roles,
+        build,
+        f"{old.summary}; {new.summary}",
+        path_optional=old.path_optional and new.path_optional,
+        own_embeddings=old.own_embeddings or new.own_embeddings,
+    )
 
 
 def kinds_for(role: str) -> tuple[str, ...]:
@@ -109,10 +157,12 @@ def parse_spec(spec: str, role: str | None = None, flag: str | None = None) -> t
     return name, (path or None)
 
 
-def is_spec(text: str, role: str) -> bool:
-    """Whether ``text`` reads as ``KIND:PATH`` of a kind playing ``role`` (else: a model directory)."""
+def is_spec(text: str, role: str | None) -> bool:
+    """Whether ``text`` reads as ``KIND:PATH`` of a kind playing ``role`` (None: any role; else: a model
+    directory)."""
     name, sep, _ = text.partition(":")
-    return bool(sep) and name.strip().lower() in kinds_for(role) and not Path(text).is_dir()
+    allowed = kinds_for(role) if role else tuple(KINDS)
+    return bool(sep) and name.strip().lower() in allowed and not Path(text).is_dir()
 
 
 def build(spec: str, role: str, context: BuildContext | None = None, flag: str | None = None) -> Any:
@@ -193,8 +243,20 @@ def _build_sam(path: str | None, context: BuildContext, role: str) -> SamBackend
     return SamBackend(path)
 
 
-def _build_sam3(path: str | None, context: BuildContext, role: str) -> Sam3Source:
+def _build_seggpt(path: str | None, context: BuildContext, role: str) -> SegGptBackend:
     assert path is not None
+    context.cpu_only("seggpt")
+    return SegGptBackend(path)
+
+
+def _build_sam3(path: str | None, context: BuildContext, role: str) -> Any:
+    """SAM 3's roles: the concept source over a vocabulary (``model``), exemplar prompts from other
+    images (``examples``: incontext), concept tracking with a sam3_video checkpoint (``concepts-video``)."""
+    assert path is not None
+    if role == "concepts-video":
+        return ConceptTracker(path, context.device)
+    if role == "examples":
+        return Sam3Examples(Sam3Backend(path, context.device))
     return Sam3Source(path, device=context.device)
 
 
@@ -209,10 +271,11 @@ register(
 register(
     ModelKind(
         "sam3",
-        frozenset({"model"}),
+        frozenset({"model", "examples", "concepts-video"}),
         _build_sam3,
-        "SAM 3: the instances of each named concept (one image encoding, prompts decoded in batches); "
-        "semantic/instance/panoptic over a vocabulary",
+        "SAM 3: the instances of each named concept (one image encoding, prompts decoded in batches): "
+        "semantic/instance/panoptic over a vocabulary, refer; exemplars from other images (incontext); "
+        "a sam3_video checkpoint tracks names (video --classes)",
     )
 )
 for _kind, _labels in (("mask2former", "COCO"), ("oneformer", "ADE20K")):
@@ -238,44 +301,110 @@ register(
     ModelKind(
         "seggpt",
         frozenset({"examples"}),
-        lambda path, context, role: SegGptBackend(path),  # type: ignore[arg-type]
+        _build_seggpt,
         "SegGPT: paints the targets from the examples (incontext, video)",
+    )
+)
+
+
+# -- promptable and video kinds (issue 16) -----------------------------------------------------------
+def _build_promptable(image_type: str, video_type: str) -> Callable[[str | None, BuildContext, str], Any]:
+    """SAM 2-family kinds: an image checkpoint answers clicks (and boxes for Grounded-SAM as ``masks``),
+    a video checkpoint propagates a first-frame mask; the checkpoint's model_type must be the kind's."""
+
+    def build_promptable(path: str | None, context: BuildContext, role: str) -> Any:
+        assert path is not None
+        if role == "video":
+            return VideoPropagator(path, context.device, family={video_type})
+        clicker = ClickBackend(path, context.device, family={image_type})
+        return clicker if role == "masks" else ClickSource(clicker)
+
+    return build_promptable
+
+
+for _kind, _types, _what in (
+    ("sam2", ("sam2", "sam2_video"), "SAM 2"),
+    ("sam3-tracker", ("sam3_tracker", "sam3_tracker_video"), "SAM 3's tracker"),
+    ("edgetam", ("edgetam", "edgetam_video"), "EdgeTAM (needs timm)"),
+):
+    register(
+        ModelKind(
+            _kind,
+            frozenset({"clicks", "video", "masks"}),
+            _build_promptable(*_types),
+            f"{_what}: answers clicks and boxes (click; --masks of --boxes); a video checkpoint propagates "
+            "the first frame's mask (video)",
+        )
+    )
+register(
+    ModelKind(
+        "grounding-dino",
+        frozenset({"boxes"}),
+        lambda path, context, role: GroundingDinoBoxes(path, context.device),  # type: ignore[arg-type]
+        "Grounding DINO: boxes for the names, masked by --masks sam:/sam2:/sam3-tracker: (Grounded-SAM)",
+    )
+)
+register(
+    ModelKind(
+        "clipseg",
+        frozenset({"model"}),
+        lambda path, context, role: ClipSegDense(path, context.device),  # type: ignore[arg-type]
+        "CLIPSeg: one text-conditioned probability map per name (semantic; one segment per name)",
     )
 )
 
 
 # -- the door's factory ------------------------------------------------------------------------------
 def load(
-    model: str | Path | RegionSource | ConceptSource | None = None,
+    model: str | Path | AnySource | None = None,
     text_encoder: TextEncoder | None = None,
     max_size: int = 512,
     masks: str | MaskSource | None = None,
     embed: str | EmbedSource | None = None,
     runtime: Literal["torch", "onnx"] = "torch",
     device: str = "cpu",
+    boxes: str | GroundingDinoBoxes | None = None,
+    task: str | None = None,
 ) -> Segmenter:
     """A Segmenter (the door) on the source these arguments name.
 
     model: a native model directory (None: the embedded default), a ``KIND:PATH`` spec of a complete
-    source (``onnx:DIR``, ``mask2former:ID``, ...) or a region source object.
+    source (``onnx:DIR``, ``mask2former:ID``, ``clipseg:DIR``, ...), of a source for one task
+    (``sam2:DIR`` clicks, ``sam3:DIR`` exemplars, ...), or a source object.
     masks / embed: compose masks of one source with embeddings of another, as specs
     (``masks="sam:facebook/sam-vit-base", embed="clip:openai/clip-vit-base-patch32"``) or objects;
     the missing half is the native model of ``model`` (or, for a mask source with its own label
     embeddings such as Mask2Former, nothing).
+    boxes: Grounded-SAM: a box detector for the names (``grounding-dino:DIR``) whose boxes ``masks``
+    (``sam:``, ``sam2:``, ``sam3-tracker:``) turns into masks.
     runtime="onnx": the native model through ONNX Runtime (omniseg.export.onnx).
     device: where the built sources run ("cpu", "cuda", "cuda:1", "mps"; backends.device): an unknown
     or absent device is a one-line InputError before anything loads.
+    task: the door task the source is for ("click", "incontext", "video", "track": video --classes), when
+    ``model``'s kind plays a role for it (TASK_ROLES: ``sam2:`` is a click model, or with task="video"
+    a video model); default: the kind's complete source, else its first task role.
     """
     if runtime not in ("torch", "onnx"):
         raise InputError(f"unknown runtime {runtime!r}: use torch or onnx")
+    if task is not None and task not in TASK_ROLES:
+        raise InputError(f"unknown task {task!r}: use one of {', '.join(TASK_ROLES)}")
     context = BuildContext(max_size=max_size, text_encoder=text_encoder, device=str(resolve_device(device)))
-    if isinstance(model, (RegionSource, ConceptSource)):
-        if masks is not None or embed is not None or runtime != "torch":
-            raise InputError("a region source object is complete: give no masks, embed or runtime with it")
+    if isinstance(model, TASK_SOURCES):
+        if masks is not None or embed is not None or boxes is not None or runtime != "torch":
+            raise InputError("a source object is complete: give no masks, embed, boxes or runtime with it")
         return Segmenter(model, text_encoder)
+    if boxes is not None:
+        if model is not None or embed is not None or runtime != "torch":
+            raise InputError("--boxes composes with --masks only (Grounded-SAM): drop --model/--embed/--runtime")
+        return Segmenter(_grounded(boxes, masks, context), text_encoder)
     if runtime == "onnx" and (masks is not None or embed is not None):
         raise InputError("--runtime onnx runs the native model only: drop --masks/--embed or use --runtime torch")
     base = _base_spec(model, runtime)
+    role = _role_for(base, task)
+    if role != "model":
+        if masks is not None or embed is not None:
+            raise InputError(f"--model {base!r} answers {task or role} by itself: drop --masks/--embed")
+        return Segmenter(build(base, role, context), text_encoder)
     if (masks is not None or embed is not None) and not {"masks", "embed"} & KINDS[parse_spec(base, "model")[0]].roles:
         raise InputError(f"--model {base!r} is a complete model: give no --masks/--embed with it")
     if masks is None and embed is None:
@@ -283,10 +412,54 @@ def load(
     return Segmenter(_composed(base, masks, embed, context), text_encoder)
 
 
+def load_specs(specs: Any, task: str | None = None) -> Segmenter:
+    """``load`` from an object carrying the specs as attributes ``model``, ``max_size``, ``masks``,
+    ``embed``, ``runtime``, ``device`` and, where it has it, ``boxes``: a command's parsed arguments
+    (commands.backend_args) or a batch job that local and Ray workers rebuild the source from."""
+    return load(
+        specs.model,
+        max_size=specs.max_size,
+        masks=specs.masks,
+        embed=specs.embed,
+        runtime=specs.runtime,
+        device=specs.device,
+        boxes=getattr(specs, "boxes", None),
+        task=task,
+    )
+
+
+def _role_for(base: str, task: str | None) -> str:
+    """The role ``base``'s kind plays for ``task`` (see ``load``)."""
+    kind = KINDS.get(base.partition(":")[0].strip().lower())
+    if kind is None:
+        return "model"
+    wanted = TASK_ROLES.get(task or "")
+    if wanted in kind.roles:
+        return str(wanted)
+    if "model" in kind.roles:
+        return "model"
+    fallback = next((r for r in TASK_ROLES.values() if r in kind.roles and task is None), None)
+    if fallback is None:
+        plays = ", ".join(sorted(kind.roles))
+        raise InputError(f"--model {base!r}: {kind.name} cannot {task or 'segment'} (it serves: {plays})")
+    return fallback
+
+
+def _grounded(boxes: str | GroundingDinoBoxes, masks: str | MaskSource | None, context: BuildContext) -> GroundedSam:
+    """Grounded-SAM: the detector's boxes for the names, one mask per box from the promptable ``masks``."""
+    if masks is None:
+        raise InputError("--boxes needs --masks sam:PATH, sam2:PATH or sam3-tracker:PATH to turn its boxes into masks")
+    detector = build(boxes, "boxes", context) if isinstance(boxes, str) else boxes
+    masker = build(masks, "masks", context) if isinstance(masks, str) else masks
+    if not isinstance(masker, (ClickBackend, SamBackend)):
+        raise InputError(f"--masks {_shown(masks, 'native')} does not answer boxes: use sam:, sam2: or sam3-tracker:")
+    return GroundedSam(detector, masker)
+
+
 def _base_spec(model: str | Path | None, runtime: str) -> str:
     """The ``KIND:PATH`` of ``model`` (a directory means the native kind)."""
     text = None if model is None else str(model)
-    if text is not None and is_spec(text, "model"):
+    if text is not None and is_spec(text, None):
         if runtime == "onnx":
             raise InputError(f"--runtime onnx runs a native model directory, not {text!r}")
         return text
@@ -344,8 +517,8 @@ def _shown(part: object, default: str) -> str:
     return part if isinstance(part, str) else str(getattr(part, "name", type(part).__name__))
 
 
-def load_example_model(spec: str | None) -> SegGptBackend | None:
-    """The painter ``--model seggpt:PATH`` names for incontext/video, or None (the model's Regions do it)."""
-    if spec is None or not is_spec(spec, "examples"):
+def load_example_model(spec: str | None, role: str = "examples", device: str = "cpu") -> Any:
+    """The SegGPT painter ``--model seggpt:PATH`` names for incontext/video, or None (the door does it)."""
+    if spec is None or not is_spec(spec, role) or parse_spec(spec, role)[0] != "seggpt":
         return None
-    return build(spec, "examples")
+    return build(spec, role, BuildContext(device=str(resolve_device(device))))

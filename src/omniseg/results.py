@@ -297,6 +297,7 @@ class IdMapResult:
     id_map: np.ndarray = field(repr=False)  # uint8/uint16 [H, W], the ids of the example masks
     model_id: str
     frame: int | None = None
+    labels: dict[int, str] | None = None  # tracked concepts (video --classes): each object id's name
 
     def ids(self) -> list[int]:
         """The object ids found (background 0 excluded), ascending."""
@@ -313,7 +314,8 @@ class IdMapResult:
         unlabeled = 65535 if len(found) >= 255 else 255
         index = np.searchsorted(found, self.id_map.astype(np.int64))
         index = np.where(self.id_map == 0, unlabeled, index).astype(np.uint16 if unlabeled == 65535 else np.uint8)
-        return index, [f"id {i}" for i in found], unlabeled
+        names = self.labels or {}
+        return index, [f"{names[int(i)]} {i}" if int(i) in names else f"id {i}" for i in found], unlabeled
 
     def overlay(self, alpha: float = 0.55, legend: bool = True) -> Image.Image:
         return overlay(self.image, *self.display_map(), alpha=alpha, legend=legend)
@@ -329,6 +331,8 @@ class IdMapResult:
         }
         if self.frame is not None:
             out["frame"] = self.frame
+        if self.labels is not None:
+            out["labels"] = {str(i): self.labels[i] for i in self.ids() if i in self.labels}
         return out
 
     def save(self, out_dir: str | Path, stem: str) -> dict[str, Path]:

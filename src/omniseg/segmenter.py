@@ -26,7 +26,18 @@ from omniseg.recognition.known import KnownConcepts
 from omniseg.regions import Regions
 from omniseg.results import IdMapResult, InstanceResult, PanopticResult, SemanticResult, encode_label_map
 from omniseg.search import SearchConfig
-from omniseg.source import ConceptSource, PromptableSource, RegionSource
+from omniseg.source import (
+    TASK_SOURCES,
+    AnySource,
+    ConceptSource,
+    ConceptTrackingSource,
+    ExampleSource,
+    PromptableSource,
+    RegionSource,
+    VideoSource,
+    capabilities,
+)
+from omniseg.tasks.common import as_id_mask, compact_ids
 from omniseg.tasks.concepts import concept_instances, concept_panoptic, concept_semantic
 from omniseg.tasks.incontext import incontext
 from omniseg.tasks.instance import DEFAULT_TEMPERATURE, instance_segmentation
@@ -64,11 +75,11 @@ class Segmenter:
     fuses in, omniseg.recognition).
     """
 
-    def __init__(self, source: RegionSource | ConceptSource, text_encoder: TextEncoder | None = None) -> None:
-        if not isinstance(source, (RegionSource, ConceptSource)):
+    def __init__(self, source: AnySource, text_encoder: TextEncoder | None = None) -> None:
+        if not isinstance(source, TASK_SOURCES):
             raise TypeError(
-                f"{type(source).__name__} is not a region source (needs name and regions(image)) "
-                "nor a concept source (name and concepts(image, vocabulary))"
+                f"{type(source).__name__} is not a source (needs name and regions(image), or one task's "
+                "method: concepts, prompt_regions, propagate, track or incontext; omniseg.source)"
             )
         self.source = source
         # A concept source (SAM 3) makes masks for the names itself: no text embeddings, no Regions.
@@ -94,11 +105,12 @@ class Segmenter:
 
     @property
     def region_source(self) -> RegionSource:
-        """The source as a region source; a concept source (SAM 3) is not one: one-line InputError."""
+        """The source as a region source, or a one-line InputError saying what it answers instead (a
+        concept source: SAM 3, Grounded-SAM, CLIPSeg; a source for one task: SAM 2 clicks, a video model)."""
         if not isinstance(self.source, RegionSource):
             raise InputError(
-                f"{self.model_id} segments named concepts (segment, eval, batch, serve /v1/segment); "
-                "it gives no class-agnostic regions for this task: use a region source (--model, --masks)"
+                f"{self.model_id} gives no regions of its own for this task; it answers: "
+                f"{', '.join(capabilities(self.source))}; use a region source (--model, --masks)"
             )
         return self.source
 
@@ -165,25 +177,60 @@ class Segmenter:
         """Segment in the targets what the example (image, id mask) pairs mark: one result per target
         (``.id_map``: the examples' ids, 0 = background; ``.save()``, ``.overlay()``, ``.to_json()``).
 
-        Several examples are combined by feature ensemble; ids keep the example masks' values.
+        Several examples are combined by feature ensemble; ids keep the example masks' values. A source
+        that segments from examples by itself (omniseg.source.ExampleSource: SegGPT, SAM 3's exemplar
+        prompts) answers instead.
         """
         target_list: list[ImageLike] = list(targets) if isinstance(targets, (list, tuple)) else [targets]
         arrays = [load_image(t) for t in target_list]
-        id_maps = incontext(self, examples, arrays, level=level, ignore_index=ignore_index)
+        if isinstance(self.source, ExampleSource) and not isinstance(self.source, RegionSource):
+            id_maps = self.source.incontext(examples, arrays, level=level, ignore_index=ignore_index)
+        else:
+            id_maps = incontext(self, examples, arrays, level=level, ignore_index=ignore_index)
         return [IdMapResult(array, ids, self.model_id) for array, ids in zip(arrays, id_maps, strict=True)]
 
     def video(
-        self, frames: Sequence[ImageLike], first_mask: np.ndarray | str, config: VideoConfig | None = None
+        self,
+        frames: Sequence[ImageLike],
+        first_mask: np.ndarray | str | None = None,
+        config: VideoConfig | None = None,
+        classes: Sequence[str] | str | None = None,
     ) -> Iterator[IdMapResult]:
-        """Propagate the objects of ``first_mask`` (ids, 0 = background) through ``frames``.
+        """Propagate the objects of ``first_mask`` (ids, 0 = background) through ``frames``; or, with
+        ``classes`` instead ('car, person' or names), find and track every instance of them (a
+        ConceptTrackingSource: SAM 3 video).
 
         An iterator of one result per frame, in order, computed lazily (a long video streams: a
         frame is read and segmented when the loop asks for it): ``.frame`` (its position),
-        ``.id_map`` (the first mask's ids), ``.image``, ``.save()``, ``.overlay()``, ``.to_json()``.
-        The first result is the first frame with ``first_mask`` itself.
+        ``.id_map`` (the first mask's ids; with classes, the tracked objects' ids and ``.labels``
+        naming each), ``.image``, ``.save()``, ``.overlay()``, ``.to_json()``. Without classes the
+        first result is the first frame with ``first_mask`` itself, unless the source propagates
+        with its own memory (omniseg.source.VideoSource: SAM 2 video), which answers every frame.
         """
-        for position, (frame, ids) in enumerate(zip(frames, video(self, frames, first_mask, config), strict=False)):
+        if (first_mask is None) == (classes is None):
+            raise InputError("give exactly one of first_mask (propagate its objects) or classes (track them)")
+        if classes is not None:
+            yield from self._track(frames, classes)
+            return
+        assert first_mask is not None
+        maps: Iterator[np.ndarray]
+        if isinstance(self.source, VideoSource) and not isinstance(self.source, RegionSource):
+            maps = map(compact_ids, self.source.propagate(frames, as_id_mask(first_mask, "first mask")))
+        else:
+            maps = video(self, frames, first_mask, config)
+        for position, (frame, ids) in enumerate(zip(frames, maps, strict=False)):
             yield IdMapResult(load_image(frame), ids, self.model_id, frame=position)
+
+    def _track(self, frames: Sequence[ImageLike], classes: Sequence[str] | str) -> Iterator[IdMapResult]:
+        names = [n.strip() for n in classes.split(",")] if isinstance(classes, str) else [str(n) for n in classes]
+        if not isinstance(self.source, ConceptTrackingSource):
+            raise InputError(
+                f"{self.model_id} does not track named concepts (video with classes needs a SAM 3 video "
+                f"checkpoint, --model sam3:PATH); it answers: {', '.join(capabilities(self.source))}"
+            )
+        for frame, tracked in zip(frames, self.source.track(frames, names), strict=False):
+            labels = {int(i): names[int(c)] for i, c in zip(tracked.object_ids, tracked.labels, strict=True)}
+            yield IdMapResult(load_image(frame), compact_ids(tracked.id_map()), self.model_id, tracked.frame, labels)
 
     def vocabulary(self, classes: Sequence[str] | str | Path | Vocabulary, is_file: bool = False) -> Vocabulary:
         """An embedded Vocabulary from names, a 'sky, road, car' string or a Vocabulary; with

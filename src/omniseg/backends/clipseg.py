@@ -15,14 +15,15 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor, ViTImageProcessorPil
 
-from omniseg.backends.device import resolve_device
-from omniseg.backends.hub import load_model, resolve_checkpoint
+from omniseg.backends.hub import open_checkpoint
 from omniseg.backends.pil_processor import load_pil_processor
+from omniseg.concepts import Instances, vocabulary_prompts
 from omniseg.errors import InputError
 from omniseg.io import ImageLike, load_image
+from omniseg.vocab import Vocabulary
 
+MASK_THRESHOLD = 0.5  # a pixel belongs to its most likely name when that name's probability passes it
 # CIDAS/clipseg-rd64-refined's image processor settings, for checkpoints saved without one
 RELEASED_IMAGE_PROCESSOR = dict(
     size={"height": 352, "width": 352}, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]
@@ -30,14 +31,18 @@ RELEASED_IMAGE_PROCESSOR = dict(
 
 
 class ClipSegDense:
-    """Per-class logit maps [C,H,W] at the image size; ``semantic`` resolves them to a label map."""
+    """Per-class logit maps [C,H,W] at the image size; ``semantic`` resolves them to a label map, and
+    ``concepts`` makes it a concept source (segment, refer, batch, serve, eval)."""
 
     name = "clipseg"
+    default_threshold = 0.0  # a class's segment is kept whatever its mean probability
 
     def __init__(self, spec: str | Path, device: str | torch.device = "cpu") -> None:
-        self.device = resolve_device(device)
-        self.directory = resolve_checkpoint(spec, "CLIPSeg")
-        self.model: Any = load_model(CLIPSegForImageSegmentation, self.directory, "CLIPSeg").to(self.device)
+        from transformers import CLIPSegProcessor, ViTImageProcessorPil
+
+        opened = open_checkpoint(spec, "CLIPSegForImageSegmentation", "CLIPSeg", device)
+        self.device, self.directory = opened.device, opened.directory
+        self.model: Any = opened.model
         self.processor = load_pil_processor(
             self.directory, CLIPSegProcessor, ViTImageProcessorPil, "CLIPSeg", **RELEASED_IMAGE_PROCESSOR
         )
@@ -81,3 +86,32 @@ class ClipSegDense:
         if background is not None:
             label = torch.where(best.sigmoid() >= background, label, torch.full_like(label, -1))
         return label
+
+    @torch.inference_mode()
+    def concepts(self, image: ImageLike, vocabulary: Vocabulary, threshold: float | None = None) -> Instances:
+        """The vocabulary's classes as instances (omniseg.source.ConceptSource), on the CPU. CLIPSeg has
+        no instances: each class is one segment, the pixels where it is the most likely class (a class's
+        probability: its best synonym's) and its probability passes MASK_THRESHOLD, scored by its mean
+        probability there; ``threshold`` drops segments scoring below it (None: default_threshold, 0)."""
+        texts, owner = vocabulary_prompts(vocabulary)
+        probs = self.logits(image, texts).sigmoid()
+        if len(texts) != len(vocabulary):  # synonyms: a class is as likely as its likeliest name
+            owner = owner.to(probs.device)
+            probs = torch.stack([probs[owner == k].amax(0) for k in range(len(vocabulary))])
+        count, height, width = probs.shape
+        winner = probs.argmax(0)[None] == torch.arange(count, device=probs.device)[:, None, None]
+        masks = winner & (probs > MASK_THRESHOLD)
+        area = masks.flatten(1).sum(1)
+        scores = (probs * masks).flatten(1).sum(1) / area.clamp(min=1)
+        keep = (area > 0) & (scores >= (self.default_threshold if threshold is None else threshold))
+        masks, scores = masks[keep], scores[keep]
+        return Instances(masks, scores, keep.nonzero().flatten(), mask_boxes(masks), (height, width)).to("cpu")
+
+
+def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """Pixel xyxy [N,4] (x1, y1 exclusive) around each non-empty bool mask [N,H,W]."""
+    boxes = masks.new_zeros(len(masks), 4, dtype=torch.float32)
+    for i, mask in enumerate(masks):
+        ys, xs = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+        boxes[i] = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
+    return boxes

@@ -16,17 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
-from transformers.models.grounding_dino.image_processing_pil_grounding_dino import GroundingDinoImageProcessorPil
 
-from omniseg.backends.device import resolve_device
-from omniseg.backends.hub import load_model, resolve_checkpoint
+from omniseg.backends.hub import open_checkpoint
 from omniseg.backends.pil_processor import load_pil_processor
 from omniseg.backends.sam import SamBackend
 from omniseg.backends.sam2 import ClickBackend
-from omniseg.backends.sam3 import Instances
+from omniseg.concepts import Instances, vocabulary_prompts
 from omniseg.errors import InputError
 from omniseg.io import ImageLike, load_image
+from omniseg.vocab import Vocabulary
 
 
 @dataclass
@@ -67,9 +65,14 @@ class GroundingDinoBoxes:
     name = "grounding-dino"
 
     def __init__(self, spec: str | Path, device: str | torch.device = "cpu", box_threshold: float = 0.25) -> None:
-        self.device = resolve_device(device)
-        self.directory = resolve_checkpoint(spec, "Grounding DINO")
-        self.model: Any = load_model(GroundingDinoForObjectDetection, self.directory, "Grounding DINO").to(self.device)
+        from transformers import GroundingDinoProcessor
+        from transformers.models.grounding_dino.image_processing_pil_grounding_dino import (
+            GroundingDinoImageProcessorPil,
+        )
+
+        opened = open_checkpoint(spec, "GroundingDinoForObjectDetection", "Grounding DINO", device)
+        self.device, self.directory = opened.device, opened.directory
+        self.model: Any = opened.model
         self.processor = load_pil_processor(
             self.directory, GroundingDinoProcessor, GroundingDinoImageProcessorPil, "Grounding DINO"
         )
@@ -124,14 +127,28 @@ class GroundingDinoBoxes:
 
 
 class GroundedSam:
-    """Boxes from Grounding DINO, one mask per box from SAM 2 / SAM 3's tracker (ClickBackend) or SAM."""
+    """Boxes from Grounding DINO, one mask per box from SAM 2 / SAM 3's tracker (ClickBackend) or SAM: a
+    concept source (omniseg.source.ConceptSource) for segment, refer, batch, serve and eval. Its
+    threshold is Grounding DINO's box score (default: the detector's ``box_threshold``)."""
 
     def __init__(self, boxes: GroundingDinoBoxes, masks: ClickBackend | SamBackend) -> None:
         self.boxes, self.masks = boxes, masks
         self.name = f"grounding-dino+{masks.name}"
 
+    @property
+    def default_threshold(self) -> float:
+        return self.boxes.box_threshold
+
+    def concepts(self, image: ImageLike, vocabulary: Vocabulary, threshold: float | None = None) -> Instances:
+        """The instances of the vocabulary's classes (each synonym a name for Grounding DINO; an
+        instance's class: its name's class), on the CPU."""
+        texts, owner = vocabulary_prompts(vocabulary)
+        return self.segment(image, texts, threshold).relabelled(owner).to("cpu")
+
+    @torch.inference_mode()
     def segment(self, image: ImageLike, names: Sequence[str], threshold: float | None = None) -> Instances:
-        """Instances (possibly overlapping): Grounding DINO's boxes, scores and classes, the mask model's masks."""
+        """Instances (possibly overlapping): Grounding DINO's boxes, scores and classes (labels: indices
+        into ``names``), the mask model's masks."""
         array = load_image(image)
         found = self.boxes.detect(array, names, threshold)
         size = found.image_size

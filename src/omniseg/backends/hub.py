@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
 
+from omniseg.backends.device import resolve_device
 from omniseg.errors import MissingResourceError, ModelLoadError
 
 # Files a checkpoint directory needs (weights, configs, tokenizer); never *.bin / *.pt / *.h5 / *.msgpack.
@@ -82,6 +84,55 @@ def load_model(cls: Any, directory: Path, what: str) -> Any:
     except (OSError, ValueError, KeyError) as exc:
         raise MissingResourceError(f"cannot load {what} from {directory}: {str(exc).splitlines()[0]}") from None
     return model.eval()
+
+
+def transformers_class(name: str, what: str) -> Any:
+    """``transformers.<name>``, imported here (seconds: only when a transformers backend is built); an
+    older transformers without it, or a class that needs a package not installed (EdgeTAM's timm
+    backbone), is a one-line MissingResourceError naming what is missing."""
+    import transformers
+
+    try:
+        return getattr(transformers, name)
+    except AttributeError:
+        raise MissingResourceError(
+            f"{what} needs transformers' {name}, which transformers {transformers.__version__} does not have: "
+            "pip install -U 'transformers>=5'"
+        ) from None
+    except ImportError as exc:
+        raise MissingResourceError(f"{what} needs a package that is not installed: {_first_line(exc)}") from None
+
+
+def open_checkpoint(
+    spec: str | Path, model_class: str | type, what: str, device: str | torch.device = "cpu"
+) -> Checkpoint:
+    """The preamble every transformers adapter shares: the device checked first (a bad one fails before
+    seconds of loading), the directory or cached hub id resolved offline, the model class
+    (``transformers.<model_class>`` for a name; a class imported from its module by the caller, as SAM
+    3's must be: backends.sam3.sam3_modeling) loaded from safetensors in eval mode and moved to the
+    device; each failure a one-line error."""
+    where = resolve_device(device)
+    directory = resolve_checkpoint(spec, what)
+    cls = transformers_class(model_class, what) if isinstance(model_class, str) else model_class
+    try:
+        model = load_model(cls, directory, what)
+    except ImportError as exc:  # a sub-model needing an absent package (EdgeTAM's timm backbone)
+        raise MissingResourceError(f"{what} needs a package that is not installed: {_first_line(exc)}") from None
+    return Checkpoint(directory, model.to(where), where)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What ``open_checkpoint`` gives: the checkpoint's directory, its model (eval, on ``device``) and the device."""
+
+    directory: Path
+    model: Any
+    device: torch.device
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first non-blank line of an exception's message (transformers' start with a newline)."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), exc.__class__.__name__)
 
 
 def load_tokenizer(directory: Path, what: str) -> Any:

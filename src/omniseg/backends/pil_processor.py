@@ -6,14 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoTokenizer
-
 from omniseg.errors import MissingResourceError
 
 
 def load_pil_processor(directory: Path, processor_cls: Any, image_cls: Any, what: str, **defaults: Any) -> Any:
     """``processor_cls(image_processor, tokenizer)``: the image processor from preprocessor_config.json when
     the checkpoint has one, else ``image_cls(**defaults)`` (the released model's settings)."""
+    from transformers import AutoTokenizer
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
         if (directory / "preprocessor_config.json").is_file():

@@ -16,7 +16,7 @@ supported by the same code path but could not be run.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,9 +27,9 @@ import torch.nn.functional as F
 
 from omniseg.backends.base import Proposals
 from omniseg.backends.device import resolve_device
-from omniseg.backends.hub import IMAGENET_MEAN, IMAGENET_STD, load_model, resolve_checkpoint
+from omniseg.backends.hub import IMAGENET_MEAN, IMAGENET_STD, open_checkpoint, resolve_checkpoint
 from omniseg.backends.sam3_processing import STANDARD_MEAN, STANDARD_STD, ImageSpec, preprocess_image
-from omniseg.errors import InputError, MissingResourceError, ModelLoadError
+from omniseg.errors import InputError, ModelLoadError
 from omniseg.io import ImageLike, load_image
 
 if TYPE_CHECKING:
@@ -52,21 +52,14 @@ def model_type(directory: Path, what: str) -> str:
         ) from None
 
 
-def load_promptable(directory: Path, kinds: dict[str, tuple[str, int, tuple, tuple]], what: str) -> tuple[Any, str]:
-    """The transformers model named by config.json's model_type (one of ``kinds``), safetensors only."""
-    import transformers
-
+def checkpoint_kind(directory: Path, kinds: Collection[str], what: str) -> str:
+    """The checkpoint's model_type, which must be one of ``kinds`` (else a one-line ModelLoadError)."""
     kind = model_type(directory, what)
     if kind not in kinds:
         raise ModelLoadError(
             f"{what} checkpoint at {directory} is a {kind or 'unknown'!r} model; expected one of {', '.join(kinds)}"
         )
-    try:
-        cls = getattr(transformers, kinds[kind][0])
-        return load_model(cls, directory, what), kind
-    except ImportError as exc:  # EdgeTAM's timm backbone
-        first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        raise MissingResourceError(f"{what} ({kind}) needs a package that is not installed: {first}") from None
+    return kind
 
 
 def image_spec(directory: Path, model: Any, kind: str, kinds: dict) -> ImageSpec:
@@ -103,12 +96,23 @@ class PromptableCheckpoint:
     kinds: dict[str, tuple[str, int, tuple, tuple]] = PROMPTABLE
     what = "SAM 2"
 
-    def __init__(self, spec: str | Path, device: str | torch.device = "cpu", mask_threshold: float = 0.0) -> None:
-        self.device = resolve_device(device)
-        self.directory: Path | None = resolve_checkpoint(spec, self.what)
-        directory = self.directory
-        model, self.kind = load_promptable(directory, self.kinds, self.what)
-        self.model: Any = model.to(self.device)
+    def __init__(
+        self,
+        spec: str | Path,
+        device: str | torch.device = "cpu",
+        mask_threshold: float = 0.0,
+        family: Collection[str] | None = None,
+    ) -> None:
+        """family: the model types this checkpoint may be (default: every kind of the class), e.g.
+        {"sam2", "sam2_video"} for the ``sam2:`` model kind."""
+        resolve_device(device)  # a bad device fails before the checkpoint is looked at
+        directory = resolve_checkpoint(spec, self.what)
+        allowed = [k for k in self.kinds if family is None or k in family]
+        self.kind = checkpoint_kind(directory, allowed, self.what)
+        opened = open_checkpoint(directory, self.kinds[self.kind][0], f"{self.what} ({self.kind})", device)
+        self.directory: Path | None = directory
+        self.device = opened.device
+        self.model: Any = opened.model
         self.name = self.kind
         self.image_spec = image_spec(directory, self.model, self.kind, self.kinds)
         self.mask_threshold = mask_threshold
@@ -186,9 +190,22 @@ class ClickBackend(PromptableCheckpoint):
         )  # [G,M,H,W]
         return ClickMasks(logits, logits > self.mask_threshold, out.iou_scores[0])
 
-    def prompt(self, image: np.ndarray, clicks: Sequence[Click], boxes: Sequence[Box] = ()) -> Proposals:
+    def prompt(
+        self,
+        image: np.ndarray | ClickEncoding,
+        clicks: Sequence[Click],
+        boxes: Sequence[Box] = (),
+    ) -> Proposals:
         """The mask source interface of omniseg's click task (as backends.sam.SamBackend.prompt): every
-        candidate mask for the clicks (at pixel centres) and boxes, scored by predicted IoU."""
+        candidate mask for the clicks (at pixel centres) and boxes, scored by predicted IoU. ``image`` may
+        be its encoding (``encode``), reused across prompts."""
         points = [(c.x + 0.5, c.y + 0.5) for c in clicks]
         result = self.predict(image, points, [int(c.positive) for c in clicks], list(boxes))
         return Proposals(masks=result.logits.flatten(0, 1).sigmoid(), scores=result.scores.flatten().clamp(0, 1))
+
+    def propose(self, image: np.ndarray) -> Proposals:
+        """A promptable model proposes nothing by itself: a one-line error saying what to use instead."""
+        raise InputError(
+            f"{self.kind} answers clicks and boxes only and proposes no masks by itself: use it with "
+            "`omniseg click`, or give it boxes (--boxes grounding-dino:PATH), or use sam:PATH for proposals"
+        )

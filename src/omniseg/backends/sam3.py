@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from omniseg.backends.device import resolve_device
-from omniseg.backends.hub import load_model, load_tokenizer, resolve_checkpoint
+from omniseg.backends.hub import load_tokenizer, open_checkpoint
 from omniseg.backends.roi_align import install_for_sam3
 from omniseg.backends.sam3_processing import (
     ImageSpec,
@@ -130,13 +130,13 @@ class Sam3Backend:
         threshold: float = 0.3,
         mask_threshold: float = 0.5,
     ) -> None:
-        self.device = resolve_device(device)
-        modeling = sam3_modeling()
-        self.directory: Path | None = resolve_checkpoint(spec, "SAM 3")
-        model = load_model(modeling.Sam3Model, self.directory, "SAM 3")
-        tokenizer = load_tokenizer(self.directory, "SAM 3")
-        spec_ = ImageSpec.from_checkpoint(self.directory, int(model.config.vision_config.image_size))
-        self._setup(model, tokenizer, spec_, prompt_batch, threshold, mask_threshold)
+        # transformers' class by its module's name (sam3_modeling), then the shared checkpoint preamble
+        opened = open_checkpoint(spec, sam3_modeling().Sam3Model, "SAM 3", device)
+        self.device = opened.device
+        self.directory: Path | None = opened.directory
+        tokenizer = load_tokenizer(opened.directory, "SAM 3")
+        spec_ = ImageSpec.from_checkpoint(opened.directory, int(opened.model.config.vision_config.image_size))
+        self._setup(opened.model, tokenizer, spec_, prompt_batch, threshold, mask_threshold)
 
     @classmethod
     def from_model(

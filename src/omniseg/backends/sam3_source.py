@@ -29,7 +29,7 @@ import torch
 from omniseg.backends.caching import Recent, image_key
 from omniseg.backends.sam3 import ImageEncoding, Prompt, Sam3Backend
 from omniseg.backends.sam3_shortlist import pooled_affinity, pooled_prompts, segment_many
-from omniseg.concepts import Instances
+from omniseg.concepts import Instances, vocabulary_prompts
 from omniseg.tasks.semantic import DIRECT_MAX_CLASSES
 from omniseg.vocab import Vocabulary
 
@@ -83,12 +83,7 @@ class Sam3Source:
     @staticmethod
     def prompt_texts(vocabulary: Vocabulary) -> tuple[list[str], torch.Tensor]:
         """Every synonym of every class, and the class index of each: SAM 3's prompts for the vocabulary."""
-        cached = vocabulary.derived.get("sam3_texts")
-        if cached is None:
-            texts = [name for names in vocabulary.synonyms for name in names]
-            owner = torch.tensor([k for k, names in enumerate(vocabulary.synonyms) for _ in names], dtype=torch.long)
-            cached = vocabulary.derived["sam3_texts"] = (texts, owner)
-        return cached
+        return vocabulary_prompts(vocabulary)
 
     def _prompts(self, vocabulary: Vocabulary, texts: list[str]) -> list[Prompt]:
         return self._derived(vocabulary, "prompts", lambda: self.backend.text_prompts(texts))

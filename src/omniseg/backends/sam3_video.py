@@ -19,11 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import Sam3VideoModel
-from transformers.models.sam3_video.modeling_sam3_video import Sam3VideoInferenceSession
 
-from omniseg.backends.device import resolve_device
-from omniseg.backends.hub import load_model, load_tokenizer, resolve_checkpoint
+from omniseg.backends.hub import load_tokenizer, open_checkpoint
 from omniseg.backends.sam3_processing import ImageSpec, preprocess_image, tokenize
 from omniseg.errors import InputError
 from omniseg.io import ImageLike, load_image
@@ -70,14 +67,16 @@ class ConceptTracker:
     name = "sam3-video"
 
     def __init__(self, spec: str | Path, device: str | torch.device = "cpu") -> None:
-        self.device = resolve_device(device)
-        self.directory = resolve_checkpoint(spec, "SAM 3 video")
-        self.model: Any = load_model(Sam3VideoModel, self.directory, "SAM 3 video").to(self.device)
+        opened = open_checkpoint(spec, "Sam3VideoModel", "SAM 3 video", device)
+        self.device, self.directory = opened.device, opened.directory
+        self.model: Any = opened.model
         self.tokenizer = load_tokenizer(self.directory, "SAM 3 video")
         size = int(self.model.config.detector_config.vision_config.backbone_config.image_size)
         self.image_spec = ImageSpec.from_checkpoint(self.directory, size)
 
     def session(self, frames: Sequence[ImageLike], names: Sequence[str]) -> Any:
+        from transformers.models.sam3_video.modeling_sam3_video import Sam3VideoInferenceSession
+
         arrays = [load_image(f) for f in frames]
         if not arrays:
             raise InputError("the video has no frames")

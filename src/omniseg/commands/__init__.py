@@ -41,7 +41,8 @@ THRESHOLD_HELP = (
     "with the default model, 0 labels every pixel); instance/panoptic: dropped objects (score = class "
     "probability x objectness x confidence against background; default 0.2); refer: 'not found', an "
     "empty mask; click: no name for the clicked object. --model sam3: SAM 3's detection score (class x "
-    "presence probability) an instance must exceed, for every task (default 0.3, transformers'); semantic "
+    "presence probability) an instance must exceed, for every task (default 0.3, transformers'; --boxes: "
+    "Grounding DINO's box score, default 0.25; clipseg: a class's mean probability, default 0); semantic "
     "pixels no kept instance covers are unlabeled"
 )
 
@@ -87,8 +88,8 @@ def refuse_protected_out_dir(out_dir: str | Path, model: str | Path | None) -> N
     out = Path(out_dir).resolve()
     model_dir = DEFAULT_MODEL_DIR
     if model:
-        role = next((r for r in ("model", "examples") if is_spec(str(model), r)), None)
-        path = parse_spec(str(model), role)[1] if role else str(model)  # KIND:PATH is parsed by the registry
+        spec = is_spec(str(model), None)  # KIND:PATH of any kind is parsed by the registry
+        path = parse_spec(str(model))[1] if spec else str(model)
         model_dir = Path(path) if path else DEFAULT_MODEL_DIR
     guarded = [("the model directory", model_dir)]
     guarded.append(("the embedding cache (OMNISEG_CACHE)", default_cache_dir()))

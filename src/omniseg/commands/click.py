@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     cl.add_argument("--threshold", type=finite_float, help=THRESHOLD_HELP)
     cl.add_argument("--classes", help="comma-separated class names to name the object with, e.g. 'dog,cat,person'")
     cl.add_argument("--out", default="omniseg_out", help="output directory (default: %(default)s)")
-    add_model_arguments(cl)
+    add_model_arguments(cl, task="click")
     cl.add_argument("--quiet", action="store_true")
     cl.set_defaults(func=run)
 
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if not any(p[2] for p in args.point) and not args.box:
         raise InputError("give at least one positive --point X,Y or a --box X0,Y0,X1,Y1")
     vocab = Vocabulary.from_string(args.classes) if args.classes is not None else None
-    segmenter = load_segmenter(args)
+    segmenter = load_segmenter(args, task="click")
     clicks = [Click(x, y, positive) for x, y, positive in args.point]
     result = click(segmenter, args.image, clicks, args.box, classes=vocab, threshold=args.threshold)
     paths = result.save(args.out, stem)

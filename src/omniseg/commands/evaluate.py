@@ -22,6 +22,9 @@ if TYPE_CHECKING:  # the CLI loads torch only once a command runs
     from omniseg.segmenter import Segmenter
 
 
+LOAD_TASKS = {"interactive": "click", "video": "video", "incontext": "incontext"}  # eval task -> load(task=)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("eval", help="mIoU, grounding mIoU, PQ or mask AP on a dataset in the uniform format")
     ev.add_argument("dataset", metavar="DATASET_DIR")
@@ -110,7 +113,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--val-fraction", type=float, default=0.2)
     ev.add_argument("--split-seed", type=int, default=0)
-    add_model_arguments(ev)
+    add_model_arguments(ev, boxes=True)
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=run)
 
@@ -197,7 +200,9 @@ def run(args: argparse.Namespace) -> int:
             **split,
         )
         return _finish(args, report, proposals.format_recall(report))
-    segmenter = load_segmenter(args)
+    # the role a kind plays for the evaluated task (registry.TASK_ROLES): sam2:DIR is a click model for
+    # NoC, a video checkpoint for J&F; sam3:DIR its exemplar prompts for few-shot
+    segmenter = load_segmenter(args, task=LOAD_TASKS.get(args.task))
     if args.pixel_weight is not None:
         set_pixel_weight(segmenter, args.pixel_weight)
     if args.task == "video":  # the video layout (images/<sequence>/<frame>), read by eval.video

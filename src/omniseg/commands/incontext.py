@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from omniseg.commands import EXIT_OK, plan_outputs, require_files
-from omniseg.commands.backend_args import add_model_arguments, example_model_from_args, load_segmenter
+from omniseg.commands.backend_args import add_model_arguments, load_segmenter
 from omniseg.errors import InputError
 
 
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="category: everything that looks like the example; instance: the one best-matching part per id",
     )
     ic.add_argument("--out", default="omniseg_out", help="output directory (default: %(default)s)")
-    add_model_arguments(ic, examples=True)
+    add_model_arguments(ic, task="incontext")
     ic.add_argument("--quiet", action="store_true")
     ic.set_defaults(func=run)
 
@@ -59,20 +59,20 @@ def run(args: argparse.Namespace) -> int:
 
     from omniseg.io import load_image
     from omniseg.results import IdMapResult
+    from omniseg.source import ExampleSource, RegionSource
     from omniseg.tasks.common import image_regions
     from omniseg.tasks.incontext import prototypes_from_examples, segment_with_prototypes
 
     stems = check_inputs(args.example, args.targets, args.out, args.model)
     examples = [(Path(i), str(m)) for i, m in args.example]
-    seggpt = example_model_from_args(args)
-    if seggpt is not None:
-        model_id = args.model
+    segmenter = load_segmenter(args, task="incontext")
+    model_id = segmenter.model_id
+    if isinstance(segmenter.source, ExampleSource) and not isinstance(segmenter.source, RegionSource):
+        source = segmenter.source  # SegGPT paints, SAM 3 decodes exemplar prompts: the model answers itself
 
         def predict(target: str):
-            return seggpt.incontext(examples, [target], level=args.level)[0]
+            return source.incontext(examples, [target], level=args.level)[0]
     else:
-        segmenter = load_segmenter(args)
-        model_id = segmenter.model_id
         prototypes = prototypes_from_examples(segmenter, examples)
 
         def predict(target: str):

@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ref.add_argument("--no-spatial", action="store_true", help="ignore words like 'left' or 'top' in the phrase")
     ref.add_argument("--threshold", type=finite_float, help=THRESHOLD_HELP)
-    add_model_arguments(ref)
+    add_model_arguments(ref, boxes=True)
     ref.add_argument("--quiet", action="store_true")
     ref.set_defaults(func=run)
 

@@ -86,7 +86,7 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="resume: skip images finished by an earlier run of the same job (an image cut off by a kill is redone)",
     )
-    add_model_arguments(parser)
+    add_model_arguments(parser, boxes=True)
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -98,7 +98,9 @@ def prepare(args: argparse.Namespace) -> tuple[list[BatchItem], BatchJob]:
     from omniseg.text.encoder import default_text_encoder
     from omniseg.vocab import Vocabulary
 
-    native = not (args.masks or args.embed or args.runtime != "torch" or (args.model and is_spec(args.model, "model")))
+    native = not (
+        args.masks or args.embed or args.boxes or args.runtime != "torch" or (args.model and is_spec(args.model, None))
+    )
     if args.classes is None and args.vocab is None and native:
         raise InputError("give the classes: --classes 'sky,road,car' or --vocab FILE")
     vocab = None
@@ -136,6 +138,7 @@ def prepare(args: argparse.Namespace) -> tuple[list[BatchItem], BatchJob]:
         embed=args.embed,
         runtime=args.runtime,
         device=args.device,
+        boxes=args.boxes,
     )
     if args.threads is None and (len(items) > 1 or (args.workers or 1) > 1 or getattr(args, "ray", None)):
         args.threads = 1

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)"
     )
     sv.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
-    add_model_arguments(sv)
+    add_model_arguments(sv, boxes=True)
     limit_flags = (  # flag, type, default, help
         ("--max-upload-mb", _positive(float), d.max_upload_bytes / 2**20, "largest request body in MB; more: 413"),
         ("--max-pixels", _positive(int), d.max_pixels, "largest image in pixels (width x height); more: 413"),
@@ -89,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
         allowed_hosts=allowed_hosts(args.allowed_hosts, args.host),
     )
     # Loaded here, not in the app's startup, so a bad --model is one line and exit 2, before listening.
-    segmenter = server_segmenter(args.model, args.max_size, args.masks, args.embed, args.runtime, args.device)
+    segmenter = server_segmenter(
+        args.model, args.max_size, args.masks, args.embed, args.runtime, args.device, boxes=args.boxes
+    )
     app = create_app(segmenter, limits=limits)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.log_level == "debug")
     return EXIT_OK

@@ -11,6 +11,10 @@ Episodes are drawn once for the largest K asked: the supports of K shots are the
 same draw, so results for several K are paired and differences between them are not sampling
 noise. Classes take turns (a shuffled round robin), so every eligible class gets episodes.
 
+A source that segments from examples by itself (omniseg.source.ExampleSource: SegGPT, SAM 3's
+exemplar prompts from the support images) is given each episode's first K supports with their
+binary masks (ignore pixels marked) and its answer for the query is scored the same way.
+
 Multi-class sets are evaluated per class (c vs. everything else); on binary sets (two classes,
 e.g. drive, isbi2012_em, kvasir_seg, weizmann_horse) only class 1 is the foreground. Classes
 named background/void/unlabeled are never a foreground class.
@@ -32,6 +36,7 @@ from omniseg.errors import InputError
 from omniseg.eval.evaluator import inference_on_dataset
 from omniseg.regions import Regions
 from omniseg.segmenter import Segmenter
+from omniseg.source import ExampleSource, RegionSource
 from omniseg.tasks.common import image_regions
 from omniseg.tasks.incontext import Level, Method, encode_example, ensemble, segment_with_prototypes
 
@@ -165,9 +170,15 @@ class FewShotEvaluator:
         self.scores = {k: FewShotScores(len(self.classes)) for k in self.ks}
         self.episodes = 0
 
-    def process(self, ep: Episode, output: tuple[list[Regions], Regions]) -> None:
-        support_regions, query_regions = output
+    def process(self, ep: Episode, output: tuple[list[Regions], Regions] | dict[int, np.ndarray]) -> None:
+        """output: the supports' and the query's Regions, or an example source's answer per K."""
         query_gt = _binary(read_mask(ep.query.truth_path, len(self.classes)), ep.class_id)
+        if isinstance(output, dict):
+            for k in self.ks:
+                self.scores[k].update(ep.class_id, output[k] == 1, query_gt == 1, query_gt != IGNORE)
+            self.episodes += 1
+            return
+        support_regions, query_regions = output
         per_example = []
         for s, regions in zip(ep.supports, support_regions, strict=True):
             assert regions.pixel_features is not None
@@ -241,8 +252,16 @@ def evaluate_incontext(
         )
     cache = RegionCache(segmenter)
     evaluator = FewShotEvaluator(dataset.classes, ks, level, region_weight, method)
+    source = getattr(segmenter, "source", None)  # duck-typed segmenters (tests) have only regions()
+
+    def answer(ep: Episode) -> tuple[list[Regions], Regions] | dict[int, np.ndarray]:
+        if isinstance(source, ExampleSource) and not isinstance(source, RegionSource):
+            shots = [(s.image_path, _binary(read_mask(s.truth_path), ep.class_id)) for s in ep.supports]
+            return {k: source.incontext(shots[:k], [ep.query.image_path], level, IGNORE)[0] for k in ks}
+        return [cache(s.image_path) for s in ep.supports], cache(ep.query.image_path)
+
     report = inference_on_dataset(
-        lambda ep: ([cache(s.image_path) for s in ep.supports], cache(ep.query.image_path)),
+        answer,
         drawn,
         evaluator,
         desc=f"few-shot {dataset.name}",

@@ -6,11 +6,15 @@ protocol (RITM, SimpleClick): the first click is the interior point farthest fro
 boundary; each next click goes to the point farthest from the boundary of the largest error
 region, positive if the model missed it, negative if it was wrongly included. NoC@t is the
 number of clicks until IoU >= t, counted as ``max_clicks`` when never reached; lower is better.
+
+A source that answers prompts only (SAM 2, SAM 3's tracker, EdgeTAM: omniseg.source.PromptableSource
+with no Regions of its own) is asked again after every click with all the clicks so far, as
+``omniseg click`` asks it; its answers are read by the same click task.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,7 @@ from omniseg.errors import InputError
 from omniseg.eval.evaluator import evaluate_images, split_label
 from omniseg.regions import Regions
 from omniseg.segmenter import Segmenter
+from omniseg.source import PromptableSource, RegionSource
 from omniseg.tasks.common import image_regions
 from omniseg.tasks.interactive import Click, interactive_segment
 
@@ -49,8 +54,12 @@ def next_click(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> Click | N
     return Click(float(x), float(y), positive)
 
 
-def clicks_to_iou(regions, gt: np.ndarray, valid: np.ndarray, max_clicks: int) -> list[float]:
+Answers = Regions | Callable[[list[Click]], Regions]  # the image's Regions, or the model's answer to the clicks
+
+
+def clicks_to_iou(regions: Answers, gt: np.ndarray, valid: np.ndarray, max_clicks: int) -> list[float]:
     """IoU after each of up to ``max_clicks`` simulated clicks (stops early at IoU 1)."""
+    answer = regions if callable(regions) else (lambda clicks: regions)
     clicks: list[Click] = []
     pred = np.zeros_like(gt)
     ious = []
@@ -61,7 +70,7 @@ def clicks_to_iou(regions, gt: np.ndarray, valid: np.ndarray, max_clicks: int) -
         clicks.append(click)
         if not any(c.positive for c in clicks):  # a negative first click cannot happen: pred starts empty
             break
-        pred = interactive_segment(regions, clicks, out_size=gt.shape).mask
+        pred = interactive_segment(answer(clicks), clicks, out_size=gt.shape).mask
         inter = (pred & gt & valid).sum()
         union = ((pred | gt) & valid).sum()
         ious.append(float(inter / union) if union else 1.0)
@@ -110,7 +119,7 @@ class InteractiveEvaluator:
     def reset(self) -> None:
         self.curves: list[list[float]] = []
 
-    def process(self, item: ImageObjects, regions: Regions) -> None:
+    def process(self, item: ImageObjects, regions: Answers) -> None:
         for c in item.objects:
             self.curves.append(clicks_to_iou(regions, (item.mask == c) & item.valid, item.valid, self.max_clicks))
 
@@ -155,6 +164,14 @@ def evaluate_interactive(
     """NoC@85, NoC@90 and the mean IoU after 1, 3, 5 clicks over the objects of the split."""
     dataset = open_dataset(dataset_dir)
     samples = dataset.eval_samples(split, val_fraction, split_seed, limit)
+    source = getattr(segmenter, "source", None)  # duck-typed segmenters (tests) have only regions()
+
+    def answers(item: ImageObjects) -> Answers:
+        if isinstance(source, PromptableSource) and not isinstance(source, RegionSource):
+            array = read_rgb(item.sample.image_path)
+            return lambda clicks: segmenter.prompt_regions(array, clicks)
+        return image_regions(segmenter, read_rgb(item.sample.image_path))[1]
+
     return evaluate_images(
         segmenter,
         dataset,
@@ -163,7 +180,7 @@ def evaluate_interactive(
         f"interactive {dataset.name}",
         split_label(split, val_fraction, split_seed),
         progress,
-        predict=lambda item: image_regions(segmenter, read_rgb(item.sample.image_path))[1],
+        predict=answers,
     )
 
 

@@ -7,6 +7,12 @@ frame are not scored; J is the region Jaccard and F the boundary F-measure with 
 within ceil(0.008 * image diagonal) pixels; per object, J and F are averaged over its frames, then
 over all objects of all sequences; J&F is their mean. Void pixels (255) count for neither.
 
+A source with its own video memory (omniseg.source.VideoSource: SAM 2 video) propagates the first
+mask itself. With ``classes``, a concept tracker (ConceptTrackingSource: SAM 3 video) is given no
+mask, only the names: its objects are matched one-to-one to the ground truth's by the largest total
+IoU over the sequence (the DAVIS unsupervised protocol's global assignment), unmatched ones are
+background, and the matched sequence is scored as above.
+
 The baseline "copy the first mask" (every frame predicted as the first frame's ground truth) is
 scored with the same code, so the gain over it is the part due to tracking.
 """
@@ -19,11 +25,13 @@ from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
+from scipy.optimize import linear_sum_assignment
 
 from omniseg.data.uniform import IMAGE_EXTS, read_mask
 from omniseg.errors import InputError
 from omniseg.eval.evaluator import inference_on_dataset
 from omniseg.segmenter import Segmenter
+from omniseg.source import ConceptTrackingSource, RegionSource, VideoSource
 from omniseg.tasks.common import image_regions
 from omniseg.tasks.video import VideoConfig, propagate_regions
 
@@ -142,6 +150,27 @@ def video_sequences(dataset_dir: str | Path) -> dict[str, list[tuple[Path, Path]
     return out
 
 
+def match_to_truth(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Predicted object ids renamed to the ground truth's (first frame's) ids: a one-to-one assignment
+    maximising the IoU summed over the frames (void excluded); unmatched predictions become 0."""
+    objects = [int(i) for i in np.unique(gts[0]) if i not in (0, VOID)]
+    found = sorted({int(i) for p in preds for i in np.unique(p) if i != 0})
+    if not objects or not found:
+        return [np.zeros_like(g, dtype=np.int64) for g in gts]
+    overlap = np.zeros((len(found), len(objects)))
+    for p, g in zip(preds, gts, strict=True):
+        keep = g != VOID
+        for a, pid in enumerate(found):
+            pm = (p == pid) & keep
+            for b, gid in enumerate(objects):
+                gm = (g == gid) & keep
+                union = (pm | gm).sum()
+                overlap[a, b] += (pm & gm).sum() / union if union else 0.0
+    rows, cols = linear_sum_assignment(-overlap)
+    lookup = {found[r]: objects[c] for r, c in zip(rows, cols, strict=True)}
+    return [np.vectorize(lambda v: lookup.get(int(v), 0), otypes=[np.int64])(p) for p in preds]
+
+
 def first_mask(mask: np.ndarray) -> np.ndarray:
     """The first frame's ids as the method gets them: void pixels are background."""
     return np.where(mask == VOID, 0, mask)
@@ -196,8 +225,10 @@ def evaluate_video(
     limit: int | None = None,
     config: VideoConfig | None = None,
     progress: bool = True,
+    classes: Sequence[str] | None = None,
 ) -> dict:
-    """J&F of propagating each sequence's first mask, and of the copy-first-mask baseline."""
+    """J&F of propagating each sequence's first mask, and of the copy-first-mask baseline; with
+    ``classes``, of tracking those names without a mask (module docstring)."""
     available = video_sequences(dataset_dir)
     names = list(sequences) if sequences else list(available)
     unknown = [n for n in names if n not in available]
@@ -209,10 +240,20 @@ def evaluate_video(
         raise InputError("no sequences to evaluate")
     cfg = config or VideoConfig()
 
+    source = getattr(segmenter, "source", None)  # duck-typed segmenters (tests) have only regions()
+
     def predict(name: str) -> list[np.ndarray]:
         pairs = available[name]
+        frames = [f for f, _ in pairs]
+        if classes is not None:
+            if not isinstance(source, ConceptTrackingSource):
+                raise InputError(f"{segmenter.model_id} does not track named concepts (needs a SAM 3 video model)")
+            tracked = [t.id_map() for t in source.track(frames, list(classes))]
+            return match_to_truth(tracked, [read_mask(m) for _, m in pairs])
         first = first_mask(read_mask(pairs[0][1]))
-        regions = (image_regions(segmenter, f)[1] for f, _ in pairs)
+        if isinstance(source, VideoSource) and not isinstance(source, RegionSource):
+            return list(source.propagate(frames, first))
+        regions = (image_regions(segmenter, f)[1] for f in frames)
         return list(propagate_regions(regions, first, config))
 
     report = inference_on_dataset(
@@ -221,7 +262,7 @@ def evaluate_video(
     return {
         "dataset": Path(dataset_dir).name,
         **report,
-        "config": vars(cfg),
+        "config": vars(cfg) if classes is None else {"classes": list(classes)},
         "model": segmenter.model_id,
     }
 

@@ -84,6 +84,11 @@ def label_dtype(max_id: int) -> type[np.unsignedinteger]:
     raise InputError(f"object id {max_id} does not fit a 16-bit PNG (at most 65,535)")
 
 
+def compact_ids(ids: np.ndarray) -> np.ndarray:
+    """An id map in the smallest PNG-writable dtype (uint8, else uint16) its largest id fits."""
+    return ids.astype(label_dtype(int(ids.max(initial=0))), copy=False)
+
+
 MAX_OBJECT_IDS = 64  # distinct ids an example/first mask may hold; more is a soft or JPEG mask
 
 

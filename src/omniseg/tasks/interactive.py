@@ -252,6 +252,11 @@ def name_region(
     (tasks.refer.region_confidence). Below ``threshold`` the name is None: "unknown"."""
     if vocabulary.embeddings is None or vocabulary.prompt_to_class is None:
         raise InputError("the vocabulary has no embeddings: embed it first (Segmenter.vocabulary)")
+    if regions.dim == 0:
+        raise InputError(
+            "the model gives masks only, no embeddings to name them with: compose it with an embedding "
+            "source (e.g. --masks sam2:PATH --embed clip:PATH) or drop --classes"
+        )
     prompts = torch.from_numpy(vocabulary.embeddings)
     sim = region_class_similarity(regions, prompts, torch.from_numpy(vocabulary.prompt_to_class), len(vocabulary))[
         :, region

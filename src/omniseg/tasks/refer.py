@@ -6,6 +6,9 @@ margin is in cosine units, so a gap of a few hundredths already separates "the s
 split" from "a different, worse answer". A spatial word ("the dog on the left") then picks
 the one candidate at that side instead of merging, since embeddings of a whole phrase carry the
 category far better than the position.
+
+A concept source (SAM 3, Grounded-SAM, CLIPSeg) reads the phrase itself, as a one-class vocabulary:
+its instances are ranked by their detection score and merged the same way (refer_concept).
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from omniseg.images import ImageLike, load_image
 from omniseg.regions import Regions
 from omniseg.tasks.common import mask_overlay, save_binary_mask, upsample
 from omniseg.tasks.semantic import CONFIDENCE_SCALE, other_concepts
+from omniseg.vocab import Vocabulary
 
 if TYPE_CHECKING:
     from omniseg.segmenter import Segmenter
+    from omniseg.source import ConceptSource
 
 MASK_THRESHOLD = 0.5
 _SPATIAL_WORDS = {
@@ -197,11 +202,16 @@ def refer(
 ) -> ReferResult:
     """The mask of what ``phrase`` refers to in ``image`` (Segmenter entry point); an empty mask and
     ``found=False`` when another known concept explains every region better (confidence below
-    ``threshold``, default Segmenter.confidence_threshold; 0 always answers)."""
+    ``threshold``, default Segmenter.confidence_threshold; 0 always answers). A concept source:
+    refer_concept, ``threshold`` its detection score (None: the source's default)."""
 
     if not phrase or not phrase.strip():
         raise InputError("the phrase is empty: say what to segment, e.g. 'the dog on the left'")
     array = load_image(image)
+    if segmenter.concept_source is not None:
+        result = refer_concept(segmenter.concept_source, array, phrase.strip(), margin, max_regions, threshold)
+        result.image = array
+        return result
     regions = segmenter.regions(array)
     embedding = segmenter.text_encoder.encode([phrase.strip()])[0]
     result = refer_regions(
@@ -217,3 +227,29 @@ def refer(
     result.phrase = phrase.strip()
     result.image = array
     return result
+
+
+def refer_concept(
+    source: ConceptSource,
+    image: np.ndarray,
+    phrase: str,
+    margin: float = 0.03,
+    max_regions: int = 4,
+    threshold: float | None = None,
+) -> ReferResult:
+    """``refer`` through a concept source (SAM 3, Grounded-SAM, CLIPSeg), which reads the phrase itself,
+    as a one-class vocabulary: its instances above ``threshold`` (its detection score; None: the
+    source's default) ranked by score, those within ``margin`` of the best merged (at most
+    ``max_regions``); the confidence is the best score, and no instance is "not found" (an empty
+    mask). Spatial words stay in the phrase, for the model to read."""
+    if not (math.isfinite(margin) and margin >= 0):
+        raise InputError(f"margin must be a finite number >= 0, got {margin}")
+    found = source.concepts(image, Vocabulary([[phrase]]), threshold)
+    scores = found.scores.float().cpu()
+    ranking = [int(i) for i in torch.argsort(scores, descending=True)]
+    best = float(scores[ranking[0]]) if ranking else 0.0
+    selected = [i for i in ranking if float(scores[i]) >= best - margin][:max_regions]
+    mask = np.zeros(image.shape[:2], bool)
+    for i in selected:
+        mask |= found.masks[i].cpu().numpy()
+    return ReferResult(mask, scores.numpy(), ranking, selected, phrase, None, confidence=best, found=bool(selected))
