@@ -51,7 +51,7 @@ def test_load_gives_a_concept_source(seg):
     assert isinstance(seg.source, ConceptSource) and seg.concept_source is seg.source
     assert seg.model_id.startswith("sam3:")
     with pytest.raises(InputError, match="named concepts") as err:
-        seg.refer(np.zeros((20, 20, 3), np.uint8), "the car")
+        seg.regions(np.zeros((20, 20, 3), np.uint8))
     assert "\n" not in str(err.value)
 
 
@@ -197,7 +197,7 @@ def test_offline_missing_and_partial_directories(tmp_path, capsys, monkeypatch):
 def test_old_transformers_is_one_line(sam3_dir, monkeypatch):
     for module in ("transformers.models.sam3", "transformers.models.sam3.modeling_sam3"):
         monkeypatch.setitem(sys.modules, module, None)  # as if the release had no SAM 3
-    with pytest.raises(MissingResourceError, match=r"transformers >= 5\.0") as err:
+    with pytest.raises(MissingResourceError, match=r"transformers >= 5\.0\.0 \(Sam3Model; no 4\.x release") as err:
         omniseg.load(f"sam3:{sam3_dir}")
     assert "\n" not in str(err.value)
 
