@@ -20,6 +20,7 @@ import torch
 
 from omniseg import cancel
 from omniseg.backends.caching import Recent
+from omniseg.concepts import Instances
 from omniseg.errors import InputError
 from omniseg.io import ImageLike, load_image
 from omniseg.recognition.fusion import RecognizerFusion
@@ -111,7 +112,7 @@ class Segmenter:
         """The source as a region source; a concept source (SAM 3) is not one: one-line InputError."""
         if not isinstance(self.source, RegionSource):
             raise InputError(
-                f"{self.model_id} segments named concepts (segment, eval, batch, serve /v1/segment); "
+                f"{self.model_id} segments named concepts (segment, refer, eval, batch, serve /v1/segment); "
                 "it gives no class-agnostic regions for this task: use a region source (--model, --masks)"
             )
         return self.source
@@ -120,6 +121,15 @@ class Segmenter:
     def regions(self, image: ImageLike) -> Regions:
         """The image as N soft masks + embeddings + scores (and pixel features when the source has them)."""
         return self.region_source.regions(load_image(image))
+
+    @torch.inference_mode()
+    def concepts(self, image: ImageLike, vocabulary: Vocabulary, threshold: float | None = None) -> Instances:
+        """A concept source's instances of the vocabulary's classes (labels: class indices; overlaps
+        allowed), above its detection score ``threshold`` (None: the source's default); what the
+        concept tasks and evaluators read. A region source has none: one-line InputError."""
+        if self.concept_source is None:
+            raise InputError(f"{self.model_id} gives class-agnostic regions, not instances of named concepts")
+        return self.concept_source.concepts(load_image(image), vocabulary, threshold)
 
     @torch.inference_mode()
     def prompt_regions(self, image: ImageLike, clicks: Sequence[Click], boxes: Sequence[Box] = ()) -> Regions:
@@ -153,7 +163,8 @@ class Segmenter:
         threshold: float | None = None,
     ) -> ReferResult:
         """The region(s) ``phrase`` refers to ("the dog on the left"): a mask, its confidence and the
-        ranking; ``found=False`` and an empty mask below the confidence ``threshold``."""
+        ranking; ``found=False`` and an empty mask below the confidence ``threshold``. A concept source
+        (SAM 3): its best instance of the phrase, threshold = its detection score (tasks.refer)."""
         return refer(self, image, phrase, margin=margin, max_regions=max_regions, threshold=threshold)
 
     def click(
@@ -339,7 +350,7 @@ class Segmenter:
             vocabulary = dataclasses.replace(vocabulary, stuff=list(vocabulary.stuff or [])).mark_stuff(stuff)
         cancel.check()  # between stages: a server request that timed out or lost its client stops here
         if self.concept_source is not None:
-            return self._concepts(self.concept_source, image, vocabulary, task, threshold, t0)
+            return self._concepts(image, vocabulary, task, threshold, t0)
         if task != "semantic":
             return self._objects(image, vocabulary, task, threshold, t0)
         t1 = time.perf_counter()
@@ -409,18 +420,12 @@ class Segmenter:
         return result
 
     def _concepts(
-        self,
-        source: ConceptSource,
-        image: ImageLike,
-        vocabulary: Vocabulary,
-        task: Task,
-        threshold: float | None,
-        t0: float,
+        self, image: ImageLike, vocabulary: Vocabulary, task: Task, threshold: float | None, t0: float
     ) -> SemanticResult | InstanceResult | PanopticResult:
         """``segment`` on a concept source: its instances of the vocabulary, then the task (tasks.concepts)."""
         t1 = time.perf_counter()
         array = load_image(image)
-        found = source.concepts(array, vocabulary, threshold)
+        found = self.concepts(array, vocabulary, threshold)
         cancel.check()
         t2 = time.perf_counter()
         names, stuff = vocabulary.classes, list(vocabulary.stuff or [False] * len(vocabulary))

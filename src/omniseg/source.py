@@ -23,8 +23,8 @@ A **concept source** is the other kind of producer: a vocabulary-conditioned mod
 masks are made *for* the names, so it cannot answer ``regions(image)`` alone. It answers
 ``concepts(image, vocabulary, threshold) -> Instances`` (omniseg.concepts: masks, scores and the
 class of each, overlaps allowed); the door asks the semantic, instance and panoptic questions of
-those (omniseg.tasks.concepts). Tasks that need class-agnostic Regions (refer, click, incontext,
-video) are not asked of it.
+those (omniseg.tasks.concepts) and refer (the phrase as one concept, its best instance the answer).
+Tasks that need class-agnostic Regions (click, incontext, video) are not asked of it.
 
 Where to add a backend: docs/ARCHITECTURE.md (one module under ``omniseg/backends/`` and one
 registration in ``omniseg/registry.py``).

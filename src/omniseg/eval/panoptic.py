@@ -24,14 +24,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from omniseg.concepts import Instances
 from omniseg.data.dataset import Dataset, open_dataset
 from omniseg.data.segments import ClassRoles, class_roles, sample_truth
-from omniseg.data.uniform import Sample, UniformDataset, read_rgb
-from omniseg.eval.categories import EvalVocabulary, evaluation_vocabulary
+from omniseg.data.uniform import Sample, UniformDataset
+from omniseg.eval.categories import EvalVocabulary, evaluation_vocabulary, sample_output
 from omniseg.eval.evaluator import inference_on_dataset, split_label
 from omniseg.regions import Regions
 from omniseg.segmenter import Segmenter
-from omniseg.tasks.panoptic import DEFAULT_PANOPTIC_MIN_SCORE, panoptic_segmentation
+from omniseg.tasks.concepts import concept_panoptic
+from omniseg.tasks.panoptic import DEFAULT_PANOPTIC_MIN_SCORE, Panoptic, panoptic_segmentation
 
 OFFSET = 1 << 32  # > any segment id: gt * OFFSET + pred is a unique pair key
 VOID = 0
@@ -140,7 +142,8 @@ def _pct(value: float) -> float | None:
 
 
 class PanopticEvaluator:
-    """PQ/SQ/RQ of panoptic_segmentation on region outputs (ground truth: omniseg.data.segments)."""
+    """PQ/SQ/RQ of panoptic_segmentation on region outputs, or of a concept source's instances
+    painted by tasks.concepts (ground truth: omniseg.data.segments)."""
 
     def __init__(
         self,
@@ -161,10 +164,20 @@ class PanopticEvaluator:
         self.pq = PanopticQuality()
         self.images = 0
 
-    def process(self, sample: Sample, regions: Regions) -> None:
+    def process(self, sample: Sample, regions: Regions | Instances) -> None:
+        """``regions``: the model's Regions, or a concept source's instances above its threshold."""
         gt_map, gt_segs = sample_truth(self.dataset, sample, self.roles, regions.image_size)
+        pan = self._panoptic(regions, gt_map.shape)
+        pred_segs = [Segment(s.id, self.vocab.class_ids[s.label]) for s in pan.segments]
+        gt_list = [Segment(s.id, s.category_id, s.iscrowd) for s in gt_segs]
+        self.pq.update(gt_map, gt_list, pan.id_map.numpy(), pred_segs)
+        self.images += 1
+
+    def _panoptic(self, regions: Regions | Instances, size: tuple[int, ...]) -> Panoptic:
+        if isinstance(regions, Instances):  # the source applied its threshold: things best first, stuff merged
+            return concept_panoptic(regions, self.vocab.stuff)
         with torch.inference_mode():
-            pan = panoptic_segmentation(
+            return panoptic_segmentation(
                 regions,
                 self.vocab.prompts,
                 self.vocab.owner,
@@ -172,13 +185,9 @@ class PanopticEvaluator:
                 self.vocab.stuff,
                 temperature=self.temperature,
                 min_score=self.min_score,
-                out_size=gt_map.shape,
+                out_size=(int(size[0]), int(size[1])),
                 reference=self.reference,
             )
-        pred_segs = [Segment(s.id, self.vocab.class_ids[s.label]) for s in pan.segments]
-        gt_list = [Segment(s.id, s.category_id, s.iscrowd) for s in gt_segs]
-        self.pq.update(gt_map, gt_list, pan.id_map.numpy(), pred_segs)
-        self.images += 1
 
     def evaluate(self) -> dict:
         classes, roles = self.dataset.classes, self.roles
@@ -218,20 +227,27 @@ def evaluate_panoptic(
     split: str = "all",
     val_fraction: float = 0.2,
     split_seed: int = 0,
-    min_score: float = DEFAULT_PANOPTIC_MIN_SCORE,
+    min_score: float | None = None,
     progress: bool = True,
 ) -> dict:
     """PQ/SQ/RQ of the segmenter on a uniform dataset (ground truth: omniseg.data.segments).
 
     The vocabulary is the evaluated categories, void classes left out (omniseg.eval.categories).
+    min_score: what ``segment --task panoptic`` keeps by default when None: a region's class
+    probability x objectness >= DEFAULT_PANOPTIC_MIN_SCORE, or a concept source's detection score
+    above its own default (SAM 3: 0.3).
     """
     dataset = open_dataset(dataset_dir)
     roles = class_roles(dataset, stuff)
     samples = dataset.eval_samples(split, val_fraction, split_seed, limit)
     vocab = evaluation_vocabulary(segmenter, dataset, roles)
-    evaluator = PanopticEvaluator(dataset, roles, vocab, segmenter.class_temperature, min_score, segmenter.no_object)
+    concept_source = segmenter.concept_source
+    if min_score is None:
+        min_score = DEFAULT_PANOPTIC_MIN_SCORE if concept_source is None else concept_source.default_threshold
+    cut = min_score
+    evaluator = PanopticEvaluator(dataset, roles, vocab, segmenter.class_temperature, cut, segmenter.no_object)
     report = inference_on_dataset(
-        lambda sample: segmenter.regions(read_rgb(sample.image_path)),
+        sample_output(segmenter, vocab, cut),
         samples,
         evaluator,
         desc=f"panoptic {dataset.name}",

@@ -6,6 +6,10 @@ margin is in cosine units, so a gap of a few hundredths already separates "the s
 split" from "a different, worse answer". A spatial word ("the dog on the left") then picks
 the one candidate at that side instead of merging, since embeddings of a whole phrase carry the
 category far better than the position.
+
+A concept source (SAM 3) reads the phrase itself, as one concept: its best instance above the
+detection threshold is the answer (refer_concept), and none above it is the same "not found" as a
+region source's (an empty mask, ``found=False``).
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from omniseg.concepts import Instances
 from omniseg.errors import InputError
 from omniseg.io import ImageLike, load_image
 from omniseg.regions import Regions
 from omniseg.tasks.common import mask_overlay, save_binary_mask, upsample
 from omniseg.tasks.semantic import CONFIDENCE_SCALE, other_concepts
+from omniseg.vocab import Vocabulary
 
 if TYPE_CHECKING:
     from omniseg.segmenter import Segmenter
@@ -58,14 +64,15 @@ def spatial_hint(phrase: str) -> str | None:
 @dataclass
 class ReferResult:
     mask: np.ndarray = field(repr=False)  # bool [H, W] at image size
-    similarities: np.ndarray = field(repr=False)  # [N] cos(phrase, z_i)
-    ranking: list[int]  # candidate regions, best first
+    similarities: np.ndarray = field(repr=False)  # [N] cos(phrase, z_i); a concept source: instance scores
+    ranking: list[int]  # candidate regions (a concept source: its instances), best first
     selected: list[int]  # the regions merged into the mask
     phrase: str = ""
     spatial: str | None = None
     image: np.ndarray | None = field(default=None, repr=False)
     # How much better the phrase explains the best region than any other concept the model knows
     # (tasks.semantic.CONFIDENCE_SCALE); below the threshold the answer is "not found": empty mask.
+    # A concept source: the answer's detection score (0 when no instance is above the threshold).
     confidence: float = 1.0
     found: bool = True
 
@@ -177,6 +184,17 @@ def refer_regions(
     )
 
 
+def refer_concept(found: Instances) -> ReferResult:
+    """The answer from a concept source's instances of the phrase (one concept, already above the
+    detection threshold): the best-scoring instance; none: "not found", an empty mask."""
+    scores = found.scores.numpy()
+    ranking = sorted(range(len(found)), key=lambda i: -float(scores[i]))
+    if not ranking:
+        return ReferResult(np.zeros(found.image_size, dtype=bool), scores, [], [], confidence=0.0, found=False)
+    best = ranking[0]
+    return ReferResult(found.masks[best].numpy(), scores, ranking, [best], confidence=float(scores[best]))
+
+
 def region_confidence(regions: Regions, region: int, cosine: float, others: torch.Tensor | None) -> float:
     """sigmoid((cosine - the region's best cosine to the other known concepts) / CONFIDENCE_SCALE);
     without other concepts, sigmoid(cosine / CONFIDENCE_SCALE)."""
@@ -197,11 +215,20 @@ def refer(
 ) -> ReferResult:
     """The mask of what ``phrase`` refers to in ``image`` (Segmenter entry point); an empty mask and
     ``found=False`` when another known concept explains every region better (confidence below
-    ``threshold``, default Segmenter.confidence_threshold; 0 always answers)."""
+    ``threshold``, default Segmenter.confidence_threshold; 0 always answers).
+
+    A concept source (SAM 3): the phrase is one concept and its best instance the answer; threshold
+    is the detection score it must exceed (None: the source's default, SAM 3's 0.3); margin,
+    max_regions and spatial words do not apply (SAM 3 reads the whole phrase).
+    """
 
     if not phrase or not phrase.strip():
         raise InputError("the phrase is empty: say what to segment, e.g. 'the dog on the left'")
     array = load_image(image)
+    if segmenter.concept_source is not None:
+        result = refer_concept(segmenter.concepts(array, Vocabulary([[phrase.strip()]]), threshold))
+        result.phrase, result.image = phrase.strip(), array
+        return result
     regions = segmenter.regions(array)
     embedding = segmenter.text_encoder.encode([phrase.strip()])[0]
     result = refer_regions(
