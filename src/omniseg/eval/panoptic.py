@@ -244,10 +244,9 @@ def evaluate_panoptic(
     concept_source = segmenter.concept_source
     if min_score is None:
         min_score = DEFAULT_PANOPTIC_MIN_SCORE if concept_source is None else concept_source.default_threshold
-    cut = min_score
-    evaluator = PanopticEvaluator(dataset, roles, vocab, segmenter.class_temperature, cut, segmenter.no_object)
+    evaluator = PanopticEvaluator(dataset, roles, vocab, segmenter.class_temperature, min_score, segmenter.no_object)
     report = inference_on_dataset(
-        sample_output(segmenter, vocab, cut),
+        sample_output(segmenter, vocab, min_score),
         samples,
         evaluator,
         desc=f"panoptic {dataset.name}",
