@@ -231,3 +231,21 @@ def test_segment_on_cuda(sam3_dir, tiny_model_dir, tmp_path, capsys):
         gpu = json.loads((tmp_path / f"cuda-{len(model)}" / "x_instances.json").read_text())
         assert len(cpu) == len(gpu)
         assert np.allclose([r["score"] for r in cpu], [r["score"] for r in gpu], atol=1e-3)
+
+
+def test_prepare_encodes_the_vocabulary_before_the_first_image(sam3_dir, image, monkeypatch):
+    seg = omniseg.load(f"sam3:{sam3_dir}")
+    seg.source.shortlist = 4
+    backend, calls = seg.source.backend, []
+    real = backend.model.get_text_features
+    monkeypatch.setattr(backend.model, "get_text_features", lambda **kw: calls.append(1) or real(**kw))
+    for names in (["car", "sky"], [f"thing {i}" for i in range(300)]):
+        vocabulary = seg.vocabulary(names)
+        seg.source.prepare(vocabulary)
+        prepared = len(calls)
+        assert prepared > 0
+        seg.segment(image, classes=vocabulary, threshold=0.0)
+        seg.segment(image, classes=vocabulary, threshold=0.0)
+        # nothing more for the small vocabulary; the shortlisted names' tokens, once, for the large one
+        assert len(calls) - prepared == (0 if len(names) == 2 else 1)
+        calls.clear()
