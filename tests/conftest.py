@@ -85,6 +85,15 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_sam3_dir(tmp_path_factory) -> Path:
+    """A tiny random Sam3Model checkpoint (tests/tiny_hf16.py), shared by the SAM 3 tests; read-only."""
+    import tiny_hf16
+
+    with torch.random.fork_rng():
+        return tiny_hf16.make_sam3(tmp_path_factory.mktemp("sam3-shared") / "tiny")
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, omniseg_cache_dir) -> Path:
     """A randomly initialised (seeded) tiny model: for contract tests, never for quality."""
     from omniseg.models.openseg import OpenSegConfig, OpenSegModel

@@ -3,11 +3,18 @@ pre/post-processing and batched decoding against transformers' own model and pos
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+import omniseg
 import tiny_hf16
 from omniseg.backends.sam3 import Instances, Sam3Backend
 from omniseg.backends.sam3_processing import ImageSpec, preprocess_image
@@ -261,3 +268,20 @@ def test_roi_align_matches_torchvision_semantics_on_a_linear_ramp():
     # outside the map (beyond -1) samples are zero; two images, boxes per image
     far = roi_align(torch.cat([features, features]), [box, torch.tensor([[-30.0, -30.0, -20.0, -20.0]])], (1, 1))
     assert far.shape == (2, 2, 1, 1) and float(far[1].abs().max()) == 0.0
+
+
+def test_roi_align_installs_in_a_fresh_process():
+    """install_for_sam3 before anything imported SAM 3's modeling (the benchmark, a Ray worker): the
+    package's lazy attribute would be a placeholder without torchvision; the module itself is patched."""
+    code = (
+        "import sys\n"
+        "from omniseg.backends.roi_align import install_for_sam3, roi_align\n"
+        "install_for_sam3()\n"
+        "module = sys.modules['transformers.models.sam3.modeling_sam3']\n"
+        "assert module.torchvision.ops.roi_align is not None\n"
+        "print(module.torchvision.ops.roi_align is roi_align)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(omniseg.__file__).parents[1])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(importlib.util.find_spec("torchvision") is None)

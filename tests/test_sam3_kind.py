@@ -53,6 +53,9 @@ def test_load_gives_a_concept_source(seg):
     with pytest.raises(InputError, match="named concepts") as err:  # no class-agnostic regions to click in
         seg.click(np.zeros((20, 20, 3), np.uint8), [(3, 3)])
     assert "\n" not in str(err.value)
+    with pytest.raises(InputError, match="named concepts") as err:
+        seg.regions(np.zeros((20, 20, 3), np.uint8))
+    assert "\n" not in str(err.value)
 
 
 def test_instance_task_is_transformers_post_processing(seg, image, cut):
@@ -197,7 +200,7 @@ def test_offline_missing_and_partial_directories(tmp_path, capsys, monkeypatch):
 def test_old_transformers_is_one_line(sam3_dir, monkeypatch):
     for module in ("transformers.models.sam3", "transformers.models.sam3.modeling_sam3"):
         monkeypatch.setitem(sys.modules, module, None)  # as if the release had no SAM 3
-    with pytest.raises(MissingResourceError, match=r"transformers >= 5\.0") as err:
+    with pytest.raises(MissingResourceError, match=r"transformers >= 5\.0\.0 \(Sam3Model; no 4\.x release") as err:
         omniseg.load(f"sam3:{sam3_dir}")
     assert "\n" not in str(err.value)
 
@@ -231,3 +234,21 @@ def test_segment_on_cuda(sam3_dir, tiny_model_dir, tmp_path, capsys):
         gpu = json.loads((tmp_path / f"cuda-{len(model)}" / "x_instances.json").read_text())
         assert len(cpu) == len(gpu)
         assert np.allclose([r["score"] for r in cpu], [r["score"] for r in gpu], atol=1e-3)
+
+
+def test_prepare_encodes_the_vocabulary_before_the_first_image(sam3_dir, image, monkeypatch):
+    seg = omniseg.load(f"sam3:{sam3_dir}")
+    seg.source.shortlist = 4
+    backend, calls = seg.source.backend, []
+    real = backend.model.get_text_features
+    monkeypatch.setattr(backend.model, "get_text_features", lambda **kw: calls.append(1) or real(**kw))
+    for names in (["car", "sky"], [f"thing {i}" for i in range(300)]):
+        vocabulary = seg.vocabulary(names)
+        seg.source.prepare(vocabulary)
+        prepared = len(calls)
+        assert prepared > 0
+        seg.segment(image, classes=vocabulary, threshold=0.0)
+        seg.segment(image, classes=vocabulary, threshold=0.0)
+        # nothing more for the small vocabulary; the shortlisted names' tokens, once, for the large one
+        assert len(calls) - prepared == (0 if len(names) == 2 else 1)
+        calls.clear()

@@ -88,5 +88,11 @@ def test_semantic_instance_panoptic_json(served, picture):
             "/v1/click", files={"image": ("x.png", picture, "image/png")}, data={"points": "[[3, 3, 1]]"}
         )
         assert "named concepts" in assert_json_error(click, 400)
+    # a concept source answers refer too: the phrase as one concept, its instances above the threshold
+    # (within --margin of the best merged) or "not found"
     refer = client.post("/v1/refer", files={"image": ("x.png", picture, "image/png")}, data={"phrase": "car"})
-    assert refer.status_code == 200, refer.text  # a concept source answers refer too (the phrase, one concept)
+    assert refer.status_code == 200, refer.text
+    if kind == "sam3":
+        answer = refer.json()
+        assert answer["phrase"] == "car" and (answer["mask"]["height"], answer["mask"]["width"]) == (48, 64)
+        assert answer["found"] == bool(answer["selected"]) and (answer["found"] or answer["mask"]["area_fraction"] == 0)

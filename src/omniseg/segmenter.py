@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from omniseg import cancel
+from omniseg.concepts import Instances
 from omniseg.errors import InputError
 from omniseg.images import ImageLike, load_image
 from omniseg.recognition.fusion import RecognizerFusion
@@ -120,6 +121,15 @@ class Segmenter:
         return self.region_source.regions(load_image(image))
 
     @torch.inference_mode()
+    def concepts(self, image: ImageLike, vocabulary: Vocabulary, threshold: float | None = None) -> Instances:
+        """A concept source's instances of the vocabulary's classes (labels: class indices; overlaps
+        allowed), above its detection score ``threshold`` (None: the source's default); what the
+        concept tasks and evaluators read. A region source has none: one-line InputError."""
+        if self.concept_source is None:
+            raise InputError(f"{self.model_id} gives class-agnostic regions, not instances of named concepts")
+        return self.concept_source.concepts(load_image(image), vocabulary, threshold)
+
+    @torch.inference_mode()
     def prompt_regions(self, image: ImageLike, clicks: Sequence[Click], boxes: Sequence[Box] = ()) -> Regions:
         """Regions for interactive prompts: the source's answers to the clicks/boxes when it takes
         prompts (SAM), else every region (the click task then picks among them)."""
@@ -151,7 +161,8 @@ class Segmenter:
         threshold: float | None = None,
     ) -> ReferResult:
         """The region(s) ``phrase`` refers to ("the dog on the left"): a mask, its confidence and the
-        ranking; ``found=False`` and an empty mask below the confidence ``threshold``."""
+        ranking; ``found=False`` and an empty mask below the confidence ``threshold``. A concept source
+        (SAM 3): its best instance of the phrase, threshold = its detection score (tasks.refer)."""
         return refer(self, image, phrase, margin=margin, max_regions=max_regions, threshold=threshold)
 
     def click(
@@ -371,7 +382,7 @@ class Segmenter:
             vocabulary = dataclasses.replace(vocabulary, stuff=list(vocabulary.stuff or [])).mark_stuff(stuff)
         cancel.check()  # between stages: a server request that timed out or lost its client stops here
         if self.concept_source is not None:
-            return self._concepts(self.concept_source, image, vocabulary, task, threshold, t0)
+            return self._concepts(image, vocabulary, task, threshold, t0)
         if task != "semantic":
             return self._objects(image, vocabulary, task, threshold, t0)
         t1 = time.perf_counter()
@@ -441,18 +452,12 @@ class Segmenter:
         return result
 
     def _concepts(
-        self,
-        source: ConceptSource,
-        image: ImageLike,
-        vocabulary: Vocabulary,
-        task: Task,
-        threshold: float | None,
-        t0: float,
+        self, image: ImageLike, vocabulary: Vocabulary, task: Task, threshold: float | None, t0: float
     ) -> SemanticResult | InstanceResult | PanopticResult:
         """``segment`` on a concept source: its instances of the vocabulary, then the task (tasks.concepts)."""
         t1 = time.perf_counter()
         array = load_image(image)
-        found = source.concepts(array, vocabulary, threshold)
+        found = self.concepts(array, vocabulary, threshold)
         cancel.check()
         t2 = time.perf_counter()
         names, stuff = vocabulary.classes, list(vocabulary.stuff or [False] * len(vocabulary))

@@ -78,8 +78,13 @@ def roi_align(
 
 
 def install_for_sam3() -> None:
-    """Give transformers' SAM 3 modeling module a ``torchvision.ops.roi_align`` when torchvision is absent."""
-    from transformers.models.sam3 import modeling_sam3
+    """Give transformers' SAM 3 modeling module a ``torchvision.ops.roi_align`` when torchvision is absent.
+
+    The module is imported by its full name: ``from transformers.models.sam3 import modeling_sam3``
+    asks the package's lazy attribute, which without torchvision is a placeholder raising ImportError
+    on any attribute (in a fresh process, e.g. the benchmark or a Ray worker, before anything else
+    imported the real module)."""
+    import transformers.models.sam3.modeling_sam3 as modeling_sam3
 
     if getattr(modeling_sam3, "torchvision", None) is None:
         modeling_sam3.torchvision = types.SimpleNamespace(ops=types.SimpleNamespace(roi_align=roi_align))

@@ -45,7 +45,10 @@ from omniseg.errors import InputError, MissingResourceError
 from omniseg.io import ImageLike, load_image
 
 VISUAL = "visual"  # the text Sam3Processor pairs with box-only prompts
-SAM3_TRANSFORMERS = "5.0"  # the first transformers release with Sam3Model
+# Sam3Model first shipped in transformers 5.0.0rc0 (2025-12-01); 5.0.0 (2026-01-26) is the first final
+# release with it, and no 4.x release has it (4.57.6, the last, has no models/sam3). Checked against the
+# wheels on PyPI; omniseg is tested with 5.24.0.
+SAM3_TRANSFORMERS = "5.0.0"
 TEXT_CACHE_SIZE = 4096  # texts whose prompt tokens stay cached (~32 kB each at SAM 3's full size)
 
 
@@ -62,8 +65,8 @@ def sam3_modeling() -> SimpleNamespace:
         except ImportError:
             installed = "none"
         raise MissingResourceError(
-            f"SAM 3 needs transformers >= {SAM3_TRANSFORMERS} (Sam3Model); installed: {installed}: "
-            f"pip install -U 'transformers>={SAM3_TRANSFORMERS}'"
+            f"SAM 3 needs transformers >= {SAM3_TRANSFORMERS} (Sam3Model; no 4.x release has it); "
+            f"installed: {installed}: pip install -U 'transformers>={SAM3_TRANSFORMERS}'"
         ) from None
     return SimpleNamespace(Sam3Model=Sam3Model, box_cxcywh_to_xyxy=box_cxcywh_to_xyxy, inverse_sigmoid=inverse_sigmoid)
 

@@ -68,7 +68,10 @@ def preprocess_image(image: np.ndarray, spec: ImageSpec, device: torch.device) -
     """RGB uint8 [H,W,3] -> pixel_values float [1,3,h,w] on ``device``."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise InputError(f"expected an RGB uint8 image [H,W,3], got {image.dtype} {tuple(image.shape)}")
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(device)
+    image = np.ascontiguousarray(image)
+    if not image.flags.writeable:  # a read-only array (e.g. a decoded dataset image): torch wants to own it
+        image = image.copy()
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].to(device)
     x = resize_uint8(x, spec.size).float() / 255.0
     mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1)

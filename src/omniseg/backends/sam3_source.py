@@ -80,6 +80,16 @@ class Sam3Source:
             )
         return found.relabelled(owner).to("cpu")
 
+    def prepare(self, vocabulary: Vocabulary) -> None:
+        """Encode the vocabulary's prompts now rather than on its first image (concepts() would): a
+        server or batch job can pay the text side before images arrive, and the benchmark can tell it
+        from the per-image cost. Above SHORTLIST_ABOVE prompts, the pooled texts the shortlist scores."""
+        texts, _ = self.prompt_texts(vocabulary)
+        if len(texts) <= SHORTLIST_ABOVE:
+            self._prompts(vocabulary, texts)
+        else:
+            self._pooled(vocabulary, texts)
+
     @staticmethod
     def prompt_texts(vocabulary: Vocabulary) -> tuple[list[str], torch.Tensor]:
         """Every synonym of every class, and the class index of each: SAM 3's prompts for the vocabulary."""

@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--margin",
         type=finite_float,
         default=0.03,
-        help="merge every region whose similarity is within this of the best (cosine; default: %(default)s)",
+        help="merge every region whose similarity is within this of the best (cosine; default: %(default)s; "
+        "--model sam3: not used, the best instance is the answer)",
     )
     ref.add_argument("--no-spatial", action="store_true", help="ignore words like 'left' or 'top' in the phrase")
     ref.add_argument("--threshold", type=finite_float, help=THRESHOLD_HELP)
@@ -54,13 +55,13 @@ def run(args: argparse.Namespace) -> int:
     )
     paths = result.save(args.out, stem)
     if not args.quiet:
+        concepts = segmenter.concept_source is not None  # SAM 3: the phrase's best instance
         if result.found:
-            print(
-                f"{args.image} -> {paths['mask']}  [regions {result.selected}, {result.mask.mean():.0%} of the image]"
-            )
+            score = f"instance {result.selected[0]}, score {result.confidence:.2f}"
+            what = score if concepts else f"regions {result.selected}"
+            print(f"{args.image} -> {paths['mask']}  [{what}, {result.mask.mean():.0%} of the image]")
         else:
-            print(
-                f"{args.image} -> {paths['mask']}  [not found: another known concept fits better "
-                f"(confidence {result.confidence:.2f}); the mask is empty]"
-            )
+            why = "no instance scores above the threshold" if concepts else "another known concept fits better"
+            how = "" if concepts else f" (confidence {result.confidence:.2f})"
+            print(f"{args.image} -> {paths['mask']}  [not found: {why}{how}; the mask is empty]")
     return EXIT_OK

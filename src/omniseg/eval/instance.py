@@ -4,6 +4,8 @@ The metric is pycocotools itself: this module only turns the uniform dataset's i
 into a COCO ground-truth dict and the predictions into COCO results, so the numbers are COCO's
 by construction (AP = mean over IoU 0.50:0.95 and over categories, 101-point interpolation,
 up to 100 detections per image, crowd regions matched but neither TP nor FN).
+A concept source (SAM 3) gives its instances itself: they go in as COCO results as the source gives
+them (overlapping masks allowed, stuff classes left out), every one above CONCEPT_AP_THRESHOLD.
 Ground truth is at the dataset's resolution (<= 512 px for the shared COCO sets), so COCO's
 small/medium/large area ranges do not mean what they mean on full-size COCO; only AP, AP50 and
 AP75 are reported.
@@ -22,15 +24,23 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from omniseg import formats
+from omniseg.concepts import Instances
 from omniseg.data.dataset import Dataset, open_dataset
 from omniseg.data.segments import ClassRoles, GTSegment, class_roles, sample_truth
 from omniseg.data.uniform import Sample, UniformDataset
 from omniseg.errors import InputError
-from omniseg.eval.categories import ObjectQuestion, object_question
+from omniseg.eval.categories import ObjectQuestion, object_question, sample_output
 from omniseg.eval.evaluator import evaluate_images, split_label
 from omniseg.regions import Regions
 from omniseg.segmenter import Segmenter
-from omniseg.tasks.instance import instance_segmentation
+from omniseg.tasks.concepts import concept_instances
+from omniseg.tasks.instance import Instance, instance_segmentation
+
+# A concept source's detection score an instance must exceed to be a COCO result. COCO AP wants the
+# low-scoring detections too (they add recall at the tail of the precision-recall curve), so this is
+# detectron2's test-time floor (0.05), not the score for showing masks (SAM 3's 0.3); kept above 0
+# because every query of every name above 0 would be thousands of image-size masks per image.
+CONCEPT_AP_THRESHOLD = 0.05
 
 
 def coco_ground_truth(images: Sequence[tuple[int, np.ndarray, list[GTSegment]]], thing_classes: dict[int, str]) -> dict:
@@ -89,8 +99,8 @@ def _pct(value: float) -> float | None:
 
 
 class InstanceEvaluator:
-    """Mask AP (pycocotools) of instance_segmentation on region outputs; every region scored, no
-    score threshold (COCO AP wants them all)."""
+    """Mask AP (pycocotools) of instance_segmentation on region outputs (every region scored, no
+    score threshold: COCO AP wants them all), or of a concept source's instances (tasks.concepts)."""
 
     def __init__(self, dataset: Dataset, roles: ClassRoles, question: ObjectQuestion) -> None:
         self.dataset, self.roles, self.question = dataset, roles, question
@@ -101,11 +111,12 @@ class InstanceEvaluator:
         self.gt_images: list[tuple[int, np.ndarray, list[GTSegment]]] = []
         self.results: list[dict] = []
 
-    def process(self, sample: Sample, regions: Regions) -> None:
+    def process(self, sample: Sample, regions: Regions | Instances) -> None:
+        """``regions``: the model's Regions, or a concept source's instances (labels: vocabulary indices)."""
         image_id = len(self.gt_images) + 1
         gt_map, gt_segs = sample_truth(self.dataset, sample, self.roles, regions.image_size)
         self.gt_images.append((image_id, gt_map, gt_segs))
-        instances = self.question.ask(instance_segmentation, regions, gt_map.shape)
+        instances = self._instances(regions, gt_map.shape)
         self.results += formats.instance_records(
             [i.mask.numpy() for i in instances],
             [i.label for i in instances],
@@ -113,6 +124,11 @@ class InstanceEvaluator:
             image_id,
             self.question.vocab.class_ids,
         )
+
+    def _instances(self, regions: Regions | Instances, size: tuple[int, ...]) -> list[Instance]:
+        if isinstance(regions, Instances):  # overlaps kept, as COCO results allow
+            return concept_instances(regions, self.question.vocab.stuff)
+        return self.question.ask(instance_segmentation, regions, size)
 
     def evaluate(self) -> dict:
         ap = mask_ap(coco_ground_truth(self.gt_images, self.things), self.results)
@@ -140,17 +156,30 @@ def evaluate_instances(
     split_seed: int = 0,
     progress: bool = True,
 ) -> dict:
-    """Mask AP of the segmenter's instances (every region scored, no score threshold) on a dataset
-    with instances/ (ground truth: omniseg.data.segments; vocabulary: omniseg.eval.categories)."""
+    """Mask AP of the segmenter's instances (every region scored, no score threshold; a concept
+    source's instances above CONCEPT_AP_THRESHOLD) on a dataset with instances/ (ground truth:
+    omniseg.data.segments; vocabulary: omniseg.eval.categories)."""
     dataset = open_dataset(dataset_dir)
     roles = class_roles(dataset, stuff)
     if not roles.has_instances or not any(roles.isthing):
         raise InputError(f"{dataset.name} has no instance annotations (instances/): mask AP needs thing classes")
     samples = dataset.eval_samples(split, val_fraction, split_seed, limit)
     # every region scored, no score threshold (COCO AP wants them all)
-    evaluator = InstanceEvaluator(dataset, roles, object_question(segmenter, dataset, roles, min_score=0.0))
+    question = object_question(segmenter, dataset, roles, min_score=0.0)
     split_name = split_label(split, val_fraction, split_seed)
-    return evaluate_images(segmenter, dataset, samples, evaluator, f"instances {dataset.name}", split_name, progress)
+    report = evaluate_images(
+        segmenter,
+        dataset,
+        samples,
+        InstanceEvaluator(dataset, roles, question),
+        f"instances {dataset.name}",
+        split_name,
+        progress,
+        predict=sample_output(segmenter, question.vocab, CONCEPT_AP_THRESHOLD),
+    )
+    if segmenter.concept_source is not None:
+        report["score_threshold"] = CONCEPT_AP_THRESHOLD
+    return report
 
 
 def format_table(report: dict) -> str:

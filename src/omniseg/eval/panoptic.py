@@ -23,14 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
+from omniseg.concepts import Instances
 from omniseg.data.dataset import Dataset, open_dataset
 from omniseg.data.segments import ClassRoles, class_roles, sample_truth
 from omniseg.data.uniform import Sample, UniformDataset
-from omniseg.eval.categories import ObjectQuestion, object_question
+from omniseg.eval.categories import ObjectQuestion, object_question, sample_output
 from omniseg.eval.evaluator import evaluate_images, split_label
 from omniseg.regions import Regions
 from omniseg.segmenter import Segmenter
-from omniseg.tasks.panoptic import DEFAULT_PANOPTIC_MIN_SCORE, panoptic_segmentation
+from omniseg.tasks.concepts import concept_panoptic
+from omniseg.tasks.panoptic import DEFAULT_PANOPTIC_MIN_SCORE, Panoptic, panoptic_segmentation
 
 OFFSET = 1 << 32  # > any segment id: gt * OFFSET + pred is a unique pair key
 VOID = 0
@@ -139,7 +141,8 @@ def _pct(value: float) -> float | None:
 
 
 class PanopticEvaluator:
-    """PQ/SQ/RQ of panoptic_segmentation on region outputs (ground truth: omniseg.data.segments)."""
+    """PQ/SQ/RQ of panoptic_segmentation on region outputs, or of a concept source's instances
+    painted by tasks.concepts (ground truth: omniseg.data.segments)."""
 
     def __init__(self, dataset: Dataset, roles: ClassRoles, question: ObjectQuestion) -> None:
         self.dataset, self.roles, self.question = dataset, roles, question
@@ -150,13 +153,19 @@ class PanopticEvaluator:
         self.pq = PanopticQuality()
         self.images = 0
 
-    def process(self, sample: Sample, regions: Regions) -> None:
+    def process(self, sample: Sample, regions: Regions | Instances) -> None:
+        """``regions``: the model's Regions, or a concept source's instances above its threshold."""
         gt_map, gt_segs = sample_truth(self.dataset, sample, self.roles, regions.image_size)
-        pan = self.question.ask(panoptic_segmentation, regions, gt_map.shape)
+        pan = self._panoptic(regions, gt_map.shape)
         pred_segs = [Segment(s.id, self.question.vocab.class_ids[s.label]) for s in pan.segments]
         gt_list = [Segment(s.id, s.category_id, s.iscrowd) for s in gt_segs]
         self.pq.update(gt_map, gt_list, pan.id_map.numpy(), pred_segs)
         self.images += 1
+
+    def _panoptic(self, regions: Regions | Instances, size: tuple[int, ...]) -> Panoptic:
+        if isinstance(regions, Instances):  # the source applied its threshold: things best first, stuff merged
+            return concept_panoptic(regions, self.question.vocab.stuff)
+        return self.question.ask(panoptic_segmentation, regions, size)
 
     def evaluate(self) -> dict:
         classes, roles = self.dataset.classes, self.roles
@@ -196,19 +205,34 @@ def evaluate_panoptic(
     split: str = "all",
     val_fraction: float = 0.2,
     split_seed: int = 0,
-    min_score: float = DEFAULT_PANOPTIC_MIN_SCORE,
+    min_score: float | None = None,
     progress: bool = True,
 ) -> dict:
     """PQ/SQ/RQ of the segmenter on a uniform dataset (ground truth: omniseg.data.segments).
 
     The vocabulary is the evaluated categories, void classes left out (omniseg.eval.categories).
+    min_score: what ``segment --task panoptic`` keeps by default when None: a region's class
+    probability x objectness >= DEFAULT_PANOPTIC_MIN_SCORE, or a concept source's detection score
+    above its own default (SAM 3: 0.3).
     """
     dataset = open_dataset(dataset_dir)
     roles = class_roles(dataset, stuff)
     samples = dataset.eval_samples(split, val_fraction, split_seed, limit)
-    evaluator = PanopticEvaluator(dataset, roles, object_question(segmenter, dataset, roles, min_score))
+    concept_source = segmenter.concept_source
+    if min_score is None:
+        min_score = DEFAULT_PANOPTIC_MIN_SCORE if concept_source is None else concept_source.default_threshold
+    question = object_question(segmenter, dataset, roles, min_score)
     split_name = split_label(split, val_fraction, split_seed)
-    return evaluate_images(segmenter, dataset, samples, evaluator, f"panoptic {dataset.name}", split_name, progress)
+    return evaluate_images(
+        segmenter,
+        dataset,
+        samples,
+        PanopticEvaluator(dataset, roles, question),
+        f"panoptic {dataset.name}",
+        split_name,
+        progress,
+        predict=sample_output(segmenter, question.vocab, min_score),
+    )
 
 
 def format_table(report: dict) -> str:

@@ -63,14 +63,15 @@ def spatial_hint(phrase: str) -> str | None:
 @dataclass
 class ReferResult:
     mask: np.ndarray = field(repr=False)  # bool [H, W] at image size
-    similarities: np.ndarray = field(repr=False)  # [N] cos(phrase, z_i)
-    ranking: list[int]  # candidate regions, best first
+    similarities: np.ndarray = field(repr=False)  # [N] cos(phrase, z_i); a concept source: instance scores
+    ranking: list[int]  # candidate regions (a concept source: its instances), best first
     selected: list[int]  # the regions merged into the mask
     phrase: str = ""
     spatial: str | None = None
     image: np.ndarray | None = field(default=None, repr=False)
     # How much better the phrase explains the best region than any other concept the model knows
     # (tasks.semantic.CONFIDENCE_SCALE); below the threshold the answer is "not found": empty mask.
+    # A concept source: the answer's detection score (0 when no instance is above the threshold).
     confidence: float = 1.0
     found: bool = True
 
