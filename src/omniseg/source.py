@@ -52,7 +52,7 @@ from omniseg.regions import Regions
 if TYPE_CHECKING:
     from omniseg.backends.sam3_video import TrackedFrame
     from omniseg.concepts import Instances
-    from omniseg.io import ImageLike
+    from omniseg.images import ImageLike
     from omniseg.tasks.interactive import Box, Click
     from omniseg.text.encoder import TextEncoder
     from omniseg.vocab import Vocabulary

@@ -20,7 +20,7 @@ from omniseg.backends.hub import open_checkpoint
 from omniseg.backends.pil_processor import load_pil_processor
 from omniseg.concepts import Instances, vocabulary_prompts
 from omniseg.errors import InputError
-from omniseg.io import ImageLike, load_image
+from omniseg.images import ImageLike, load_image
 from omniseg.vocab import Vocabulary
 
 MASK_THRESHOLD = 0.5  # a pixel belongs to its most likely name when that name's probability passes it

@@ -23,7 +23,7 @@ from omniseg.backends.sam import SamBackend
 from omniseg.backends.sam2 import ClickBackend
 from omniseg.concepts import Instances, vocabulary_prompts
 from omniseg.errors import InputError
-from omniseg.io import ImageLike, load_image
+from omniseg.images import ImageLike, load_image
 from omniseg.vocab import Vocabulary
 
 

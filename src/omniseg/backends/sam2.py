@@ -30,7 +30,7 @@ from omniseg.backends.device import resolve_device
 from omniseg.backends.hub import IMAGENET_MEAN, IMAGENET_STD, open_checkpoint, resolve_checkpoint
 from omniseg.backends.sam3_processing import STANDARD_MEAN, STANDARD_STD, ImageSpec, preprocess_image
 from omniseg.errors import InputError, ModelLoadError
-from omniseg.io import ImageLike, load_image
+from omniseg.images import ImageLike, load_image
 
 if TYPE_CHECKING:
     from omniseg.tasks.interactive import Box, Click

@@ -23,7 +23,7 @@ from omniseg.backends.hub import IMAGENET_MEAN, IMAGENET_STD
 from omniseg.backends.sam2 import PromptableCheckpoint
 from omniseg.backends.sam3_processing import STANDARD_MEAN, STANDARD_STD, preprocess_image
 from omniseg.errors import InputError
-from omniseg.io import ImageLike, load_image
+from omniseg.images import ImageLike, load_image
 
 VIDEO_MODELS = {
     "sam2_video": ("Sam2VideoModel", 1024, IMAGENET_MEAN, IMAGENET_STD),

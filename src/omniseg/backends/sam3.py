@@ -42,7 +42,7 @@ from omniseg.backends.sam3_processing import (
 )
 from omniseg.concepts import Instances
 from omniseg.errors import InputError, MissingResourceError
-from omniseg.io import ImageLike, load_image
+from omniseg.images import ImageLike, load_image
 
 VISUAL = "visual"  # the text Sam3Processor pairs with box-only prompts
 # Sam3Model first shipped in transformers 5.0.0rc0 (2025-12-01); 5.0.0 (2026-01-26) is the first final

@@ -23,7 +23,7 @@ from scipy import ndimage
 from omniseg.backends.sam3 import ImageEncoding, Prompt, Sam3Backend
 from omniseg.concepts import Instances
 from omniseg.errors import InputError
-from omniseg.io import ImageLike, load_image
+from omniseg.images import ImageLike, load_image
 from omniseg.tasks.common import as_id_mask, check_mask_matches, label_dtype
 
 MAX_BOXES = 8  # exemplar boxes per id and example: its largest parts

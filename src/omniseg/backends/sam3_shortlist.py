@@ -23,7 +23,7 @@ import torch
 from omniseg.backends.sam3 import ImageEncoding, Prompt, Sam3Backend
 from omniseg.concepts import Instances
 from omniseg.errors import InputError
-from omniseg.io import ImageLike
+from omniseg.images import ImageLike
 
 Scorer = Callable[[ImageEncoding, Sequence[str]], torch.Tensor]
 

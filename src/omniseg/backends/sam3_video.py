@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from omniseg.backends.hub import load_tokenizer, open_checkpoint
 from omniseg.backends.sam3_processing import ImageSpec, preprocess_image, tokenize
 from omniseg.errors import InputError
-from omniseg.io import ImageLike, load_image
+from omniseg.images import ImageLike, load_image
 
 
 @dataclass

@@ -28,7 +28,7 @@ from omniseg.backends.hub import (
     to_tensor,
 )
 from omniseg.errors import InputError
-from omniseg.io import ImageLike, load_image
+from omniseg.images import ImageLike, load_image
 from omniseg.tasks.common import check_mask_matches, label_dtype, load_mask
 
 BACKGROUND = 0

@@ -277,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _finish(args: argparse.Namespace, report: dict, table: str) -> int:
     """Print the table; write the JSON report when asked."""
-    from omniseg.io import atomic_write_text
+    from omniseg.atomic import atomic_write_text
 
     print(table)
     if args.json:

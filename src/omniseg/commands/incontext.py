@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def check_mask_size(image: Path, mask: Path, what: str) -> None:
     """From the file headers only, so bad input fails before the model loads."""
-    from omniseg.io import image_size
+    from omniseg.images import image_size
 
     (w, h), (mw, mh) = image_size(image, "image"), image_size(mask, what, exif=False)
     if (w, h) != (mw, mh):
@@ -57,7 +57,7 @@ def check_inputs(examples: list[list[str]], targets: list[str], out: str, model:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from omniseg.io import load_image
+    from omniseg.images import load_image
     from omniseg.results import IdMapResult
     from omniseg.source import ExampleSource, RegionSource
     from omniseg.tasks.common import image_regions

@@ -148,7 +148,7 @@ def prepare(args: argparse.Namespace) -> tuple[list[BatchItem], BatchJob]:
 def refuse_overwriting_inputs(items: list[BatchItem], args: argparse.Namespace) -> None:
     """Outputs that would replace an input image or the vocabulary file, or each other (x.png's
     overlay and an input named x_overlay.png), lose data silently: refuse before any work."""
-    from omniseg.io import output_path
+    from omniseg.atomic import output_path
     from omniseg.results import OUTPUT_SUFFIXES
 
     inputs = {item.path.resolve() for item in items}

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from omniseg.commands.incontext import check_mask_size
-    from omniseg.io import load_image
+    from omniseg.images import load_image
     from omniseg.results import OUTPUT_SUFFIXES, IdMapResult
     from omniseg.tasks.common import as_id_mask
     from omniseg.tasks.video import VideoConfig
