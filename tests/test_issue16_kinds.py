@@ -456,3 +456,16 @@ def test_every_builder_places_its_model_on_the_context_device(dirs, spec, role):
     assert next(inner.model.parameters()).device.type == "cpu"
     with pytest.raises(InputError, match="unknown device"):
         registry.build(spec.format(**dirs), role, registry.BuildContext(device="banana"))
+
+
+def test_eval_tracks_named_classes_from_the_cli(dirs, video_set, tmp_path, capsys):
+    """`omniseg eval VIDEO --task video --classes a,b --model sam3:DIR`: J&F of concept tracking (no
+    first mask), the names written into the report; --classes with another task is a one-line error."""
+    out = tmp_path / "report.json"
+    argv = ["eval", video_set, "--task", "video", "--classes", "red, green", "--model", f"sam3:{dirs['sam3_combined']}"]
+    code, _, err = run_cli([*argv, "--json", out, "--quiet"], capsys)
+    assert code == 0, err
+    report = json.loads(out.read_text())
+    assert report["config"] == {"classes": ["red", "green"]} and 0 <= report["J&F"] <= 100
+    code, _, err = run_cli(["eval", video_set, "--task", "semantic", "--classes", "red"], capsys)
+    assert code == 2 and "--classes applies to --task video" in err and err.strip().count("\n") == 0

@@ -83,6 +83,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--max-clicks", type=int, default=20, help="interactive: click budget (default: %(default)s)")
     ev.add_argument("--grounding", action="store_true", help="per image, only the classes in its ground truth")
     ev.add_argument(
+        "--classes",
+        help="video: track these names without a first mask (comma-separated; a concept tracker such as "
+        "--model sam3:DIR with a SAM 3 video checkpoint) instead of propagating each sequence's first mask",
+    )
+    ev.add_argument(
         "--stuff",
         help="panoptic/instance: comma-separated dataset classes to treat as stuff (default: with instances/ "
         "every class is a thing, without every class is stuff; 'background' is void)",
@@ -202,13 +207,14 @@ def run(args: argparse.Namespace) -> int:
         return _finish(args, report, proposals.format_recall(report))
     # the role a kind plays for the evaluated task (registry.TASK_ROLES): sam2:DIR is a click model for
     # NoC, a video checkpoint for J&F; sam3:DIR its exemplar prompts for few-shot
-    segmenter = load_segmenter(args, task=LOAD_TASKS.get(args.task))
+    tracked = video_classes(args)
+    segmenter = load_segmenter(args, task="track" if tracked else LOAD_TASKS.get(args.task))
     if args.pixel_weight is not None:
         set_pixel_weight(segmenter, args.pixel_weight)
     if args.task == "video":  # the video layout (images/<sequence>/<frame>), read by eval.video
         from omniseg.eval.video import evaluate_video, format_video
 
-        report = evaluate_video(segmenter, args.dataset, limit=args.limit, progress=not args.quiet)
+        report = evaluate_video(segmenter, args.dataset, limit=args.limit, progress=not args.quiet, classes=tracked)
         return _finish(args, report, format_video(report))
     dataset = open_dataset(args.dataset, args.images)
     if args.task == "incontext":
@@ -283,3 +289,15 @@ def _finish(args: argparse.Namespace, report: dict, table: str) -> int:
     if args.json:
         atomic_write_text(args.json, json.dumps(report, indent=2))
     return EXIT_OK
+
+
+def video_classes(args: argparse.Namespace) -> list[str] | None:
+    """The names ``--classes`` asks ``--task video`` to track (None: propagate the first masks)."""
+    if args.classes is None:
+        return None
+    if args.task != "video":
+        raise InputError("--classes applies to --task video (tracking names); other tasks read the dataset's classes")
+    names = [name.strip() for name in args.classes.split(",")]
+    if not all(names):
+        raise InputError(f"--classes {args.classes!r} has an empty name")
+    return names
