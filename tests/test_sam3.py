@@ -25,14 +25,8 @@ NAMES = ["car", "sky", "red car", "road", "a tree", "person on a bike"]
 
 
 @pytest.fixture(scope="module")
-def sam3_dir(tmp_path_factory):
-    with torch.random.fork_rng():
-        return tiny_hf16.make_sam3(tmp_path_factory.mktemp("sam3") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def backend(sam3_dir):
-    return Sam3Backend(sam3_dir, threshold=0.0)
+def backend(tiny_sam3_dir):
+    return Sam3Backend(tiny_sam3_dir, threshold=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +88,9 @@ def test_instances_equal_transformers_pipeline(backend, images, which):
         assert_same(ours, label, reference(backend, image, name, threshold))
 
 
-def test_batched_prompts_equal_one_by_one(sam3_dir, images):
-    batched = Sam3Backend(sam3_dir, prompt_batch=4, threshold=0.0)
-    single = Sam3Backend(sam3_dir, prompt_batch=1, threshold=0.0)
+def test_batched_prompts_equal_one_by_one(tiny_sam3_dir, images):
+    batched = Sam3Backend(tiny_sam3_dir, prompt_batch=4, threshold=0.0)
+    single = Sam3Backend(tiny_sam3_dir, prompt_batch=1, threshold=0.0)
     image = images[1]
     threshold = middle_threshold(single.segment(image, NAMES).scores)
     a, b = batched.segment(image, NAMES, threshold=threshold), single.segment(image, NAMES, threshold=threshold)
@@ -127,8 +121,8 @@ def test_mask_head_only_for_prompts_with_a_detection(backend, images, monkeypatc
     assert backend.decode(encoding, prompts, 1.0).pred_masks is None  # nothing can score above 1
 
 
-def test_image_encoded_once_and_texts_cached(sam3_dir, images, monkeypatch):
-    backend = Sam3Backend(sam3_dir, prompt_batch=4)
+def test_image_encoded_once_and_texts_cached(tiny_sam3_dir, images, monkeypatch):
+    backend = Sam3Backend(tiny_sam3_dir, prompt_batch=4)
     calls = {"vision": 0, "text": 0, "decode": 0}
     for name, attr in (("vision", "get_vision_features"), ("text", "get_text_features")):
         real = getattr(backend.model, attr)
@@ -224,22 +218,22 @@ def test_loads_the_detector_of_a_combined_sam3_checkpoint(tmp_path, images):
 
 
 # ---------------------------------------------------------------------------------------- errors
-def test_bad_inputs_are_one_line_errors(sam3_dir, backend, images, tmp_path, monkeypatch):
+def test_bad_inputs_are_one_line_errors(tiny_sam3_dir, backend, images, tmp_path, monkeypatch):
     with pytest.raises(InputError):
         backend.segment(images[0], [])
     with pytest.raises(InputError):
         backend.segment(images[0], ["car", " "])
     with pytest.raises(InputError, match="unknown device"):
-        Sam3Backend(sam3_dir, device="banana")
+        Sam3Backend(tiny_sam3_dir, device="banana")
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="not available") as err:
-            Sam3Backend(sam3_dir, device="cuda")
+            Sam3Backend(tiny_sam3_dir, device="cuda")
         assert "\n" not in str(err.value)
     with pytest.raises(MissingResourceError, match="no directory"):
         Sam3Backend(tmp_path / "nope")
     partial = tmp_path / "partial"
     partial.mkdir()
-    (partial / "config.json").write_text((sam3_dir / "config.json").read_text())
+    (partial / "config.json").write_text((tiny_sam3_dir / "config.json").read_text())
     with pytest.raises(MissingResourceError, match="safetensors"):
         Sam3Backend(partial)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

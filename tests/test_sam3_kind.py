@@ -13,7 +13,6 @@ import torch
 from PIL import Image
 
 import omniseg
-import tiny_hf16
 from conftest import assert_one_line_error, run_cli
 from omniseg.errors import InputError, MissingResourceError
 from omniseg.source import ConceptSource
@@ -23,14 +22,8 @@ NAMES = ["car", "sky", "red car", "road"]
 
 
 @pytest.fixture(scope="module")
-def sam3_dir(tmp_path_factory):
-    with torch.random.fork_rng():
-        return tiny_hf16.make_sam3(tmp_path_factory.mktemp("sam3kind") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def seg(sam3_dir):
-    return omniseg.load(f"sam3:{sam3_dir}")
+def seg(tiny_sam3_dir):
+    return omniseg.load(f"sam3:{tiny_sam3_dir}")
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +91,8 @@ def test_panoptic_resolves_overlaps_and_merges_stuff(seg, image, cut):
     assert all(NAMES[i.label] in ("car", "red car") for i in instances.instances)  # stuff is never an object
 
 
-def test_encodes_image_and_prompts_once(sam3_dir, image, cut, monkeypatch):
-    seg = omniseg.load(f"sam3:{sam3_dir}")
+def test_encodes_image_and_prompts_once(tiny_sam3_dir, image, cut, monkeypatch):
+    seg = omniseg.load(f"sam3:{tiny_sam3_dir}")
     backend = seg.source.backend
     calls = {"image": 0, "text": 0}
     real_image, real_text = backend.model.get_vision_features, backend.model.get_text_features
@@ -119,8 +112,8 @@ def test_encodes_image_and_prompts_once(sam3_dir, image, cut, monkeypatch):
     assert calls == {"image": 1, "text": 1}
 
 
-def test_above_256_names_shortlist_and_uint16(sam3_dir, image):
-    seg = omniseg.load(f"sam3:{sam3_dir}")
+def test_above_256_names_shortlist_and_uint16(tiny_sam3_dir, image):
+    seg = omniseg.load(f"sam3:{tiny_sam3_dir}")
     seg.source.shortlist = 8
     names = [f"thing {i}" for i in range(300)]
     decoded = []
@@ -133,7 +126,7 @@ def test_above_256_names_shortlist_and_uint16(sam3_dir, image):
     assert (result.class_map() >= 0).any()
 
 
-def test_cli_segment_three_tasks(sam3_dir, tmp_path, capsys):
+def test_cli_segment_three_tasks(tiny_sam3_dir, tmp_path, capsys):
     picture = tmp_path / "in" / "street.png"
     picture.parent.mkdir()
     Image.fromarray((np.random.default_rng(2).random((40, 52, 3)) * 255).astype(np.uint8)).save(picture)
@@ -143,7 +136,7 @@ def test_cli_segment_three_tasks(sam3_dir, tmp_path, capsys):
         ("panoptic", ["street_panoptic.png", "street_panoptic.json"]),
     ):
         out = tmp_path / task
-        argv = ["segment", picture, "--model", f"sam3:{sam3_dir}", "--classes", "car,sky", "--task", task]
+        argv = ["segment", picture, "--model", f"sam3:{tiny_sam3_dir}", "--classes", "car,sky", "--task", task]
         code, _, err = run_cli([*argv, "--out", out, "--threshold", "0", "--quiet"], capsys)
         assert code == 0, err
         assert all((out / f).is_file() for f in files)
@@ -151,13 +144,13 @@ def test_cli_segment_three_tasks(sam3_dir, tmp_path, capsys):
     assert records and {r["category_name"] for r in records} <= {"car", "sky"}
 
 
-def test_cli_batch_resume_and_ray(sam3_dir, tmp_path, capsys):
+def test_cli_batch_resume_and_ray(tiny_sam3_dir, tmp_path, capsys):
     folder = tmp_path / "photos"
     folder.mkdir()
     rng = np.random.default_rng(4)
     for i in range(3):
         Image.fromarray((rng.random((36, 40 + i, 3)) * 255).astype(np.uint8)).save(folder / f"p{i}.png")
-    argv = ["batch", folder, "--model", f"sam3:{sam3_dir}", "--classes", "car,sky", "--threshold", "0.2"]
+    argv = ["batch", folder, "--model", f"sam3:{tiny_sam3_dir}", "--classes", "car,sky", "--threshold", "0.2"]
     code, _, err = run_cli([*argv, "--out", tmp_path / "a"], capsys)
     assert code == 0, err
     code, _, err = run_cli([*argv, "--out", tmp_path / "a", "--resume"], capsys)
@@ -169,10 +162,10 @@ def test_cli_batch_resume_and_ray(sam3_dir, tmp_path, capsys):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
-def test_cli_eval_semantic_and_grounding(sam3_dir, tiny_dataset, tmp_path, capsys):
+def test_cli_eval_semantic_and_grounding(tiny_sam3_dir, tiny_dataset, tmp_path, capsys):
     for extra in ([], ["--grounding"]):
         report_path = tmp_path / f"report{len(extra)}.json"
-        argv = ["eval", tiny_dataset, "--model", f"sam3:{sam3_dir}", "--limit", "2", "--json", report_path]
+        argv = ["eval", tiny_dataset, "--model", f"sam3:{tiny_sam3_dir}", "--limit", "2", "--json", report_path]
         code, out, err = run_cli([*argv, *extra, "--quiet"], capsys)
         assert code == 0, err
         report = json.loads(report_path.read_text())
@@ -197,34 +190,34 @@ def test_offline_missing_and_partial_directories(tmp_path, capsys, monkeypatch):
         omniseg.load("sam3:facebook/sam3")
 
 
-def test_old_transformers_is_one_line(sam3_dir, monkeypatch):
+def test_old_transformers_is_one_line(tiny_sam3_dir, monkeypatch):
     for module in ("transformers.models.sam3", "transformers.models.sam3.modeling_sam3"):
         monkeypatch.setitem(sys.modules, module, None)  # as if the release had no SAM 3
     with pytest.raises(MissingResourceError, match=r"transformers >= 5\.0\.0 \(Sam3Model; no 4\.x release") as err:
-        omniseg.load(f"sam3:{sam3_dir}")
+        omniseg.load(f"sam3:{tiny_sam3_dir}")
     assert "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize("command", ["segment", "batch", "eval", "serve"])
-def test_bad_or_absent_device_is_exit_2(command, sam3_dir, tiny_dataset, tmp_path, capsys):
+def test_bad_or_absent_device_is_exit_2(command, tiny_sam3_dir, tiny_dataset, tmp_path, capsys):
     picture = tmp_path / "x.png"
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(picture)
     job = [picture, "--classes", "car", "--out", tmp_path / "o"]
     head = {"segment": ["segment", *job], "batch": ["batch", *job], "eval": ["eval", tiny_dataset], "serve": ["serve"]}
     devices = ["banana", "cuda:0"] if not torch.cuda.is_available() else ["banana", "cuda:99"]
     for device in devices:
-        code, _, err = run_cli([*head[command], "--model", f"sam3:{sam3_dir}", "--device", device], capsys)
+        code, _, err = run_cli([*head[command], "--model", f"sam3:{tiny_sam3_dir}", "--device", device], capsys)
         assert_one_line_error(code, err)
         assert device.split(":")[0] in err
     with pytest.raises(InputError):
-        omniseg.load(f"sam3:{sam3_dir}", device="banana")
+        omniseg.load(f"sam3:{tiny_sam3_dir}", device="banana")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
-def test_segment_on_cuda(sam3_dir, tiny_model_dir, tmp_path, capsys):
+def test_segment_on_cuda(tiny_sam3_dir, tiny_model_dir, tmp_path, capsys):
     picture = tmp_path / "x.png"
     Image.fromarray((np.random.default_rng(1).random((40, 52, 3)) * 255).astype(np.uint8)).save(picture)
-    for model in (f"sam3:{sam3_dir}", str(tiny_model_dir)):
+    for model in (f"sam3:{tiny_sam3_dir}", str(tiny_model_dir)):
         for device in ("cpu", "cuda"):
             out = tmp_path / f"{device}-{len(model)}"
             argv = ["segment", picture, "--model", model, "--classes", "car,sky", "--task", "instance"]
@@ -236,8 +229,8 @@ def test_segment_on_cuda(sam3_dir, tiny_model_dir, tmp_path, capsys):
         assert np.allclose([r["score"] for r in cpu], [r["score"] for r in gpu], atol=1e-3)
 
 
-def test_prepare_encodes_the_vocabulary_before_the_first_image(sam3_dir, image, monkeypatch):
-    seg = omniseg.load(f"sam3:{sam3_dir}")
+def test_prepare_encodes_the_vocabulary_before_the_first_image(tiny_sam3_dir, image, monkeypatch):
+    seg = omniseg.load(f"sam3:{tiny_sam3_dir}")
     seg.source.shortlist = 4
     backend, calls = seg.source.backend, []
     real = backend.model.get_text_features

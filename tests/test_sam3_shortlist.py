@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-import tiny_hf16
 from omniseg.backends.sam3 import Sam3Backend
 from omniseg.backends.sam3_shortlist import fusion_affinity, segment_many, shortlist
 from omniseg.errors import InputError
@@ -16,10 +15,8 @@ VOCAB = [f"{a} {b}" for a in WORDS for b in WORDS[:6]][:300] + [f"thing {i}" for
 
 
 @pytest.fixture(scope="module")
-def backend(tmp_path_factory):
-    with torch.random.fork_rng():
-        directory = tiny_hf16.make_sam3(tmp_path_factory.mktemp("sam3") / "tiny")
-    return Sam3Backend(directory, prompt_batch=32, threshold=0.0)
+def backend(tiny_sam3_dir):
+    return Sam3Backend(tiny_sam3_dir, prompt_batch=32, threshold=0.0)
 
 
 @pytest.fixture(scope="module")
