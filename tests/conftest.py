@@ -164,6 +164,20 @@ def run_cli(argv, capsys) -> tuple[int, str, str]:
     return code, out, err
 
 
+def assert_batch_resumes_and_ray_matches(argv, out: Path, images: int, compared, capsys) -> None:
+    """``omniseg batch`` ``argv`` into out/a, resumed (every image already done), then through Ray into
+    out/b: the Ray worker rebuilds the source from the job's specs, so ``compared`` files are byte-equal."""
+    code, _, err = run_cli([*argv, "--out", out / "a"], capsys)
+    assert code == 0, err
+    code, _, err = run_cli([*argv, "--out", out / "a", "--resume"], capsys)
+    assert code == 0 and f"0 segmented, {images} already done" in err
+    pytest.importorskip("ray.data", reason="Ray Data not installed (pip install 'omniseg[ray]')")
+    code, _, err = run_cli([*argv, "--out", out / "b", "--workers", "1", "--ray"], capsys)
+    assert code == 0, err
+    for name in compared:
+        assert (out / "a" / name).read_bytes() == (out / "b" / name).read_bytes()
+
+
 def assert_one_line_error(code, err) -> None:
     """Bad input: exit 2 and exactly one 'omniseg: error:' line on stderr, no traceback."""
     assert code == 2

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 import omniseg
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_batch_resumes_and_ray_matches, assert_one_line_error, run_cli
 from omniseg.errors import InputError, MissingResourceError
 from omniseg.source import ConceptSource
 from transformers_reference import mask_iou, middle_threshold, reference
@@ -151,15 +151,7 @@ def test_cli_batch_resume_and_ray(tiny_sam3_dir, tmp_path, capsys):
     for i in range(3):
         Image.fromarray((rng.random((36, 40 + i, 3)) * 255).astype(np.uint8)).save(folder / f"p{i}.png")
     argv = ["batch", folder, "--model", f"sam3:{tiny_sam3_dir}", "--classes", "car,sky", "--threshold", "0.2"]
-    code, _, err = run_cli([*argv, "--out", tmp_path / "a"], capsys)
-    assert code == 0, err
-    code, _, err = run_cli([*argv, "--out", tmp_path / "a", "--resume"], capsys)
-    assert code == 0 and "0 segmented, 3 already done" in err
-    pytest.importorskip("ray.data", reason="Ray Data not installed (pip install 'omniseg[ray]')")
-    code, _, err = run_cli([*argv, "--out", tmp_path / "b", "--workers", "1", "--ray"], capsys)
-    assert code == 0, err
-    for name in ("p0.png", "p1.json", "p2_overlay.png"):
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert_batch_resumes_and_ray_matches(argv, tmp_path, 3, ("p0.png", "p1.json", "p2_overlay.png"), capsys)
 
 
 def test_cli_eval_semantic_and_grounding(tiny_sam3_dir, tiny_dataset, tmp_path, capsys):
