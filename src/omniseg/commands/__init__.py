@@ -142,5 +142,14 @@ def add_max_size_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def tracked_names(text: str) -> list[str]:
+    """The names ``--classes 'a, b'`` asks ``video`` / ``eval --task video`` to track; an empty one is
+    an InputError (a stray comma would otherwise track nothing under an empty label)."""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise InputError(f"--classes {text!r} has an empty name")
+    return names
+
+
 def positive_int(text: str) -> int:
     return _whole_number_at_least(text, 1)

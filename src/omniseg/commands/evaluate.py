@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from omniseg.commands import EXIT_OK
+from omniseg.commands import EXIT_OK, tracked_names
 from omniseg.commands.backend_args import add_model_arguments, load_segmenter
 from omniseg.commands.vocab import add_vocab_options, apply_vocab_options
 from omniseg.errors import InputError
@@ -297,7 +297,4 @@ def video_classes(args: argparse.Namespace) -> list[str] | None:
         return None
     if args.task != "video":
         raise InputError("--classes applies to --task video (tracking names); other tasks read the dataset's classes")
-    names = [name.strip() for name in args.classes.split(",")]
-    if not all(names):
-        raise InputError(f"--classes {args.classes!r} has an empty name")
-    return names
+    return tracked_names(args.classes)

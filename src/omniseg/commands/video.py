@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from omniseg.commands import EXIT_OK, plan_outputs
+from omniseg.commands import EXIT_OK, plan_outputs, tracked_names
 from omniseg.commands.backend_args import add_model_arguments, example_model_from_args, load_segmenter
 from omniseg.errors import InputError
 
@@ -68,9 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if args.context < 0:
         raise InputError(f"--context must be >= 0, got {args.context}")
     if args.classes is not None:
-        names = [n.strip() for n in args.classes.split(",")]
-        if not all(names):
-            raise InputError(f"--classes {args.classes!r} has an empty name")
+        names = tracked_names(args.classes)
         segmenter = load_segmenter(args, task="track")
         results: Iterator[IdMapResult] = segmenter.video(frames, classes=names)
     else:
