@@ -87,9 +87,10 @@ def object_question(segmenter: Segmenter, dataset: Dataset, roles: ClassRoles, m
 
 def sample_output(
     segmenter: Segmenter, vocab: EvalVocabulary, threshold: float | None
-) -> Callable[[Sample], Regions | Instances]:
-    """What the instance and panoptic evaluators read of a sample: the model's Regions, or a concept
-    source's instances of the evaluated categories above its detection score ``threshold``."""
-    if segmenter.concept_source is not None:
-        return lambda sample: segmenter.concepts(read_rgb(sample.image_path), vocab.vocabulary, threshold)
-    return lambda sample: segmenter.regions(read_rgb(sample.image_path))
+) -> Callable[[Sample], Instances] | None:
+    """What the instance and panoptic evaluators read of a sample besides the model's Regions (None:
+    those, evaluate_images' default): a concept source's instances of the evaluated categories above
+    its detection score ``threshold``."""
+    if segmenter.concept_source is None:
+        return None
+    return lambda sample: segmenter.concepts(read_rgb(sample.image_path), vocab.vocabulary, threshold)
