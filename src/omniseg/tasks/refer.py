@@ -139,8 +139,7 @@ def refer_regions(
     ``spatial`` ('left', 'right', 'top', 'bottom', 'center') keeps the one candidate at that side.
     Returns the merged binary mask at ``out_size`` (default: the image size) and the ranking.
     """
-    if not (math.isfinite(margin) and margin >= 0):
-        raise InputError(f"margin must be a finite number >= 0, got {margin}")
+    check_margin(margin)
     if spatial is not None and spatial not in {"left", "right", "top", "bottom", "center"}:
         raise InputError(f"unknown spatial hint {spatial!r}")
     phrase = torch.as_tensor(np.asarray(phrase_embedding), dtype=regions.embeddings.dtype).reshape(-1)
@@ -153,8 +152,7 @@ def refer_regions(
         present = torch.ones_like(present)
     order = [int(i) for i in torch.argsort(torch.where(present, sims, sims.new_tensor(-2.0)), descending=True)]
     ranking = [i for i in order if bool(present[i])]
-    best = float(sims[ranking[0]])
-    candidates = [i for i in ranking if float(sims[i]) >= best - margin][: max(1, max_regions)]
+    candidates = within_margin(ranking, sims, margin, max_regions)
     if spatial is not None and len(candidates) > 1:
         selected = [candidates[_pick_side(_centroids(regions.masks[candidates]), spatial)]]
     else:
@@ -181,6 +179,21 @@ def refer_regions(
         spatial=spatial,
         confidence=confidence,
     )
+
+
+def check_margin(margin: float) -> None:
+    """--margin is a score difference: finite and >= 0 (InputError otherwise)."""
+    if not (math.isfinite(margin) and margin >= 0):
+        raise InputError(f"margin must be a finite number >= 0, got {margin}")
+
+
+def within_margin(ranking: list[int], scores: torch.Tensor, margin: float, max_regions: int) -> list[int]:
+    """The ranked candidates scoring within ``margin`` of the best, at most ``max_regions`` (at least
+    one): what refer merges, for regions (cosine to the phrase) and concept instances (detection score)."""
+    if not ranking:
+        return []
+    best = float(scores[ranking[0]])
+    return [i for i in ranking if float(scores[i]) >= best - margin][: max(1, max_regions)]
 
 
 def region_confidence(regions: Regions, region: int, cosine: float, others: torch.Tensor | None) -> float:
@@ -243,13 +256,12 @@ def refer_concept(
     source's default) ranked by score, those within ``margin`` of the best merged (at most
     ``max_regions``); the confidence is the best score, and no instance is "not found" (an empty
     mask). Spatial words stay in the phrase, for the model to read."""
-    if not (math.isfinite(margin) and margin >= 0):
-        raise InputError(f"margin must be a finite number >= 0, got {margin}")
+    check_margin(margin)
     found = source.concepts(image, Vocabulary([[phrase]]), threshold)
     scores = found.scores.float().cpu()
     ranking = [int(i) for i in torch.argsort(scores, descending=True)]
     best = float(scores[ranking[0]]) if ranking else 0.0
-    selected = [i for i in ranking if float(scores[i]) >= best - margin][:max_regions]
+    selected = within_margin(ranking, scores, margin, max_regions)
     mask = np.zeros(image.shape[:2], bool)
     for i in selected:
         mask |= found.masks[i].cpu().numpy()
