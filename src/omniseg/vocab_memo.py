@@ -23,11 +23,10 @@ Vocabulary objects are never memoised: the caller owns them.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
+from omniseg.backends.caching import Recent
 from omniseg.vocab import Vocabulary
 
 SAMPLED_NAMES = 8  # names in a list's fingerprint besides its length (the first, the last, evenly between)
@@ -51,41 +50,22 @@ class VocabularyMemo:
 
     def __init__(self, size: int = 4) -> None:
         self.size = size
-        self._built: OrderedDict[Hashable, _Entry] = OrderedDict()
-        self._lock = threading.Lock()
+        self._built: Recent[_Entry] = Recent(size)
 
     def get(self, key: Hashable, build: Callable[[], Vocabulary]) -> Vocabulary:
         """The vocabulary memoised under ``key`` (a file's or a string's), else ``build()`` it and keep it."""
-        with self._lock:
-            entry = self._hit(key)
-        if entry is not None:
-            return entry.vocabulary
-        return self._keep(key, _Entry(build()))
+        return self._built.get(key, lambda: _Entry(build())).vocabulary
 
     def names(self, names: Sequence, build: Callable[[list[str]], Vocabulary]) -> Vocabulary:
         """The vocabulary of these names (compared element by element with the memo's own copy), else
         ``build(texts)`` from a fresh list of their ``str`` and keep that list as the copy."""
         given = names if isinstance(names, list) else list(names)
         key = _fingerprint(given)
-        with self._lock:
-            entry = self._hit(key)
+        entry = self._built.peek(key)
         if entry is not None:
             if entry.names == given:  # the same string objects: pointer comparisons only
                 return entry.vocabulary
         texts = [str(name) for name in given]  # a private copy: the caller's later edits cannot reach it
         if entry is not None and entry.names == texts:  # names that are not str, e.g. numpy strings
             return entry.vocabulary
-        return self._keep(key, _Entry(build(texts), texts))
-
-    def _hit(self, key: Hashable) -> _Entry | None:
-        entry = self._built.get(key)
-        if entry is not None:
-            self._built.move_to_end(key)
-        return entry
-
-    def _keep(self, key: Hashable, entry: _Entry) -> Vocabulary:
-        with self._lock:
-            self._built[key] = entry
-            while len(self._built) > self.size:
-                self._built.popitem(last=False)
-        return entry.vocabulary
+        return self._built.put(key, _Entry(build(texts), texts)).vocabulary

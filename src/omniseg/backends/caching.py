@@ -40,11 +40,19 @@ class Recent(Generic[Value]):
         self._lock = threading.Lock()
 
     def get(self, key: Hashable, compute: Callable[[], Value]) -> Value:
+        found = self.peek(key)
+        return found if found is not None else self.put(key, compute())
+
+    def peek(self, key: Hashable) -> Value | None:
+        """The value kept under ``key`` (now the most recent), or None."""
         with self._lock:
-            if key in self._values:
-                self._values.move_to_end(key)
-                return self._values[key]
-        value = compute()
+            if key not in self._values:
+                return None
+            self._values.move_to_end(key)
+            return self._values[key]
+
+    def put(self, key: Hashable, value: Value) -> Value:
+        """Keep ``value`` under ``key``, dropping the least recently used beyond ``size``; returns it."""
         with self._lock:
             self._values[key] = value
             while len(self._values) > self.size:
